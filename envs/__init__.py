@@ -1,0 +1,1 @@
+"""Gymnasium environments that wrap one ZO task instance as an MDP (papers/003)."""

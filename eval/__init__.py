@@ -1,0 +1,1 @@
+"""Evaluation command-line programs (python -m eval.<name>)."""

@@ -1,0 +1,35 @@
+"""l2l-zo: learned zeroth-order optimizers and the tuned hand-designed baselines they face.
+
+Quick tour::
+
+    import l2l
+    task = l2l.make_task("mnist_attack", split="test", index=3)
+    opt = l2l.make_optimizer("zo_adam", task="mnist_attack", q=20)
+    traj = l2l.run(opt, task, steps=200, seed=0)
+"""
+
+from l2l import optimizers, tasks
+from l2l.loading import load_optimizer
+from l2l.optimizers import make_optimizer, optimizer_names
+from l2l.oracle import NonFiniteLoss, Oracle, QueryBudgetExceeded
+from l2l.run import Trajectory, run
+from l2l.tasks import family_names, make_family, make_task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NonFiniteLoss",
+    "Oracle",
+    "QueryBudgetExceeded",
+    "Trajectory",
+    "__version__",
+    "family_names",
+    "load_optimizer",
+    "make_family",
+    "make_optimizer",
+    "make_task",
+    "optimizer_names",
+    "optimizers",
+    "run",
+    "tasks",
+]

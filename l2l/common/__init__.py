@@ -1,0 +1,1 @@
+"""Small pieces shared by the library, the training scripts and the evaluation scripts."""

@@ -1,0 +1,66 @@
+"""Dataclass configs as command lines: every field becomes a documented ``--flag``.
+
+A field documents itself with ``field(default=..., metadata={"help": "..."})``. Supported types:
+``int``, ``float``, ``str``, ``bool`` (``--flag`` / ``--no-flag``), ``X | None`` (``none`` on the
+command line), and ``Literal[...]`` (choices).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def doc_field(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field that carries its ``--help`` text."""
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def _converter(tp: Any, optional: bool):
+    def convert(text: str):
+        if optional and text.lower() == "none":
+            return None
+        return tp(text)
+
+    convert.__name__ = getattr(tp, "__name__", "value")
+    return convert
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one ``--kebab-name`` option per field of the dataclass ``cls``."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        tp, optional = _unwrap_optional(hints[f.name])
+        if tp is bool:
+            parser.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_text)
+        elif typing.get_origin(tp) is typing.Literal:
+            choices = list(typing.get_args(tp))
+            parser.add_argument(flag, default=default, choices=choices, help=f"{help_text} (default: %(default)s)")
+        else:
+            parser.add_argument(
+                flag, default=default, type=_converter(tp, optional), help=f"{help_text} (default: %(default)s)"
+            )
+
+
+def parse_config(cls: type[T], argv: list[str] | None = None, description: str | None = None) -> T:
+    """Parse ``argv`` into an instance of the dataclass ``cls`` (``--help`` lists every field)."""
+    parser = argparse.ArgumentParser(description=description or (cls.__doc__ or "").strip())
+    add_dataclass_arguments(parser, cls)
+    namespace = parser.parse_args(argv)
+    return cls(**vars(namespace))

@@ -1,0 +1,32 @@
+"""Load a saved optimizer (learned or policy-based) from its file, by the file's format."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from l2l.optimizers.base import ZOOptimizer
+
+_LOADERS: dict[str, Callable[[Path], ZOOptimizer]] = {}
+
+
+def register_loader(suffix: str) -> Callable[[Callable[[Path], ZOOptimizer]], Callable[[Path], ZOOptimizer]]:
+    """Register a loader for files ending in ``suffix`` (e.g. ``.pt``)."""
+
+    def deco(fn: Callable[[Path], ZOOptimizer]) -> Callable[[Path], ZOOptimizer]:
+        _LOADERS[suffix] = fn
+        return fn
+
+    return deco
+
+
+def load_optimizer(path: str | os.PathLike) -> ZOOptimizer:
+    """A frozen optimizer from a checkpoint file; it needs nothing but the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no optimizer checkpoint at {str(path)!r}")
+    if path.suffix not in _LOADERS:
+        known = ", ".join(sorted(_LOADERS)) or "none yet"
+        raise ValueError(f"cannot load {str(path)!r}: no loader for {path.suffix!r} files (known: {known})")
+    return _LOADERS[path.suffix](path)

@@ -1,0 +1,108 @@
+"""The ZO optimizer protocol and the shared machinery of estimate-then-update optimizers."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from l2l.estimators import Estimate, EstimatorSpec, Objective
+
+
+@dataclass
+class ZOState:
+    """Everything an optimizer carries between steps.
+
+    Attributes:
+        x: the current iterate, [d].
+        rng: the generator that draws this run's query directions.
+        step: number of steps taken.
+        fx: f at the iterate before the last step, when the step evaluated it (else None).
+        slots: optimizer-specific tensors (Adam moments, RNN states, ...).
+    """
+
+    x: torch.Tensor
+    rng: torch.Generator
+    step: int = 0
+    fx: torch.Tensor | None = None
+    slots: dict[str, Any] = field(default_factory=dict)
+
+
+class ZOOptimizer(abc.ABC):
+    """A zeroth-order optimizer: ``init(x0, seed) -> state``, then ``step(state, oracle) -> state``.
+
+    ``step`` reaches the objective only through ``oracle`` (a counted black box) and must not spend
+    more than :meth:`queries_per_step` queries, so that ``l2l.run`` can stop before a budget is hit.
+    """
+
+    #: registry name, set by ``register_optimizer``
+    name: str = ""
+
+    def init(self, x0: torch.Tensor, seed: int = 0) -> ZOState:
+        """A fresh state at ``x0``; ``seed`` fixes every random choice of the run."""
+        if x0.dim() != 1:
+            raise ValueError(f"x0 must be a vector [d]; got shape {tuple(x0.shape)}")
+        state = ZOState(x=x0.detach().clone(), rng=torch.Generator().manual_seed(int(seed)))
+        self.init_slots(state)
+        return state
+
+    def init_slots(self, state: ZOState) -> None:  # noqa: B027 - optional hook
+        """Fill ``state.slots``; optimizers without extra state need not override it."""
+
+    @abc.abstractmethod
+    def step(self, state: ZOState, oracle: Objective) -> ZOState:
+        """One optimization step through ``oracle``; returns the updated state."""
+
+    @abc.abstractmethod
+    def queries_per_step(self, dim: int) -> int:
+        """Queries one step uses on a d-dimensional task."""
+
+    def config(self) -> dict:
+        """The constructor arguments that reproduce this optimizer (JSON-friendly)."""
+        return {}
+
+
+def lr_from_delta(delta: float, dim: int) -> float:
+    """The papers/002 convention: a learning rate of delta / d."""
+    return delta / dim
+
+
+@dataclass
+class GradientEstimateOptimizer(ZOOptimizer):
+    """Estimate the gradient with an :class:`EstimatorSpec`, then apply :meth:`update`.
+
+    Args:
+        delta: step-size constant; the learning rate is delta / d (papers/002 sec. 4).
+        q: query directions per step.
+        mu: finite-difference smoothing radius.
+        estimator: estimator kind (``gaussian``, ``sphere``, ``antithetic`` or ``coordinate``).
+    """
+
+    delta: float = 1.0
+    q: int = 20
+    mu: float = 1e-4
+    estimator: str = "gaussian"
+
+    def __post_init__(self) -> None:
+        if not self.delta > 0:
+            raise ValueError(f"delta={self.delta!r} must be > 0 (the learning rate is delta / d)")
+        self.spec = EstimatorSpec(kind=self.estimator, q=self.q, mu=self.mu)
+
+    def queries_per_step(self, dim: int) -> int:
+        return self.spec.queries_per_step(dim)
+
+    def step(self, state: ZOState, oracle: Objective) -> ZOState:
+        est = self.spec.estimate(oracle, state.x, state.rng)
+        state.x = self.update(state, est, lr_from_delta(self.delta, state.x.shape[0]))
+        state.fx = est.fx
+        state.step += 1
+        return state
+
+    @abc.abstractmethod
+    def update(self, state: ZOState, est: Estimate, lr: float) -> torch.Tensor:
+        """The next iterate from the current state and the gradient estimate."""
+
+    def config(self) -> dict:
+        return asdict(self)

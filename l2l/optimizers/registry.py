@@ -1,0 +1,85 @@
+"""Hand-designed optimizers looked up by name, with their tuned hyperparameters.
+
+Tuned values live in one versioned file, ``tuned.json`` beside this module, written by
+``python -m eval.tune``. ``make_optimizer(name, task=...)`` starts from the class defaults, applies the
+values tuned for that task, then the caller's overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from l2l.optimizers.base import ZOOptimizer
+
+TUNED_PATH = Path(__file__).with_name("tuned.json")
+TUNED_FORMAT = 1
+
+_OPTIMIZERS: dict[str, type[ZOOptimizer]] = {}
+
+
+def register_optimizer(name: str) -> Callable[[type[ZOOptimizer]], type[ZOOptimizer]]:
+    """Class decorator: make an optimizer constructible by ``make_optimizer(name)``."""
+
+    def deco(cls: type[ZOOptimizer]) -> type[ZOOptimizer]:
+        if name in _OPTIMIZERS:
+            raise ValueError(f"optimizer {name!r} is already registered")
+        cls.name = name
+        _OPTIMIZERS[name] = cls
+        return cls
+
+    return deco
+
+
+def optimizer_names() -> list[str]:
+    return sorted(_OPTIMIZERS)
+
+
+def optimizer_class(name: str) -> type[ZOOptimizer]:
+    if name not in _OPTIMIZERS:
+        raise KeyError(f"unknown optimizer {name!r}; registered optimizers: {', '.join(optimizer_names())}")
+    return _OPTIMIZERS[name]
+
+
+@lru_cache(maxsize=4)
+def _read_tuned(path: str, mtime: float) -> dict:
+    data = json.loads(Path(path).read_text())
+    if data.get("format") != TUNED_FORMAT:
+        raise ValueError(f"{path} has format {data.get('format')!r}; this version reads format {TUNED_FORMAT}")
+    return data
+
+
+def load_tuned(path: Path = TUNED_PATH) -> dict:
+    """The whole tuned-values file (``{"format": 1, "tasks": {task: {optimizer: params}}}``)."""
+    if not path.exists():
+        return {"format": TUNED_FORMAT, "tasks": {}}
+    return _read_tuned(str(path), path.stat().st_mtime)
+
+
+def tuned_params(name: str, task: str | None) -> dict[str, Any]:
+    """The hyperparameters tuned for optimizer ``name`` on ``task`` ({} when none were tuned)."""
+    if task is None:
+        return {}
+    entry = load_tuned()["tasks"].get(task, {}).get(name, {})
+    return dict(entry.get("params", {}))
+
+
+def make_optimizer(name: str, task: str | None = None, **overrides: Any) -> ZOOptimizer:
+    """A hand-designed optimizer by name.
+
+    Args:
+        name: a registered name (see :func:`optimizer_names`).
+        task: a task family name whose tuned hyperparameters to use; None for the class defaults.
+        **overrides: hyperparameters that win over the tuned ones (e.g. ``q=20``).
+    """
+    cls = optimizer_class(name)
+    params = {**tuned_params(name, task), **overrides}
+    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise TypeError(f"optimizer {name!r} has no parameter(s) {unknown}; its parameters are {sorted(fields)}")
+    return cls(**params)

@@ -1,0 +1,104 @@
+"""Run one optimizer on one task instance and record its trajectory."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from l2l.oracle import Oracle
+from l2l.optimizers.base import ZOOptimizer
+from l2l.tasks.base import Task
+
+#: offset between the seed of an optimizer's own randomness and the seed of the minibatch stream,
+#: so the two streams never coincide
+BATCH_SEED_OFFSET = 7_919
+
+
+@dataclass
+class Trajectory:
+    """What one run did.
+
+    Attributes:
+        losses: full-objective loss f(x_k) for k = 0..K (starting with f(x0)).
+        queries: cumulative oracle queries spent to reach x_k, same length as ``losses``.
+        success_step: first k whose iterate solves the task, or None.
+        success_query: ``queries[success_step]``, or None. Checking success is not charged: the next
+            step's base query f(x_k) reveals it (add 1 for a separate check query).
+        x: the final iterate.
+        wall_s: wall-clock seconds of the run.
+    """
+
+    losses: list[float] = field(default_factory=list)
+    queries: list[int] = field(default_factory=list)
+    success_step: int | None = None
+    success_query: int | None = None
+    x: torch.Tensor | None = None
+    wall_s: float = 0.0
+
+    @property
+    def steps(self) -> int:
+        return len(self.losses) - 1
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[-1]
+
+
+def _record(traj: Trajectory, task: Task, x: torch.Tensor, queries: int) -> None:
+    """Append the full-objective loss at ``x``; an uncounted measurement, not an optimizer query."""
+    with torch.no_grad():
+        X = x.unsqueeze(0)
+        traj.losses.append(float(task.loss(X)[0]))
+        traj.queries.append(queries)
+        if traj.success_step is None:
+            ok = task.success(X)
+            if ok is not None and bool(ok[0]):
+                traj.success_step = len(traj.losses) - 1
+                traj.success_query = queries
+
+
+def run(
+    optimizer: ZOOptimizer,
+    task: Task,
+    steps: int,
+    budget: int | None = None,
+    seed: int = 0,
+    stop_at_success: bool = False,
+) -> Trajectory:
+    """Optimize ``task`` with ``optimizer`` for ``steps`` steps through a counted oracle.
+
+    With a ``budget``, the run stops cleanly before the first step that would exceed it and returns the
+    trajectory so far. The same ``seed`` (and torch thread count) gives the same trajectory; on
+    stochastic tasks it also fixes the minibatch sequence, so optimizers compared under one seed see
+    the same minibatches.
+
+    Args:
+        optimizer: any object with the ``init``/``step``/``queries_per_step`` protocol.
+        task: the problem instance.
+        steps: the most optimizer steps to take.
+        budget: the most oracle queries, or None.
+        seed: seeds the optimizer's randomness and the minibatch stream.
+        stop_at_success: stop at the first successful iterate.
+    """
+    if steps < 0:
+        raise ValueError(f"steps={steps} must be >= 0")
+    start = time.perf_counter()
+    oracle = Oracle(task, budget)
+    batch_rng = torch.Generator().manual_seed(int(seed) + BATCH_SEED_OFFSET)
+    state = optimizer.init(task.x0(), seed=seed)
+    traj = Trajectory()
+    _record(traj, task, state.x, 0)
+    cost = optimizer.queries_per_step(task.dim)
+    for _ in range(steps):
+        if stop_at_success and traj.success_step is not None:
+            break
+        if budget is not None and oracle.queries + cost > budget:
+            break
+        oracle.set_batch(task.sample_batch(batch_rng))
+        state = optimizer.step(state, oracle)
+        _record(traj, task, state.x, oracle.queries)
+    traj.x = state.x.detach().clone()
+    traj.wall_s = time.perf_counter() - start
+    return traj

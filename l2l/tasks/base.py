@@ -1,0 +1,116 @@
+"""The two task interfaces: one problem instance (``Task``) and a family of them (``TaskFamily``)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import torch
+
+SPLITS = ("train", "val", "test")
+
+
+class Task(abc.ABC):
+    """One zeroth-order problem instance: minimize ``loss(x)`` over ``x`` in R^dim.
+
+    ``loss`` is written in torch and is differentiable; evaluation code reaches it only through an
+    :class:`l2l.oracle.Oracle`, which counts queries and blocks gradients. Learned optimizers use the
+    autograd path at training time only.
+
+    Stochastic tasks (minibatch losses) return a batch from :meth:`sample_batch`; all q+1 queries of
+    one optimizer step share that batch. ``loss(X, batch=None)`` is the full objective, which is what
+    trajectories report.
+    """
+
+    #: registry name of the family this instance belongs to ("" for a hand-built task)
+    family: str = ""
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """Number of optimization variables d."""
+
+    @abc.abstractmethod
+    def x0(self) -> torch.Tensor:
+        """The starting point, a float32 tensor of shape [d] (a fresh copy on every call)."""
+
+    @abc.abstractmethod
+    def loss(self, X: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
+        """Loss of each row of ``X`` [B, d] -> [B]; ``batch`` selects a minibatch on stochastic tasks."""
+
+    def success(self, X: torch.Tensor) -> torch.Tensor | None:
+        """Whether each row of ``X`` solves the task (e.g. fools the classifier); None if undefined."""
+        return None
+
+    def sample_batch(self, generator: torch.Generator) -> torch.Tensor | None:
+        """A fresh minibatch (index tensor) for one optimizer step; None for deterministic tasks."""
+        return None
+
+    def describe(self) -> dict:
+        """A JSON-friendly description of the instance, for logs and checkpoints."""
+        return {"family": self.family, "dim": self.dim}
+
+
+class TaskFamily(abc.ABC):
+    """A family of task instances with disjoint train / val / test splits.
+
+    Model selection (learned-optimizer checkpoints, baseline learning rates) uses ``val``; ``test`` is
+    only for final reports.
+    """
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def split_size(self, split: str) -> int:
+        """Number of instances in ``split``."""
+
+    @abc.abstractmethod
+    def instance(self, split: str, index: int) -> Task:
+        """Instance ``index`` of ``split``."""
+
+    def instances(self, split: str, limit: int | None = None) -> list[Task]:
+        """The first ``limit`` (default: all) instances of ``split``, in a fixed order."""
+        n = self.split_size(check_split(split))
+        if limit is not None:
+            if limit < 1:
+                raise ValueError(f"limit={limit} must be >= 1 (or None for the whole split)")
+            if limit > n:
+                raise ValueError(
+                    f"limit={limit} exceeds the {n} instances of the {split!r} split of {self.name!r}; "
+                    f"ask for at most {n}"
+                )
+            n = limit
+        return [self.instance(split, i) for i in range(n)]
+
+    def check_index(self, split: str, index: int) -> None:
+        n = self.split_size(check_split(split))
+        if not 0 <= index < n:
+            raise IndexError(
+                f"index={index} is outside the {split!r} split of {self.name!r}, which has {n} instances "
+                f"(valid: 0..{n - 1})"
+            )
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    return split
+
+
+def check_rows(X: torch.Tensor, dim: int, what: str = "X") -> torch.Tensor:
+    """Validate a batch of points: returns ``X`` as [B, dim], promoting a single [dim] vector."""
+    if not isinstance(X, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(X).__name__}")
+    if X.dim() == 1:
+        X = X.unsqueeze(0)
+    if X.dim() != 2 or X.shape[1] != dim:
+        raise ValueError(f"{what} has shape {tuple(X.shape)}; expected [B, {dim}] or [{dim}] for this task")
+    return X
+
+
+def split_counts(total: int, sizes: Sequence[int | None]) -> list[int]:
+    """Resolve split sizes where ``None`` means 'all that remain'."""
+    fixed = sum(s for s in sizes if s is not None)
+    if fixed > total:
+        raise ValueError(f"split sizes {list(sizes)} need {fixed} items but only {total} exist")
+    return [total - fixed if s is None else s for s in sizes]

@@ -1,0 +1,1 @@
+"""Training command-line programs (python -m train.<name>)."""
