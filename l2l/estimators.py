@@ -133,14 +133,15 @@ class EstimatorSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in ESTIMATOR_KINDS:
-            raise ValueError(f"unknown estimator kind {self.kind!r}; choose one of {', '.join(ESTIMATOR_KINDS)}")
+            known = ", ".join(ESTIMATOR_KINDS)
+            raise ValueError(f"unknown estimator kind {self.kind!r}; choose one of {known}")
         check_q(self.q)
         check_mu(self.mu)
 
     def queries_per_step(self, dim: int) -> int:
-        return {"gaussian": self.q + 1, "sphere": self.q + 1, "antithetic": 2 * self.q, "coordinate": 2 * dim}[
-            self.kind
-        ]
+        forward = self.q + 1
+        costs = {"gaussian": forward, "sphere": forward, "antithetic": 2 * self.q, "coordinate": 2 * dim}
+        return costs[self.kind]
 
     def estimate(
         self, f: Objective, x: torch.Tensor, generator: torch.Generator, std: torch.Tensor | None = None

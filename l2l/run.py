@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from l2l.oracle import Oracle
 from l2l.optimizers.base import ZOOptimizer
+from l2l.oracle import Oracle
 from l2l.tasks.base import Task
 
 #: offset between the seed of an optimizer's own randomness and the seed of the minibatch stream,
@@ -49,14 +49,12 @@ class Trajectory:
 def _record(traj: Trajectory, task: Task, x: torch.Tensor, queries: int) -> None:
     """Append the full-objective loss at ``x``; an uncounted measurement, not an optimizer query."""
     with torch.no_grad():
-        X = x.unsqueeze(0)
-        traj.losses.append(float(task.loss(X)[0]))
+        loss, ok = task.loss_and_success(x.unsqueeze(0))
+        traj.losses.append(float(loss[0]))
         traj.queries.append(queries)
-        if traj.success_step is None:
-            ok = task.success(X)
-            if ok is not None and bool(ok[0]):
-                traj.success_step = len(traj.losses) - 1
-                traj.success_query = queries
+        if traj.success_step is None and ok is not None and bool(ok[0]):
+            traj.success_step = len(traj.losses) - 1
+            traj.success_query = queries
 
 
 def run(

@@ -14,6 +14,7 @@ import typing
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+DEFAULT = "(default: %(default)s)"
 
 
 def doc_field(default: Any, help: str, **kwargs: Any) -> Any:
@@ -44,17 +45,17 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         tp, optional = _unwrap_optional(hints[f.name])
         if tp is bool:
             parser.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_text)
         elif typing.get_origin(tp) is typing.Literal:
             choices = list(typing.get_args(tp))
-            parser.add_argument(flag, default=default, choices=choices, help=f"{help_text} (default: %(default)s)")
+            parser.add_argument(flag, default=default, choices=choices, help=f"{help_text} {DEFAULT}")
         else:
             parser.add_argument(
-                flag, default=default, type=_converter(tp, optional), help=f"{help_text} (default: %(default)s)"
+                flag, default=default, type=_converter(tp, optional), help=f"{help_text} {DEFAULT}"
             )
 
 

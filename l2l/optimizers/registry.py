@@ -49,7 +49,8 @@ def optimizer_class(name: str) -> type[ZOOptimizer]:
 def _read_tuned(path: str, mtime: float) -> dict:
     data = json.loads(Path(path).read_text())
     if data.get("format") != TUNED_FORMAT:
-        raise ValueError(f"{path} has format {data.get('format')!r}; this version reads format {TUNED_FORMAT}")
+        found = data.get("format")
+        raise ValueError(f"{path} has format {found!r}; this version reads format {TUNED_FORMAT}")
     return data
 
 
@@ -81,5 +82,5 @@ def make_optimizer(name: str, task: str | None = None, **overrides: Any) -> ZOOp
     fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
     unknown = sorted(set(params) - fields)
     if unknown:
-        raise TypeError(f"optimizer {name!r} has no parameter(s) {unknown}; its parameters are {sorted(fields)}")
+        raise TypeError(f"optimizer {name!r} has no parameter(s) {unknown}; its parameters: {sorted(fields)}")
     return cls(**params)

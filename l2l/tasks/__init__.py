@@ -1,12 +1,16 @@
 """Problem families and instances, looked up by name (``make_family``, ``make_task``)."""
 
-from l2l.tasks import quadratic  # noqa: F401  (registration)
+from l2l.tasks import binary, mnist_attack, quadratic  # noqa: F401  (registration)
+from l2l.tasks.attack import AttackTask
 from l2l.tasks.base import SPLITS, Task, TaskFamily
+from l2l.tasks.binary import BinaryClassificationTask
 from l2l.tasks.quadratic import QuadraticTask
 from l2l.tasks.registry import family_names, make_family, make_task, register_family
 
 __all__ = [
     "SPLITS",
+    "AttackTask",
+    "BinaryClassificationTask",
     "QuadraticTask",
     "Task",
     "TaskFamily",

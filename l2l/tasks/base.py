@@ -42,6 +42,10 @@ class Task(abc.ABC):
         """Whether each row of ``X`` solves the task (e.g. fools the classifier); None if undefined."""
         return None
 
+    def loss_and_success(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Full-objective loss and success of each row; tasks override it to share one model pass."""
+        return self.loss(X), self.success(X)
+
     def sample_batch(self, generator: torch.Generator) -> torch.Tensor | None:
         """A fresh minibatch (index tensor) for one optimizer step; None for deterministic tasks."""
         return None

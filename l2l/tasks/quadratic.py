@@ -58,7 +58,7 @@ class QuadraticFamily(TaskFamily):
     def __init__(self, dim: int = 10, sizes: tuple[int, int, int] = (32, 8, 8), seed: int = 0):
         if dim < 1:
             raise ValueError(f"dim={dim} must be >= 1")
-        self.dim, self.sizes, self.seed = dim, dict(zip(("train", "val", "test"), sizes)), seed
+        self.dim, self.sizes, self.seed = dim, dict(zip(("train", "val", "test"), sizes, strict=True)), seed
 
     def split_size(self, split: str) -> int:
         return self.sizes[split]

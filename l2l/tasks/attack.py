@@ -1,0 +1,80 @@
+"""Untargeted black-box attack on one image of any torch classifier (papers/002 app. A.1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from l2l.tasks.base import Task, check_rows
+
+
+class AttackTask(Task):
+    """Find a small perturbation that changes a classifier's top class.
+
+    The variable is the flattened perturbation delta (x0 = 0). The attacked image is
+    ``clamp(image + delta, 0, 1)``, so every query stays in the valid image box, and the loss is
+
+        max{log p_t(x) - max_{j != t} log p_j(x), -kappa} + c * ||x - image||_1
+
+    with the L1 distortion charged on the clamped perturbation (as the official ZO-L2L code does).
+    Success: the top class of x is not t.
+
+    Args:
+        model: any torch classifier returning logits [B, classes]; it is used in eval mode.
+        image: the clean image, any shape the model takes per example (e.g. [1, 28, 28]), in [0, 1].
+        label: the true class t.
+        c: weight of the L1 distortion.
+        kappa: confidence margin (0: stop pushing once misclassified).
+    """
+
+    def __init__(self, model: nn.Module, image: torch.Tensor, label: int, c: float = 0.1, kappa: float = 0.0):
+        if c < 0 or kappa < 0:
+            raise ValueError(f"c={c} and kappa={kappa} must both be >= 0")
+        if image.min() < 0 or image.max() > 1:
+            lo, hi = float(image.min()), float(image.max())
+            raise ValueError(f"image values must lie in [0, 1]; got [{lo}, {hi}] (scale pixels by 1/255?)")
+        self.model = model.eval()
+        self.image = image.detach().float()
+        self.label = int(label)
+        self.c, self.kappa = float(c), float(kappa)
+
+    @property
+    def dim(self) -> int:
+        return self.image.numel()
+
+    def x0(self) -> torch.Tensor:
+        return torch.zeros(self.dim)
+
+    def adversarial(self, X: torch.Tensor) -> torch.Tensor:
+        """The attacked images for perturbation rows ``X`` [B, d] -> [B, *image.shape]."""
+        X = check_rows(X, self.dim)
+        return (self.image.unsqueeze(0) + X.view(-1, *self.image.shape)).clamp(0.0, 1.0)
+
+    def _margin_and_logits(self, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(adv)
+        logp = F.log_softmax(logits, dim=1)
+        others = logp.clone()
+        others[:, self.label] = float("-inf")
+        return logp[:, self.label] - others.max(dim=1).values, logits
+
+    def _loss_from(self, adv: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+        distortion = (adv - self.image.unsqueeze(0)).abs().flatten(1).sum(dim=1)
+        return margin.clamp_min(-self.kappa) + self.c * distortion
+
+    def loss(self, X: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
+        adv = self.adversarial(X)
+        margin, _ = self._margin_and_logits(adv)
+        return self._loss_from(adv, margin)
+
+    def success(self, X: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(self.adversarial(X)).argmax(dim=1) != self.label
+
+    def loss_and_success(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        adv = self.adversarial(X)
+        margin, logits = self._margin_and_logits(adv)
+        return self._loss_from(adv, margin), logits.argmax(dim=1) != self.label
+
+    def describe(self) -> dict:
+        return {**super().describe(), "label": self.label, "c": self.c, "kappa": self.kappa}
