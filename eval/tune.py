@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 import l2l
+from eval.headtohead import run_grid
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import write_json_atomic
 from l2l.optimizers.registry import TUNED_FORMAT, TUNED_PATH, load_tuned, optimizer_class
@@ -28,6 +29,8 @@ LOG_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 LINEAR_FACTORS = (0.25, 0.5, 0.75, 1.25, 1.5, 2.0, 3.0, 5.0)
 BETA1_GRID = (0.9, 0.99)
 BETA2_GRID = (0.99, 0.996, 0.999)
+#: tuning runs use seeds far from eval.compare's, so no comparison reuses a tuning run's randomness
+TUNE_SEED_OFFSET = 1_000_003
 
 
 @dataclass
@@ -48,17 +51,20 @@ class TuneConfig:
 
 
 def score(name: str, params: dict, tasks: list[Task], cfg: TuneConfig) -> float:
-    """Mean final loss of ``name`` with ``params`` over the tuning runs (inf if a run diverges)."""
-    total = 0.0
-    for i, task in enumerate(tasks):
-        for trial in range(cfg.trials):
-            opt = l2l.make_optimizer(name, **params)
-            try:
-                traj = l2l.run(opt, task, cfg.steps, seed=cfg.seed + 1_000_003 + 1000 * i + trial)
-            except l2l.NonFiniteLoss:
-                return math.inf
-            total += traj.final_loss if math.isfinite(traj.final_loss) else math.inf
-    return total / (len(tasks) * cfg.trials)
+    """Mean final loss of ``name`` with ``params`` over the tuning runs (inf if a run diverges to NaN)."""
+    try:
+        records = run_grid(
+            [(name, l2l.make_optimizer(name, **params))],
+            tasks,
+            trials=cfg.trials,
+            steps=cfg.steps,
+            seed=cfg.seed + TUNE_SEED_OFFSET,
+            progress=False,
+        )
+    except l2l.NonFiniteLoss:
+        return math.inf
+    finals = [r.trajectory.final_loss for r in records]
+    return sum(finals) / len(finals) if all(math.isfinite(f) for f in finals) else math.inf
 
 
 def best_of(name: str, candidates: list[dict], tasks: list[Task], cfg: TuneConfig, log: list, bar) -> dict:

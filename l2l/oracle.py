@@ -12,7 +12,7 @@ class QueryBudgetExceeded(RuntimeError):
 
 
 class NonFiniteLoss(FloatingPointError):
-    """Raised when a task returns NaN for a query: optimizing on NaN silently corrupts every result."""
+    """Raised when a task returns NaN or inf: optimizing on it silently corrupts every result."""
 
 
 class Oracle:
@@ -65,10 +65,10 @@ class Oracle:
         self.calls += 1
         with torch.no_grad():
             values = self.task.loss(X.detach(), self._batch).detach()
-        if torch.isnan(values).any():
-            bad = int(torch.isnan(values).sum())
+        if not torch.isfinite(values).all():
+            bad = int((~torch.isfinite(values)).sum())
             raise NonFiniteLoss(
-                f"the task {type(self.task).__name__} returned NaN for {bad} of {n} queried rows; "
+                f"the task {type(self.task).__name__} returned NaN or inf for {bad} of {n} queried rows; "
                 "check the iterate (did the step size blow up?) and the task's inputs"
             )
         return values

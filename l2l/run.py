@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import torch
@@ -10,10 +11,6 @@ import torch
 from l2l.optimizers.base import ZOOptimizer
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task
-
-#: offset between the seed of an optimizer's own randomness and the seed of the minibatch stream,
-#: so the two streams never coincide
-BATCH_SEED_OFFSET = 7_919
 
 
 @dataclass
@@ -46,8 +43,14 @@ class Trajectory:
         return self.losses[-1]
 
 
-def _record(traj: Trajectory, task: Task, x: torch.Tensor, queries: int) -> None:
-    """Append the full-objective loss at ``x``; an uncounted measurement, not an optimizer query."""
+def batch_seed(seed: int) -> int:
+    """The minibatch stream's seed: a hash of the run seed, so it matches no run's optimizer seed."""
+    return zlib.crc32(f"minibatches/{seed}".encode())
+
+
+def _record(traj: Trajectory, oracle: Oracle, x: torch.Tensor) -> None:
+    """Append the full-objective loss at ``x``: the experimenter's measurement, not a query."""
+    task, queries = oracle.task, oracle.queries
     with torch.no_grad():
         loss, ok = task.loss_and_success(x.unsqueeze(0))
         traj.losses.append(float(loss[0]))
@@ -84,10 +87,10 @@ def run(
         raise ValueError(f"steps={steps} must be >= 0")
     start = time.perf_counter()
     oracle = Oracle(task, budget)
-    batch_rng = torch.Generator().manual_seed(int(seed) + BATCH_SEED_OFFSET)
+    batch_rng = torch.Generator().manual_seed(batch_seed(seed))
     state = optimizer.init(task.x0(), seed=seed)
     traj = Trajectory()
-    _record(traj, task, state.x, 0)
+    _record(traj, oracle, state.x)
     cost = optimizer.queries_per_step(task.dim)
     for _ in range(steps):
         if stop_at_success and traj.success_step is not None:
@@ -96,7 +99,7 @@ def run(
             break
         oracle.set_batch(task.sample_batch(batch_rng))
         state = optimizer.step(state, oracle)
-        _record(traj, task, state.x, oracle.queries)
+        _record(traj, oracle, state.x)
     traj.x = state.x.detach().clone()
     traj.wall_s = time.perf_counter() - start
     return traj

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from typing import Any, TypeVar
@@ -49,7 +50,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         tp, optional = _unwrap_optional(hints[f.name])
         if tp is bool:
-            parser.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_text)
+            parser.add_argument(
+                flag, default=default, action=argparse.BooleanOptionalAction, help=f"{help_text} {DEFAULT}"
+            )
         elif typing.get_origin(tp) is typing.Literal:
             choices = list(typing.get_args(tp))
             parser.add_argument(flag, default=default, choices=choices, help=f"{help_text} {DEFAULT}")
@@ -59,9 +62,17 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             )
 
 
+def _program_name() -> str | None:
+    """``python -m package.module`` when run that way, so ``--help`` shows the command to type."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return f"python -m {spec.name}" if spec is not None and spec.name else None
+
+
 def parse_config(cls: type[T], argv: list[str] | None = None, description: str | None = None) -> T:
     """Parse ``argv`` into an instance of the dataclass ``cls`` (``--help`` lists every field)."""
-    parser = argparse.ArgumentParser(description=description or (cls.__doc__ or "").strip())
+    parser = argparse.ArgumentParser(
+        prog=_program_name(), description=description or (cls.__doc__ or "").strip()
+    )
     add_dataclass_arguments(parser, cls)
     namespace = parser.parse_args(argv)
     return cls(**vars(namespace))

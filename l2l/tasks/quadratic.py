@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from l2l.tasks.base import Task, TaskFamily, check_rows
+from l2l.tasks.base import Task, TaskFamily, check_rows, check_split
 from l2l.tasks.registry import register_family
 from l2l.tasks.seeds import instance_seed
 
@@ -35,7 +35,7 @@ class QuadraticTask(Task):
 
     def loss(self, X: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
         X = check_rows(X, self.dim)
-        residual = X @ self.A.T - self.b
+        residual = X @ self.A.T.to(X.dtype) - self.b.to(X.dtype)
         return 0.5 * residual.pow(2).sum(dim=1) / self.A.shape[0]
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,7 +61,7 @@ class QuadraticFamily(TaskFamily):
         self.dim, self.sizes, self.seed = dim, dict(zip(("train", "val", "test"), sizes, strict=True)), seed
 
     def split_size(self, split: str) -> int:
-        return self.sizes[split]
+        return self.sizes[check_split(split)]
 
     def instance(self, split: str, index: int) -> QuadraticTask:
         self.check_index(split, index)

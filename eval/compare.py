@@ -1,0 +1,152 @@
+"""Head-to-head comparison of ZO optimizers: ``python -m eval.compare --task T --optimizers a,b,c=x.pt``.
+
+Every optimizer runs on the same instances of the chosen split, from the same starting points, with the
+same per-trial seeds; the command prints a markdown table and writes JSON, CSV (summary and per run),
+markdown and PNG plots beside the ``--json`` path, and logs the same figures to wandb (offline by
+default). Library use: ``compare(CompareConfig(...))`` returns the result dict without printing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+import l2l
+from eval import report
+from eval.headtohead import run_grid, summarize_all
+from eval.specs import build_optimizers, parse_optimizers
+from eval.wandb_log import log_comparison
+from l2l.common.config import doc_field, parse_config
+from l2l.estimators import check_mu, check_q
+
+
+@dataclass
+class CompareConfig:
+    """Compare ZO optimizers head-to-head on held-out instances of one task family."""
+
+    task: str = doc_field("mnist_attack", "registered task family (see l2l.family_names())")
+    optimizers: str = doc_field(
+        "zo_sgd,zo_signsgd,zo_adam",
+        "comma-separated optimizers: registered names (tuned for --task; --q and --mu override) "
+        "and label=checkpoint entries loaded as saved",
+    )
+    split: Literal["train", "val", "test"] = doc_field("test", "instance split; report on test, tune on val")
+    instances: int = doc_field(20, "number of instances, the first ones of the split")
+    trials: int = doc_field(2, "runs per instance, with seeds seed + 1000 * instance + trial")
+    steps: int = doc_field(200, "the most optimizer steps per run (an upper bound when --budget is set)")
+    budget: int | None = doc_field(
+        None,
+        "total oracle queries per run; a run stops before the step that would exceed it (none: no limit)",
+    )
+    q: int = doc_field(20, "query directions per step for registered optimizers (a step costs q + 1 queries)")
+    mu: float | None = doc_field(None, "smoothing radius for registered optimizers (none: tuned or default)")
+    seed: int = doc_field(0, "base seed; every optimizer gets the same per-run seeds")
+    json: str = doc_field(
+        "results/compare/{task}_{split}.json",
+        "result JSON path ({task} and {split} are filled in); out.json also writes out.csv, out_runs.csv, "
+        "out.md, out_loss_vs_iter.png and out_loss_vs_queries.png beside it, and the wandb run folder",
+    )
+    threads: int = doc_field(
+        1, "torch CPU threads; the same seed and thread count reproduce results bit for bit"
+    )
+    wandb: Literal["online", "offline", "disabled"] = doc_field(
+        "offline", "wandb mode: offline needs no account or network; online uploads"
+    )
+    wandb_project: str = doc_field("l2l-zo", "wandb project name")
+    stop_at_success: bool = doc_field(False, "end each run at its first successful iterate")
+
+    def __post_init__(self) -> None:
+        for name in ("instances", "trials", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.trials > 1000:
+            raise ValueError(
+                f"trials={self.trials} must be <= 1000 (run seeds are seed + 1000 * instance + trial)"
+            )
+        if self.steps < 0:
+            raise ValueError(f"steps={self.steps} must be >= 0")
+        if self.budget is not None and self.budget < 0:
+            raise ValueError(f"budget={self.budget} must be >= 0 (or none for no limit)")
+        check_q(self.q)
+        if self.mu is not None:
+            check_mu(self.mu)
+
+    def json_path(self) -> Path:
+        """``json`` with its ``{task}`` and ``{split}`` placeholders filled in."""
+        return Path(self.json.replace("{task}", self.task).replace("{split}", self.split))
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)``, restoring the previous count after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def compare(config: CompareConfig, progress: bool = True) -> dict:
+    """Run the comparison that ``config`` describes and return its result dict (nothing is written).
+
+    Args:
+        config: what to compare, on what, and how long.
+        progress: show a progress bar over all runs.
+    """
+    specs = parse_optimizers(config.optimizers, config.task, config.q, config.mu)  # fail fast on names
+    tasks = l2l.make_family(config.task).instances(config.split, limit=config.instances)
+    optimizers = build_optimizers(specs)
+    with pinned_threads(config.threads):
+        records = run_grid(
+            optimizers,
+            tasks,
+            trials=config.trials,
+            steps=config.steps,
+            budget=config.budget,
+            seed=config.seed,
+            stop_at_success=config.stop_at_success,
+            progress=progress,
+        )
+    settings = {
+        k: getattr(config, k) for k in ("task", "split", "instances", "trials", "steps", "q", "budget")
+    }
+    return {
+        **settings,
+        "mu": config.mu,
+        "seed": config.seed,
+        "version": l2l.__version__,
+        "threads": config.threads,
+        "stop_at_success": config.stop_at_success,
+        "sources": {spec.label: spec.source for spec in specs},
+        "results": summarize_all(records, optimizers, tasks[0].dim),
+        "per_run": [r.row() for r in records],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Parse ``argv``, run the comparison, print the table, write every output; returns the result."""
+    config = parse_config(CompareConfig, argv)
+    result = compare(config)
+    paths = report.OutputPaths.beside(config.json_path())
+    report.write_all(result, paths)
+    print(report.markdown_report(result))
+    wandb_config = {**dataclasses.asdict(config), "json": str(paths.json)}
+    run_dir = log_comparison(
+        result, paths, mode=config.wandb, project=config.wandb_project, config=wandb_config
+    )
+    print(f"wrote {paths.json} and its CSV, markdown and plots beside it")
+    if run_dir is not None:
+        upload = f" (upload later with: wandb sync {run_dir})" if config.wandb == "offline" else ""
+        print(f"wandb run: {run_dir}{upload}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Run several optimizers on the same instances with the same seeds, and aggregate what they did.
+
+Fairness rules (the point of a head-to-head):
+
+- every optimizer sees the same task instances, each from its own ``task.x0()``;
+- run (instance ``i``, trial ``t``) uses the seed :func:`run_seed` ``(seed, i, t)`` for every optimizer,
+  so stochastic tasks draw the same minibatches and Gaussian-query optimizers the same random stream;
+- queries are counted by the oracle inside ``l2l.run`` (every evaluated row, base point included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+import l2l
+from l2l.optimizers.base import ZOOptimizer
+from l2l.run import Trajectory
+from l2l.tasks.base import Task
+
+#: seeds of one instance's trials are consecutive and instances are this far apart, so a run keeps its
+#: seed when --trials or --instances grows (runs of a small comparison reappear in a bigger one)
+SEED_STRIDE = 1000
+
+
+def run_seed(seed: int, instance: int, trial: int) -> int:
+    """The seed of trial ``trial`` on instance ``instance``: ``seed + 1000 * instance + trial``."""
+    if not 0 <= trial < SEED_STRIDE:
+        raise ValueError(f"trial={trial} must be in [0, {SEED_STRIDE}) so that run seeds stay distinct")
+    return seed + SEED_STRIDE * instance + trial
+
+
+@dataclass
+class RunRecord:
+    """One (optimizer, instance, trial) run.
+
+    Attributes:
+        optimizer: the optimizer's label.
+        instance: index of the instance within the split.
+        trial: trial number on that instance.
+        seed: the seed ``l2l.run`` got.
+        trajectory: what the run did.
+        has_success: whether the task defines success at all (``task.success`` is not None).
+    """
+
+    optimizer: str
+    instance: int
+    trial: int
+    seed: int
+    trajectory: Trajectory
+    has_success: bool
+
+    def row(self) -> dict:
+        """The run as one flat, JSON- and CSV-friendly row."""
+        traj = self.trajectory
+        return {
+            "optimizer": self.optimizer,
+            "instance": self.instance,
+            "trial": self.trial,
+            "seed": self.seed,
+            "final_loss": traj.final_loss,
+            "steps": traj.steps,
+            "queries": traj.queries[-1],
+            "success_step": traj.success_step,
+            "success_query": traj.success_query,
+            "wall_s": traj.wall_s,
+        }
+
+
+def defines_success(task: Task) -> bool:
+    """Whether ``task`` has a notion of success (asked once at its start point; no oracle query)."""
+    return task.success(task.x0().unsqueeze(0)) is not None
+
+
+def run_grid(
+    optimizers: Sequence[tuple[str, ZOOptimizer]],
+    tasks: Sequence[Task],
+    trials: int,
+    steps: int,
+    budget: int | None = None,
+    seed: int = 0,
+    stop_at_success: bool = False,
+    progress: bool = True,
+) -> list[RunRecord]:
+    """Run every optimizer on every task for ``trials`` seeds each (see :func:`run_seed`).
+
+    Args:
+        optimizers: (label, optimizer) pairs; labels must be unique.
+        tasks: the instances, indexed by their position.
+        trials: runs per (optimizer, instance), each with its own seed.
+        steps: the most steps per run.
+        budget: the most oracle queries per run (``l2l.run`` stops before exceeding it), or None.
+        seed: base seed of the comparison.
+        stop_at_success: end a run at its first successful iterate.
+        progress: show a tqdm bar over all runs.
+    """
+    if trials < 1:
+        raise ValueError(f"trials={trials} must be >= 1")
+    success_defined = [defines_success(task) for task in tasks]
+    records = []
+    with tqdm(
+        total=len(optimizers) * len(tasks) * trials, desc="compare", unit="run", disable=not progress
+    ) as bar:
+        for label, optimizer in optimizers:
+            bar.set_postfix_str(label)
+            for i, task in enumerate(tasks):
+                for t in range(trials):
+                    s = run_seed(seed, i, t)
+                    traj = l2l.run(
+                        optimizer, task, steps=steps, budget=budget, seed=s, stop_at_success=stop_at_success
+                    )
+                    records.append(RunRecord(label, i, t, s, traj, success_defined[i]))
+                    bar.update()
+    return records
+
+
+def pad_curves(curves: Sequence[Sequence[float]]) -> np.ndarray:
+    """Stack curves of unequal length into [runs, longest], repeating each run's last value.
+
+    A run that stopped early (budget or success) stays where it stopped, so padding with its last
+    value is what it would report at any later step.
+    """
+    longest = max(len(c) for c in curves)
+    return np.array([list(c) + [c[-1]] * (longest - len(c)) for c in curves], dtype=np.float64)
+
+
+def summarize(records: Sequence[RunRecord], optimizer: ZOOptimizer, dim: int) -> dict:
+    """Aggregate one optimizer's runs into the DESIGN.md result entry.
+
+    Means and standard deviations (population std, ddof 0, so one run gives 0 rather than NaN) are over
+    all runs; curves are per step index, padded as in :func:`pad_curves` to the longest run. The success
+    rate is over all runs (None when the task defines no success); queries to success are over the
+    successful runs only (None when none succeeded).
+    """
+    if not records:
+        raise ValueError("summarize needs at least one run")
+    finals = np.array([r.trajectory.final_loss for r in records])
+    losses = pad_curves([r.trajectory.losses for r in records])
+    queries = pad_curves([r.trajectory.queries for r in records])
+    hits = [r.trajectory.success_query for r in records if r.trajectory.success_query is not None]
+    defined = any(r.has_success for r in records)
+    return {
+        "final_loss_mean": float(finals.mean()),
+        "final_loss_std": float(finals.std()),
+        "final_loss_median": float(np.median(finals)),
+        "success_rate": len(hits) / len(records) if defined else None,
+        "queries_to_success_mean": float(np.mean(hits)) if hits else None,
+        "queries_to_success_median": float(np.median(hits)) if hits else None,
+        "queries_per_step": optimizer.queries_per_step(dim),
+        "total_queries": int(sum(r.trajectory.queries[-1] for r in records)),
+        "loss_curve_mean": losses.mean(axis=0).tolist(),
+        "loss_curve_std": losses.std(axis=0).tolist(),
+        "queries_curve": queries.mean(axis=0).tolist(),
+        "wall_s": float(sum(r.trajectory.wall_s for r in records)),
+        "runs": len(records),
+        "config": optimizer.config() if hasattr(optimizer, "config") else {},
+    }
+
+
+def summarize_all(
+    records: Sequence[RunRecord], optimizers: Sequence[tuple[str, ZOOptimizer]], dim: int
+) -> dict[str, dict]:
+    """:func:`summarize` for each optimizer, keyed by label, in the order given."""
+    return {
+        label: summarize([r for r in records if r.optimizer == label], optimizer, dim)
+        for label, optimizer in optimizers
+    }
