@@ -37,6 +37,7 @@ class Oracle:
         self.budget = budget
         self.queries = 0
         self.calls = 0
+        self.white_box_calls = 0
         self._batch: torch.Tensor | None = None
 
     @property
@@ -48,6 +49,25 @@ class Oracle:
         """Queries left under the budget (None without one)."""
         return None if self.budget is None else self.budget - self.queries
 
+    def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """White-box access for first-order *reference* methods only: f(x) and its autograd gradient.
+
+        Counts one query (and one ``white_box_calls``), so reference tables compare like with like;
+        a black-box optimizer must never call it.
+        """
+        x = check_rows(x, self.task.dim)[0].detach().requires_grad_(True)
+        self._charge(1)
+        self.white_box_calls += 1
+        with torch.enable_grad():
+            value = self.task.loss(x.unsqueeze(0), self._batch)[0]
+            (grad,) = torch.autograd.grad(value, x)
+        self._check_finite(value.detach().unsqueeze(0))
+        return value.detach(), grad
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The task's projection onto its feasible set (free: it evaluates nothing)."""
+        return self.task.project(x)
+
     def set_batch(self, batch: torch.Tensor | None) -> None:
         """Use ``batch`` (from ``task.sample_batch``) for the following queries."""
         self._batch = batch
@@ -55,7 +75,14 @@ class Oracle:
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
         """Loss of each row of ``X`` ([B, d], or one point [d]) as a detached [B] tensor; B queries."""
         X = check_rows(X, self.task.dim)
-        n = X.shape[0]
+        self._charge(X.shape[0])
+        with torch.no_grad():
+            values = self.task.loss(X.detach(), self._batch).detach()
+        self._check_finite(values)
+        return values
+
+    def _charge(self, n: int) -> None:
+        """Count ``n`` queries, refusing (before anything is evaluated) if they break the budget."""
         if self.budget is not None and self.queries + n > self.budget:
             raise QueryBudgetExceeded(
                 f"evaluating {n} rows would use {self.queries + n} queries, over the budget of "
@@ -63,12 +90,11 @@ class Oracle:
             )
         self.queries += n
         self.calls += 1
-        with torch.no_grad():
-            values = self.task.loss(X.detach(), self._batch).detach()
+
+    def _check_finite(self, values: torch.Tensor) -> None:
         if not torch.isfinite(values).all():
             bad = int((~torch.isfinite(values)).sum())
             raise NonFiniteLoss(
-                f"the task {type(self.task).__name__} returned NaN or inf for {bad} of {n} queried rows; "
-                "check the iterate (did the step size blow up?) and the task's inputs"
+                f"the task {type(self.task).__name__} returned NaN or inf for {bad} of {len(values)} queried "
+                "rows; check the iterate (did the step size blow up?) and the task's inputs"
             )
-        return values

@@ -88,17 +88,22 @@ def run(
     start = time.perf_counter()
     oracle = Oracle(task, budget)
     batch_rng = torch.Generator().manual_seed(batch_seed(seed))
-    state = optimizer.init(task.x0(), seed=seed)
+    state = optimizer.init(task.project(task.x0()), seed=seed)
     traj = Trajectory()
     _record(traj, oracle, state.x)
-    cost = optimizer.queries_per_step(task.dim)
     for _ in range(steps):
         if stop_at_success and traj.success_step is not None:
             break
-        if budget is not None and oracle.queries + cost > budget:
+        cost, spent = optimizer.next_step_queries(state, task.dim), oracle.queries
+        if budget is not None and spent + cost > budget:
             break
         oracle.set_batch(task.sample_batch(batch_rng))
         state = optimizer.step(state, oracle)
+        if oracle.queries - spent != cost:
+            raise RuntimeError(
+                f"{type(optimizer).__name__} announced {cost} queries for its step but spent "
+                f"{oracle.queries - spent}; fix its next_step_queries so budgets and tables stay honest"
+            )
         _record(traj, oracle, state.x)
     traj.x = state.x.detach().clone()
     traj.wall_s = time.perf_counter() - start

@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from l2l.estimators import Estimate, EstimatorSpec, Objective
+from l2l.estimators import Estimate, EstimatorSpec
+from l2l.oracle import Oracle
 
 
 @dataclass
@@ -33,8 +34,9 @@ class ZOState:
 class ZOOptimizer(abc.ABC):
     """A zeroth-order optimizer: ``init(x0, seed) -> state``, then ``step(state, oracle) -> state``.
 
-    ``step`` reaches the objective only through ``oracle`` (a counted black box) and must not spend
-    more than :meth:`queries_per_step` queries, so that ``l2l.run`` can stop before a budget is hit.
+    ``step`` reaches the objective only through ``oracle`` (a counted black box), keeps the iterate
+    feasible with ``oracle.project``, and spends exactly :meth:`next_step_queries` queries, so that
+    ``l2l.run`` can stop before a budget is hit.
     """
 
     #: registry name, set by ``register_optimizer``
@@ -52,12 +54,16 @@ class ZOOptimizer(abc.ABC):
         """Fill ``state.slots``; optimizers without extra state need not override it."""
 
     @abc.abstractmethod
-    def step(self, state: ZOState, oracle: Objective) -> ZOState:
+    def step(self, state: ZOState, oracle: Oracle) -> ZOState:
         """One optimization step through ``oracle``; returns the updated state."""
 
     @abc.abstractmethod
     def queries_per_step(self, dim: int) -> int:
-        """Queries one step uses on a d-dimensional task."""
+        """Queries a typical step uses on a d-dimensional task (the figure tables report)."""
+
+    def next_step_queries(self, state: ZOState, dim: int) -> int:
+        """Queries the next step from ``state`` will use; override when steps differ in cost."""
+        return self.queries_per_step(dim)
 
     def config(self) -> dict:
         """The constructor arguments that reproduce this optimizer (JSON-friendly)."""
@@ -93,9 +99,9 @@ class GradientEstimateOptimizer(ZOOptimizer):
     def queries_per_step(self, dim: int) -> int:
         return self.spec.queries_per_step(dim)
 
-    def step(self, state: ZOState, oracle: Objective) -> ZOState:
+    def step(self, state: ZOState, oracle: Oracle) -> ZOState:
         est = self.spec.estimate(oracle, state.x, state.rng)
-        state.x = self.update(state, est, lr_from_delta(self.delta, state.x.shape[0]))
+        state.x = oracle.project(self.update(state, est, lr_from_delta(self.delta, state.x.shape[0])))
         state.fx = est.fx
         state.step += 1
         return state

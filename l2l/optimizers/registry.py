@@ -54,8 +54,9 @@ def _read_tuned(path: str, mtime: float) -> dict:
     return data
 
 
-def load_tuned(path: Path = TUNED_PATH) -> dict:
-    """The whole tuned-values file (``{"format": 1, "tasks": {task: {optimizer: params}}}``)."""
+def load_tuned(path: Path | None = None) -> dict:
+    """The whole tuned-values file (``{"format": 1, "tasks": {task: {optimizer: record}}}``)."""
+    path = TUNED_PATH if path is None else path
     if not path.exists():
         return {"format": TUNED_FORMAT, "tasks": {}}
     return _read_tuned(str(path), path.stat().st_mtime)

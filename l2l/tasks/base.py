@@ -46,6 +46,13 @@ class Task(abc.ABC):
         """Full-objective loss and success of each row; tasks override it to share one model pass."""
         return self.loss(X), self.success(X)
 
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The nearest feasible point to ``x`` [d]; the identity for unconstrained tasks.
+
+        The feasible set is public knowledge, so projecting costs no query.
+        """
+        return x
+
     def sample_batch(self, generator: torch.Generator) -> torch.Tensor | None:
         """A fresh minibatch (index tensor) for one optimizer step; None for deterministic tasks."""
         return None

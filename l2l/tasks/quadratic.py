@@ -40,7 +40,8 @@ class QuadraticTask(Task):
 
     def gradient(self, x: torch.Tensor) -> torch.Tensor:
         """The exact gradient at ``x`` [d] (for estimator tests)."""
-        return self.A.T @ (self.A @ x - self.b) / self.A.shape[0]
+        A, b = self.A.to(x.dtype), self.b.to(x.dtype)
+        return A.T @ (A @ x - b) / A.shape[0]
 
 
 @register_family("quadratic")
