@@ -2,7 +2,8 @@
 
 Each comma-separated item is either
 
-- a registered name (``zo_adam``): built by ``l2l.make_optimizer(name, task=<family>, q=q[, mu=mu])``,
+- a registered name (``zo_adam``): built by ``l2l.make_optimizer(name, task=<family>, q=q[, mu=mu])``
+  (q and mu only for methods that have them),
   so the values tuned for that task family apply and the caller's ``q`` (and ``mu``, when given) win;
   the label is the name;
 - ``label=path``: a saved optimizer loaded by ``l2l.load_optimizer(path)`` exactly as it was saved
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import l2l
 from l2l.optimizers.base import ZOOptimizer
-from l2l.optimizers.registry import optimizer_class
+from l2l.optimizers.registry import accepted_params, optimizer_class
 
 #: file endings that mark an unlabeled item as a checkpoint path rather than a mistyped name
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".zip")
@@ -80,7 +81,7 @@ def _parse_item(item: str, task: str | None, q: int, mu: float | None) -> Optimi
     if "/" in item or "\\" in item or item.endswith(_CHECKPOINT_SUFFIXES):
         raise ValueError(f"optimizer item {item!r} looks like a file; label it, as in mine={item}")
     optimizer_class(item)  # raises the registry's KeyError, which lists the known names
-    overrides = {"q": q} if mu is None else {"q": q, "mu": mu}
+    overrides = accepted_params(item, {"q": q} if mu is None else {"q": q, "mu": mu})
     return OptimizerSpec(item, item, functools.partial(l2l.make_optimizer, item, task=task, **overrides))
 
 

@@ -8,7 +8,7 @@ Quick tour::
     traj = l2l.run(opt, task, steps=200, seed=0)
 """
 
-from l2l import optimizers, tasks
+from l2l import learned, optimizers, tasks
 from l2l.loading import load_optimizer
 from l2l.optimizers import make_optimizer, optimizer_names
 from l2l.oracle import NonFiniteLoss, Oracle, QueryBudgetExceeded
@@ -24,6 +24,7 @@ __all__ = [
     "Trajectory",
     "__version__",
     "family_names",
+    "learned",
     "load_optimizer",
     "make_family",
     "make_optimizer",

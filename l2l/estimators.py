@@ -15,9 +15,13 @@ gaussian       (1/(mu q)) sum_i [f(x + mu u_i) - f(x)] u_i,           q + 1
 sphere         (d/(mu q)) sum_i [f(x + mu u_i) - f(x)] u_i,           q + 1
                u_i uniform on the unit sphere
 antithetic     (1/(2 mu q)) sum_i [f(x + mu u_i) - f(x - mu u_i)] u_i  2q
+rademacher     antithetic, with u_i in {-1, +1}^d (SPSA)              2q
 coordinate     sum_i (1/(2 mu)) [f(x + mu e_i) - f(x - mu e_i)] e_i   2d
                (papers/002 eq. 5; deterministic)
 =============  =====================================================  ==========
+
+Directions for guided search (Guided ES, papers/002 app. B) come from :func:`guided_directions`, which
+any optimizer (hand-designed or learned) can feed to :func:`forward_difference`.
 """
 
 from __future__ import annotations
@@ -80,16 +84,73 @@ def sphere_directions(q: int, dim: int, generator: torch.Generator) -> torch.Ten
     return z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def rademacher_directions(q: int, dim: int, generator: torch.Generator) -> torch.Tensor:
+    """q directions with independent +-1 entries (SPSA's Bernoulli perturbations)."""
+    bits = torch.randint(0, 2, (check_q(q), dim), generator=generator)
+    return bits.float().mul_(2).sub_(1)
+
+
+def guided_basis(surrogates: torch.Tensor) -> torch.Tensor:
+    """An orthonormal basis U [d, k] of the span of k surrogate gradients (rows of ``surrogates`` [k, d]).
+
+    Reduced QR keeps U^T U = I_k even when the surrogates are (nearly) parallel.
+    """
+    if surrogates.dim() != 2 or surrogates.shape[0] < 1:
+        raise ValueError(f"surrogates has shape {tuple(surrogates.shape)}; expected [k >= 1, d]")
+    basis, _ = torch.linalg.qr(surrogates.T)
+    return basis
+
+
+def guided_directions(
+    q: int, dim: int, generator: torch.Generator, basis: torch.Tensor | None, alpha: float = 0.5
+) -> torch.Tensor:
+    """q Guided-ES directions u ~ N(0, d * Sigma), Sigma = (alpha/d) I + ((1 - alpha)/k) U U^T.
+
+    Sigma is Maheswaranathan et al.'s guided covariance (trace 1) over the subspace spanned by the
+    orthonormal ``basis`` U [d, k] (see :func:`guided_basis`); the factor d keeps E||u||^2 = d, as for
+    N(0, I) (papers/002 app. B normalizes the norm "to keep it invariant"). With no basis yet (the first
+    steps), u ~ N(0, I). Drawn as u = sqrt(alpha) z + sqrt((1 - alpha) d / k) U w, z ~ N(0, I_d),
+    w ~ N(0, I_k).
+    """
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha={alpha!r} must be in [0, 1] (the weight of the full space)")
+    z = torch.randn(check_q(q), dim, generator=generator)
+    if basis is None:
+        return z
+    if basis.dim() != 2 or basis.shape[0] != dim:
+        raise ValueError(f"basis has shape {tuple(basis.shape)}; expected [{dim}, k] (orthonormal columns)")
+    k = basis.shape[1]
+    w = torch.randn(q, k, generator=generator, dtype=basis.dtype)
+    guided = (w @ basis.T).to(z.dtype) * ((1 - alpha) * dim / k) ** 0.5
+    return z * alpha**0.5 + guided
+
+
+def forward_points(x: torch.Tensor, directions: torch.Tensor, mu: float) -> torch.Tensor:
+    """The q+1 query rows of a forward difference: x, then x + mu u_i."""
+    return torch.cat([x.unsqueeze(0), x.unsqueeze(0) + check_mu(mu) * directions])
+
+
+def forward_estimate(
+    values: torch.Tensor, directions: torch.Tensor, mu: float, scale: float = 1.0
+) -> Estimate:
+    """The forward-difference estimate from ``values`` [q+1] observed at :func:`forward_points`.
+
+    Split from the querying so that one batch of queries can serve several estimates (ZO-NGD reads the
+    loss and the log-likelihood from the same rows; ZO-SZVR-G evaluates two base points in one call).
+    """
+    q = directions.shape[0]
+    if values.shape != (q + 1,):
+        raise ValueError(f"values has shape {tuple(values.shape)}; expected [{q + 1}] (base point, then q)")
+    fx = values[0]
+    slopes = (values[1:] - fx) * (scale / (check_mu(mu) * q))
+    return Estimate(grad=slopes @ directions, fx=fx, directions=directions, queries=q + 1)
+
+
 def forward_difference(
     f: Objective, x: torch.Tensor, directions: torch.Tensor, mu: float, scale: float = 1.0
 ) -> Estimate:
     """``scale/(mu q) * sum_i [f(x + mu u_i) - f(x)] u_i`` from q+1 queries (f(x) evaluated once)."""
-    mu = check_mu(mu)
-    q = directions.shape[0]
-    values = f(torch.cat([x.unsqueeze(0), x.unsqueeze(0) + mu * directions]))
-    fx = values[0]
-    slopes = (values[1:] - fx) * (scale / (mu * q))
-    return Estimate(grad=slopes @ directions, fx=fx, directions=directions, queries=q + 1)
+    return forward_estimate(f(forward_points(x, directions, mu)), directions, mu, scale)
 
 
 def central_difference(f: Objective, x: torch.Tensor, directions: torch.Tensor, mu: float) -> Estimate:
@@ -114,7 +175,9 @@ def coordinate_difference(
     return est
 
 
-ESTIMATOR_KINDS = ("gaussian", "sphere", "antithetic", "coordinate")
+ESTIMATOR_KINDS = ("gaussian", "sphere", "antithetic", "rademacher", "coordinate")
+#: kinds whose estimate evaluates f at x itself (forward differences)
+FORWARD_KINDS = ("gaussian", "sphere")
 
 
 @dataclass(frozen=True)
@@ -122,7 +185,7 @@ class EstimatorSpec:
     """Which estimator an optimizer uses, with its q and mu.
 
     Args:
-        kind: one of ``gaussian``, ``sphere``, ``antithetic``, ``coordinate``.
+        kind: one of ``gaussian``, ``sphere``, ``antithetic``, ``rademacher``, ``coordinate``.
         q: query directions per step (ignored by ``coordinate``).
         mu: finite-difference smoothing radius.
     """
@@ -139,9 +202,30 @@ class EstimatorSpec:
         check_mu(self.mu)
 
     def queries_per_step(self, dim: int) -> int:
-        forward = self.q + 1
-        costs = {"gaussian": forward, "sphere": forward, "antithetic": 2 * self.q, "coordinate": 2 * dim}
-        return costs[self.kind]
+        if self.kind == "coordinate":
+            return 2 * dim
+        return self.q + 1 if self.kind in FORWARD_KINDS else 2 * self.q
+
+    @property
+    def evaluates_x(self) -> bool:
+        """Whether an estimate queries f at x itself (forward differences do; central ones do not)."""
+        return self.kind in FORWARD_KINDS
+
+    def scale(self, dim: int) -> float:
+        """The factor that makes a forward estimate unbiased for the smoothed gradient (d on the sphere)."""
+        return float(dim) if self.kind == "sphere" else 1.0
+
+    def directions(
+        self, dim: int, generator: torch.Generator, std: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The q query directions of one estimate (not for ``coordinate``, which has fixed ones)."""
+        if self.kind == "sphere":
+            return sphere_directions(self.q, dim, generator)
+        if self.kind == "rademacher":
+            return rademacher_directions(self.q, dim, generator)
+        if self.kind == "coordinate":
+            raise ValueError("the coordinate estimator has no random directions")
+        return gaussian_directions(self.q, dim, generator, std)
 
     def estimate(
         self, f: Objective, x: torch.Tensor, generator: torch.Generator, std: torch.Tensor | None = None
@@ -150,9 +234,7 @@ class EstimatorSpec:
         dim = x.shape[0]
         if self.kind == "coordinate":
             return coordinate_difference(f, x, self.mu)
-        if self.kind == "sphere":
-            return forward_difference(f, x, sphere_directions(self.q, dim, generator), self.mu, scale=dim)
-        directions = gaussian_directions(self.q, dim, generator, std)
-        if self.kind == "antithetic":
-            return central_difference(f, x, directions, self.mu)
-        return forward_difference(f, x, directions, self.mu)
+        directions = self.directions(dim, generator, std)
+        if self.evaluates_x:
+            return forward_difference(f, x, directions, self.mu, scale=self.scale(dim))
+        return central_difference(f, x, directions, self.mu)

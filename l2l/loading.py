@@ -15,6 +15,10 @@ def register_loader(suffix: str) -> Callable[[Callable[[Path], ZOOptimizer]], Ca
     """Register a loader for files ending in ``suffix`` (e.g. ``.pt``)."""
 
     def deco(fn: Callable[[Path], ZOOptimizer]) -> Callable[[Path], ZOOptimizer]:
+        if suffix in _LOADERS:
+            raise ValueError(
+                f"a loader for {suffix!r} files is already registered ({_LOADERS[suffix].__name__})"
+            )
         _LOADERS[suffix] = fn
         return fn
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 
 from l2l.tasks.base import Task, check_rows
@@ -55,14 +58,49 @@ class Oracle:
         Counts one query (and one ``white_box_calls``), so reference tables compare like with like;
         a black-box optimizer must never call it.
         """
+        (value,), (grad,) = self._white_box(x, lambda X: (self.task.loss(X, self._batch),))
+        return value, grad
+
+    def value_and_grads_with_likelihood(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """White-box f(x), its gradient, and the gradient of log p(t | x) (white-box NGD, papers/000).
+
+        One model pass, so one query (and one ``white_box_calls``), as papers/000 counts white-box
+        queries; the task must be score-based (see ``Task.loss_and_log_likelihood``).
+        """
+        outputs = functools.partial(self.task.loss_and_log_likelihood, batch=self._batch)
+        (value, _), (grad, score) = self._white_box(x, outputs)
+        return value, grad, score
+
+    def query_with_likelihood(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and log p(t | row) of each row of ``X`` ([B, d] or [d]), both detached [B]; B queries.
+
+        A score-based black box returns the class probabilities of each query, so both outputs of a row
+        cost that one query (papers/000 eq. 16-17 read them from the same R+1 queries).
+        """
+        X = check_rows(X, self.task.dim)
+        self._charge(X.shape[0])
+        with torch.no_grad():
+            values, log_likelihood = self.task.loss_and_log_likelihood(X.detach(), self._batch)
+        self._check_finite(values)
+        self._check_finite(log_likelihood)
+        return values.detach(), log_likelihood.detach()
+
+    def _white_box(
+        self, x: torch.Tensor, outputs: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """Charge one query and return each output of ``outputs(x[None])`` at x with its gradient in x."""
         x = check_rows(x, self.task.dim)[0].detach().requires_grad_(True)
         self._charge(1)
         self.white_box_calls += 1
         with torch.enable_grad():
-            value = self.task.loss(x.unsqueeze(0), self._batch)[0]
-            (grad,) = torch.autograd.grad(value, x)
-        self._check_finite(value.detach().unsqueeze(0))
-        return value.detach(), grad
+            values = [out[0] for out in outputs(x.unsqueeze(0))]
+            grads = [torch.autograd.grad(v, x, retain_graph=True)[0] for v in values]
+        values = [v.detach() for v in values]
+        for v in values:
+            self._check_finite(v.unsqueeze(0))
+        return tuple(values), tuple(grads)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """The task's projection onto its feasible set (free: it evaluates nothing)."""

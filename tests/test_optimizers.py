@@ -90,7 +90,7 @@ def test_wrong_tuned_format_is_reported(tmp_path, monkeypatch):
         (lambda: l2l.make_task("cifar_attack"), KeyError, "unknown task 'cifar_attack'.*mnist_attack"),
         (lambda: l2l.make_task("quadratic", split="dev"), ValueError, "unknown split 'dev'"),
         (lambda: l2l.make_task("quadratic", split="test", index=8), IndexError, "index=8"),
-        (lambda: l2l.run(l2l.make_optimizer("zo_sgd"), l2l.make_task("quadratic"), steps=-1), ValueError, "steps"),
+        (lambda: l2l.run(l2l.make_optimizer("zo_sgd"), l2l.make_task("quadratic"), -1), ValueError, "steps"),
         (lambda: l2l.load_optimizer("missing.pt"), FileNotFoundError, "missing.pt"),
     ],
 )

@@ -1,6 +1,21 @@
 """Hand-designed zeroth-order optimizers, one small module each, registered by name."""
 
-from l2l.optimizers import zo_adam, zo_sgd, zo_signsgd  # noqa: F401  (registration)
+from l2l.optimizers import (  # noqa: F401  (registration)
+    fo_ead,
+    fo_ngd,
+    fo_pgd,
+    guided_es,
+    nes,
+    spsa,
+    zo_adam,
+    zo_ead,
+    zo_ngd,
+    zo_sgd,
+    zo_signsgd,
+    zo_szvrg,
+    zoo_adam,
+    zoo_newton,
+)
 from l2l.optimizers.base import GradientEstimateOptimizer, ZOOptimizer, ZOState
 from l2l.optimizers.registry import make_optimizer, optimizer_names, register_optimizer, tuned_params
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -41,6 +41,9 @@ class ZOOptimizer(abc.ABC):
 
     #: registry name, set by ``register_optimizer``
     name: str = ""
+    #: True for first-order *reference* methods that read true gradients (``oracle.value_and_grad``);
+    #: tables mark them, since they are not black-box attacks
+    white_box: ClassVar[bool] = False
 
     def init(self, x0: torch.Tensor, seed: int = 0) -> ZOState:
         """A fresh state at ``x0``; ``seed`` fixes every random choice of the run."""
@@ -65,6 +68,16 @@ class ZOOptimizer(abc.ABC):
         """Queries the next step from ``state`` will use; override when steps differ in cost."""
         return self.queries_per_step(dim)
 
+    @property
+    def evaluates_iterate(self) -> bool:
+        """Whether every step queries f at its own starting iterate.
+
+        Then the next step's first query reveals whether the current iterate already solves the task
+        (a free success check). False, the default, is the conservative answer: query tables charge a
+        separate check query per step.
+        """
+        return False
+
     def config(self) -> dict:
         """The constructor arguments that reproduce this optimizer (JSON-friendly)."""
         return {}
@@ -83,7 +96,8 @@ class GradientEstimateOptimizer(ZOOptimizer):
         delta: step-size constant; the learning rate is delta / d (papers/002 sec. 4).
         q: query directions per step.
         mu: finite-difference smoothing radius.
-        estimator: estimator kind (``gaussian``, ``sphere``, ``antithetic`` or ``coordinate``).
+        estimator: estimator kind (``gaussian``, ``sphere``, ``antithetic``, ``rademacher`` or
+            ``coordinate``).
     """
 
     delta: float = 1.0
@@ -99,8 +113,16 @@ class GradientEstimateOptimizer(ZOOptimizer):
     def queries_per_step(self, dim: int) -> int:
         return self.spec.queries_per_step(dim)
 
+    @property
+    def evaluates_iterate(self) -> bool:
+        return self.spec.evaluates_x
+
+    def estimate(self, state: ZOState, oracle: Oracle) -> Estimate:
+        """The gradient estimate of one step; subclasses override it to draw or combine queries."""
+        return self.spec.estimate(oracle, state.x, state.rng)
+
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
-        est = self.spec.estimate(oracle, state.x, state.rng)
+        est = self.estimate(state, oracle)
         state.x = oracle.project(self.update(state, est, lr_from_delta(self.delta, state.x.shape[0])))
         state.fx = est.fx
         state.step += 1

@@ -70,6 +70,17 @@ def tuned_params(name: str, task: str | None) -> dict[str, Any]:
     return dict(entry.get("params", {}))
 
 
+def accepted_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``params`` that optimizer ``name`` has as parameters (e.g. ``q`` only where it has q).
+
+    Comparisons and tuning pass shared settings such as ``q`` and ``mu`` to every method; methods without
+    them (first-order references, ZOO's coordinate batches) keep their own settings.
+    """
+    cls = optimizer_class(name)
+    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    return {k: v for k, v in params.items() if k in fields}
+
+
 def make_optimizer(name: str, task: str | None = None, **overrides: Any) -> ZOOptimizer:
     """A hand-designed optimizer by name.
 

@@ -20,17 +20,33 @@ class AttackTask(Task):
     with the L1 distortion charged on the clamped perturbation (as the official ZO-L2L code does).
     Success: the top class of x is not t.
 
+    With ``eps``, the perturbation is also constrained to ||delta||_inf <= eps intersected with the image
+    box (the ZO-NGD setting, papers/000 eq. 1), enforced by :meth:`project`; use c = 0 there for the
+    pure margin loss of papers/000 eq. 2. A score-based black box also reveals log p_t(x), which
+    :meth:`loss_and_log_likelihood` returns with the loss.
+
     Args:
         model: any torch classifier returning logits [B, classes]; it is used in eval mode.
         image: the clean image, any shape the model takes per example (e.g. [1, 28, 28]), in [0, 1].
         label: the true class t.
         c: weight of the L1 distortion.
         kappa: confidence margin (0: stop pushing once misclassified).
+        eps: L-inf bound on the perturbation, or None for the image box alone (no projection).
     """
 
-    def __init__(self, model: nn.Module, image: torch.Tensor, label: int, c: float = 0.1, kappa: float = 0.0):
+    def __init__(
+        self,
+        model: nn.Module,
+        image: torch.Tensor,
+        label: int,
+        c: float = 0.1,
+        kappa: float = 0.0,
+        eps: float | None = None,
+    ):
         if c < 0 or kappa < 0:
             raise ValueError(f"c={c} and kappa={kappa} must both be >= 0")
+        if eps is not None and not eps > 0:
+            raise ValueError(f"eps={eps!r} must be > 0 (the L-inf radius), or None for no L-inf constraint")
         if image.min() < 0 or image.max() > 1:
             lo, hi = float(image.min()), float(image.max())
             raise ValueError(f"image values must lie in [0, 1]; got [{lo}, {hi}] (scale pixels by 1/255?)")
@@ -38,6 +54,7 @@ class AttackTask(Task):
         self.image = image.detach().float()
         self.label = int(label)
         self.c, self.kappa = float(c), float(kappa)
+        self.eps = None if eps is None else float(eps)
 
     @property
     def dim(self) -> int:
@@ -51,12 +68,20 @@ class AttackTask(Task):
         X = check_rows(X, self.dim)
         return (self.image.unsqueeze(0) + X.view(-1, *self.image.shape)).clamp(0.0, 1.0)
 
-    def _margin_and_logits(self, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Clamp the perturbation into ||delta||_inf <= eps and the image box (identity without eps)."""
+        if self.eps is None:
+            return x
+        flat = self.image.flatten()
+        return torch.minimum(torch.maximum(x, (-flat).clamp_min(-self.eps)), (1 - flat).clamp_max(self.eps))
+
+    def _forward(self, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One model pass: the log-probability margin, the logits and log p_t of each attacked image."""
         logits = self.model(adv)
         logp = F.log_softmax(logits, dim=1)
         others = logp.clone()
         others[:, self.label] = float("-inf")
-        return logp[:, self.label] - others.max(dim=1).values, logits
+        return logp[:, self.label] - others.max(dim=1).values, logits, logp[:, self.label]
 
     def _loss_from(self, adv: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
         distortion = (adv - self.image.unsqueeze(0)).abs().flatten(1).sum(dim=1)
@@ -64,8 +89,15 @@ class AttackTask(Task):
 
     def loss(self, X: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
         adv = self.adversarial(X)
-        margin, _ = self._margin_and_logits(adv)
+        margin, _, _ = self._forward(adv)
         return self._loss_from(adv, margin)
+
+    def loss_and_log_likelihood(
+        self, X: torch.Tensor, batch: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        adv = self.adversarial(X)
+        margin, _, log_p_true = self._forward(adv)
+        return self._loss_from(adv, margin), log_p_true
 
     def success(self, X: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -73,8 +105,9 @@ class AttackTask(Task):
 
     def loss_and_success(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         adv = self.adversarial(X)
-        margin, logits = self._margin_and_logits(adv)
+        margin, logits, _ = self._forward(adv)
         return self._loss_from(adv, margin), logits.argmax(dim=1) != self.label
 
     def describe(self) -> dict:
-        return {**super().describe(), "label": self.label, "c": self.c, "kappa": self.kappa}
+        info = {**super().describe(), "label": self.label, "c": self.c, "kappa": self.kappa}
+        return info if self.eps is None else {**info, "eps": self.eps}

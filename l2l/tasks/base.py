@@ -46,6 +46,19 @@ class Task(abc.ABC):
         """Full-objective loss and success of each row; tasks override it to share one model pass."""
         return self.loss(X), self.success(X)
 
+    def loss_and_log_likelihood(
+        self, X: torch.Tensor, batch: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and the model's log-probability of the true class, log p(t | row), for each row of ``X``.
+
+        Only score-based tasks, whose black box returns class probabilities (classifier attacks),
+        define it; ZO-NGD reads both from the same queries (papers/000 eq. 16-17).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} exposes no log-likelihood output; only score-based tasks such as "
+            "AttackTask do (optimizers like zo_ngd need one)"
+        )
+
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """The nearest feasible point to ``x`` [d]; the identity for unconstrained tasks.
 

@@ -26,13 +26,14 @@ def correctly_classified(checkpoint: str | None = None) -> torch.Tensor:
 
 
 class MnistAttackTask(AttackTask):
-    """An :class:`AttackTask` that also remembers which MNIST image it attacks."""
+    """An :class:`AttackTask` that also remembers which MNIST image it attacks (and from which family)."""
 
     family = "mnist_attack"
 
-    def __init__(self, image_id: int, **kwargs):
+    def __init__(self, image_id: int, family: str = "mnist_attack", **kwargs):
         super().__init__(**kwargs)
         self.image_id = image_id
+        self.family = family
 
     def describe(self) -> dict:
         return {**super().describe(), "image_id": self.image_id}
@@ -50,6 +51,7 @@ class MnistAttackFamily(TaskFamily):
         kappa: confidence margin (0).
         sizes: instances in (train, val, test); None takes every image that remains.
         checkpoint: target-model file (default: ``checkpoints/mnist_cnn.pt``).
+        eps: L-inf bound on the perturbation (None: the image box alone); see ``mnist_attack_linf``.
     """
 
     name = "mnist_attack"
@@ -60,8 +62,9 @@ class MnistAttackFamily(TaskFamily):
         kappa: float = 0.0,
         sizes: tuple[int | None, int | None, int | None] = DEFAULT_SIZES,
         checkpoint: str | None = None,
+        eps: float | None = None,
     ):
-        self.c, self.kappa, self.checkpoint = c, kappa, checkpoint
+        self.c, self.kappa, self.checkpoint, self.eps = c, kappa, checkpoint, eps
         self.model = load_mnist_target_model(checkpoint)
         pool = correctly_classified(checkpoint)
         pool = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(SPLIT_SEED))]
@@ -85,9 +88,11 @@ class MnistAttackFamily(TaskFamily):
         local = image_id - N_MODEL_TRAIN
         return MnistAttackTask(
             image_id=image_id,
+            family=self.name,
             model=self.model,
             image=images[local],
             label=int(labels[local]),
             c=self.c,
             kappa=self.kappa,
+            eps=self.eps,
         )

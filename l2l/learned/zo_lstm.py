@@ -1,0 +1,244 @@
+"""The ZO-LSTM optimizer (papers/002): UpdateRNN updates from ZO estimates along QueryRNN directions.
+
+One step at iterate x (q + 1 queries):
+
+1. draw the Bernoulli coin X ~ Ber(P) (``query_prob``) from the run's generator;
+2. QueryRNN([previous estimate, previous update]) -> std s (Sigma = diag(s^2), ||Sigma|| = ||I||); the
+   directions are u_i = s * z_i when X = 1, else u_i = z_i, with z_i ~ N(0, I) (q of them);
+3. the forward-difference estimate g = 1/(mu q) sum_i [f(x + mu u_i) - f(x)] u_i (eq. 1);
+4. x <- x + alpha * UpdateRNN(g) (eq. 2; alpha is the update scale of sec. 4.3), projected onto the
+   task's feasible set (the identity for unconstrained tasks).
+
+The ablations of sec. 4.4 are options of the same class (see :data:`VARIANTS`): standard Gaussian
+directions (``no_query``), a ZO-SGD update with QueryRNN directions (``no_update``), Guided-ES directions
+from the last estimate and update (``guided_es``), and the same configuration with random initial
+weights (``untrained``, the control of every comparison with a learned optimizer).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from l2l.estimators import Estimate, Objective, check_mu, check_q, forward_difference, gaussian_directions
+from l2l.learned.networks import SIGMA_NORMS, build_networks
+from l2l.learned.sampling import DIRECTION_MODES, guided_es_directions
+from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.optimizers.registry import register_optimizer, tuned_params
+from l2l.oracle import Oracle
+
+UPDATE_MODES = ("rnn", "sgd")
+
+#: ablation name -> the options it changes; ``zo_lstm_untrained`` also redraws the weights
+VARIANTS: dict[str, dict[str, Any]] = {
+    "zo_lstm": {},
+    "zo_lstm_no_query": {"directions": "gaussian"},
+    "zo_lstm_no_update": {"update": "sgd"},
+    "zo_lstm_guided_es": {"directions": "guided_es", "guided_alpha": 0.5},
+    "zo_lstm_untrained": {},
+}
+
+#: options that define the networks' shapes and so cannot change on a trained optimizer
+ARCHITECTURE = ("hidden", "sigma_norm")
+
+
+@dataclass
+class Advance:
+    """What one ZO-LSTM step produced.
+
+    Attributes:
+        x: the new iterate (carries the autograd graph during meta-training).
+        est: the gradient estimate, with its f(x) and directions.
+        update: the step taken, x_new - x (after any projection onto the feasible set).
+        std: the QueryRNN std the directions used, or None when they did not use one.
+    """
+
+    x: torch.Tensor
+    est: Estimate
+    update: torch.Tensor
+    std: torch.Tensor | None
+
+
+@dataclass
+class ZOLSTM(ZOOptimizer):
+    """The learned ZO optimizer; a new instance has random weights until a checkpoint's are loaded.
+
+    Args:
+        q: query directions per step (q + 1 queries).
+        mu: finite-difference smoothing radius.
+        query_prob: P, the chance that a step samples along the QueryRNN covariance (else identity).
+        alpha: update scale, x <- x + alpha * UpdateRNN(g) (papers/002 sec. 4.3).
+        directions: ``query`` (QueryRNN), ``gaussian`` (N(0, I)), or ``guided_es`` (app. B).
+        update: ``rnn`` (UpdateRNN) or ``sgd`` (x <- x - (sgd_delta / d) g, the no-update ablation).
+        sgd_delta: step-size constant of the ``sgd`` update (learning rate sgd_delta / d).
+        guided_alpha: Guided-ES weight of the full space (``guided_es`` only).
+        sigma_norm: ``trace`` or ``frobenius`` normalization of Sigma (see ``normalize_std``).
+        hidden: LSTM hidden units of both networks.
+        init_seed: seed of the random initial weights (meta-training starts from the same ones, so
+            the untrained control is exactly the starting point of training).
+    """
+
+    q: int = 20
+    mu: float = 1e-4
+    query_prob: float = 0.5
+    alpha: float = 1.0
+    directions: str = "query"
+    update: str = "rnn"
+    sgd_delta: float = 4.0
+    guided_alpha: float = 0.5
+    sigma_norm: str = "trace"
+    hidden: int = 10
+    init_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_q(self.q)
+        check_mu(self.mu)
+        _check_choice("directions", self.directions, DIRECTION_MODES)
+        _check_choice("update", self.update, UPDATE_MODES)
+        _check_choice("sigma_norm", self.sigma_norm, SIGMA_NORMS)
+        for name in ("query_prob", "guided_alpha"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be in [0, 1]")
+        if not self.alpha > 0 or not self.sgd_delta > 0:
+            raise ValueError(f"alpha={self.alpha!r} and sgd_delta={self.sgd_delta!r} must both be > 0")
+        self.update_net, self.query_net = build_networks(self.hidden, self.sigma_norm, self.init_seed)
+
+    def queries_per_step(self, dim: int) -> int:
+        return self.q + 1
+
+    def init_slots(self, state: ZOState) -> None:
+        state.slots.update(self.initial_carry(state.x.shape[0]))
+
+    def initial_carry(self, dim: int) -> dict[str, torch.Tensor]:
+        """Zero LSTM states and zero 'previous' estimate and update for a d-dimensional optimizee."""
+        carry = {"prev_grad": torch.zeros(dim), "prev_update": torch.zeros(dim)}
+        carry["update_h"], carry["update_c"] = self.update_net.initial_state(dim)
+        if self.directions == "query":
+            carry["query_h"], carry["query_c"] = self.query_net.initial_state(dim)
+        return carry
+
+    def step(self, state: ZOState, oracle: Oracle) -> ZOState:
+        # Every variant draws the coin, so the direction streams of variants line up under one seed
+        # (query_prob = 0 reproduces the no-query variant bit for bit).
+        use_query = bool(torch.rand((), generator=state.rng) < self.query_prob)
+        with torch.no_grad():
+            out = self.advance(state.x, state.slots, oracle, state.rng, use_query, project=oracle.project)
+        state.x, state.fx = out.x, out.est.fx
+        state.step += 1
+        return state
+
+    def advance(
+        self,
+        x: torch.Tensor,
+        carry: dict,
+        f: Objective,
+        rng: torch.Generator,
+        use_query: bool,
+        project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> Advance:
+        """One step from ``x``, the same for evaluation (an oracle ``f``) and meta-training.
+
+        ``carry`` (the LSTM states and the previous estimate and update) is updated in place.
+
+        What is detached, and why: the estimate is taken at ``x.detach()``, so no meta-gradient flows
+        through the estimate back into the iterate (the second-derivative path that Andrychowicz et
+        al. drop by detaching the gradient input). The directions are *not* detached: u = s * z keeps
+        its path to the QueryRNN's std s, both as the multiplier u_i and through the f-values
+        f(x + mu u_i), which is how the QueryRNN learns (reparameterization, sec. 3.3). The QueryRNN's
+        inputs, the previous estimate and update, are detached, as in the official code.
+
+        Args:
+            x: the iterate [d].
+            carry: the recurrent state (from :meth:`initial_carry`), updated in place.
+            f: the objective on rows [B, d] -> [B].
+            rng: draws the directions.
+            use_query: sample along the QueryRNN covariance (ignored unless ``directions='query'``).
+            project: maps the stepped iterate onto the feasible set (``oracle.project`` or
+                ``task.project``); None for unconstrained problems.
+        """
+        directions, std = self._directions(x.shape[0], carry, rng, use_query)
+        est = forward_difference(f, x.detach(), directions, self.mu)
+        new_x = x + self._update(est.grad, carry)
+        if project is not None:
+            new_x = project(new_x)
+        update = new_x - x  # the step actually taken: the QueryRNN's and Guided-ES's "previous update"
+        carry["prev_grad"], carry["prev_update"] = est.grad.detach(), update.detach()
+        return Advance(x=new_x, est=est, update=update, std=std)
+
+    def _directions(
+        self, dim: int, carry: dict, rng: torch.Generator, use_query: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.directions == "guided_es":
+            surrogates = torch.stack([carry["prev_grad"], carry["prev_update"]], dim=1)
+            return guided_es_directions(self.q, rng, surrogates, self.guided_alpha), None
+        std = None
+        if self.directions == "query":
+            # the QueryRNN runs every step (as in training), whether or not this step uses its std
+            state = (carry["query_h"], carry["query_c"])
+            std, (carry["query_h"], carry["query_c"]) = self.query_net(
+                carry["prev_grad"], carry["prev_update"], state
+            )
+            std = std if use_query else None
+        return gaussian_directions(self.q, dim, rng, std), std
+
+    def _update(self, grad: torch.Tensor, carry: dict) -> torch.Tensor:
+        if self.update == "sgd":
+            return -(self.sgd_delta / grad.shape[0]) * grad
+        out, (carry["update_h"], carry["update_c"]) = self.update_net(
+            grad, (carry["update_h"], carry["update_c"])
+        )
+        return self.alpha * out
+
+    def config(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def with_options(self, **changes: Any) -> ZOLSTM:
+        """A ZOLSTM with some options changed that *shares* this one's networks (no copy)."""
+        fixed = sorted(set(changes) & set(ARCHITECTURE))
+        if fixed:
+            raise ValueError(f"cannot change {fixed} of an existing ZOLSTM: they define its networks")
+        other = dataclasses.replace(self, **changes)
+        other.update_net, other.query_net = self.update_net, self.query_net
+        return other
+
+    def frozen_copy(self, **changes: Any) -> ZOLSTM:
+        """An independent copy (networks included), with ``changes`` to its options."""
+        return copy.deepcopy(self.with_options(**changes))
+
+
+@register_optimizer("zo_lstm_untrained")
+@dataclass
+class UntrainedZOLSTM(ZOLSTM):
+    """The ZO-LSTM with random initial weights (from ``init_seed``): the control for a learned one."""
+
+
+def make_variant(optimizer: ZOLSTM, variant: str, task: str | None = None, **overrides: Any) -> ZOLSTM:
+    """An ablation of ``optimizer`` (an independent copy; see :data:`VARIANTS`).
+
+    Args:
+        optimizer: usually a loaded checkpoint.
+        variant: one of :data:`VARIANTS`; ``zo_lstm_untrained`` redraws the weights from ``init_seed``.
+        task: a task family whose tuned ``zo_sgd`` delta becomes ``sgd_delta`` of ``zo_lstm_no_update``
+            (unless ``sgd_delta`` is overridden); None keeps the optimizer's.
+        **overrides: options that win over the variant's (e.g. ``q=20``).
+    """
+    if variant not in VARIANTS:
+        raise KeyError(f"unknown ZO-LSTM variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    changes = {**VARIANTS[variant], **overrides}
+    if variant == "zo_lstm_no_update" and task is not None and "sgd_delta" not in overrides:
+        delta = tuned_params("zo_sgd", task).get("delta")
+        if delta is not None:
+            changes["sgd_delta"] = float(delta)
+    if variant == "zo_lstm_untrained":
+        return dataclasses.replace(optimizer, **changes)  # __post_init__ draws fresh weights
+    return optimizer.frozen_copy(**changes)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} must be one of {', '.join(choices)}")
