@@ -7,7 +7,13 @@ Each comma-separated item is either
   so the values tuned for that task family apply and the caller's ``q`` (and ``mu``, when given) win;
   the label is the name;
 - ``label=path``: a saved optimizer loaded by ``l2l.load_optimizer(path)`` exactly as it was saved
-  (a learned optimizer keeps its own q and mu; the overrides do not apply to it).
+  (a learned optimizer keeps its own q and mu; the overrides do not apply to it);
+- ``label=path.pt#variant``: an ablation of a ZO-LSTM checkpoint (``no_query``, ``no_update``,
+  ``guided_es``, ``untrained``);
+- ``zo_lstm``, ``zo_lstm_no_query``, ``zo_lstm_no_update``, ``zo_lstm_guided_es``: the task's shipped
+  ZO-LSTM checkpoint, or that ablation of it.
+
+Every trained ZO-LSTM brings its untrained control (``<label>_untrained``) into the comparison.
 """
 
 from __future__ import annotations
@@ -17,8 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import l2l
+from l2l.learned import VARIANTS, load_zo_lstm
+from l2l.learned.checkpoint import shipped_checkpoint
 from l2l.optimizers.base import ZOOptimizer
 from l2l.optimizers.registry import accepted_params, optimizer_class
+
+#: ablations selectable by name; they load the task's shipped checkpoint (papers/002 sec. 4.4, app. B)
+SHIPPED_VARIANTS = ("zo_lstm", "zo_lstm_no_query", "zo_lstm_no_update", "zo_lstm_guided_es")
 
 #: file endings that mark an unlabeled item as a checkpoint path rather than a mistyped name
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".zip")
@@ -58,7 +69,7 @@ def parse_optimizers(text: str, task: str | None, q: int, mu: float | None = Non
         raise ValueError(
             f"optimizer list {text!r} has an empty item; write names or label=path separated by single commas"
         )
-    specs = [_parse_item(item, task, q, mu) for item in items]
+    specs = with_untrained_controls([_parse_item(item, task, q, mu) for item in items], task)
     labels = [spec.label for spec in specs]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
@@ -70,19 +81,50 @@ def parse_optimizers(text: str, task: str | None, q: int, mu: float | None = Non
 
 
 def _parse_item(item: str, task: str | None, q: int, mu: float | None) -> OptimizerSpec:
-    """One item of the list: ``name`` or ``label=path``."""
+    """One item of the list: ``name``, ``label=path`` or ``label=path#variant``."""
     if "=" in item:
         label, _, path = (part.strip() for part in item.partition("="))
         if not label or not path:
             raise ValueError(
                 f"optimizer item {item!r} needs both a label and a path, as in mine=checkpoints/x.pt"
             )
+        path, _, variant = path.partition("#")
+        if variant:
+            return _learned_spec(label, path, f"zo_lstm_{variant}", task)
         return OptimizerSpec(label, path, functools.partial(l2l.load_optimizer, path))
     if "/" in item or "\\" in item or item.endswith(_CHECKPOINT_SUFFIXES):
         raise ValueError(f"optimizer item {item!r} looks like a file; label it, as in mine={item}")
+    if item in SHIPPED_VARIANTS:
+        if task is None:
+            raise ValueError(f"{item!r} needs a task to find its shipped checkpoint")
+        return _learned_spec(item, str(shipped_checkpoint(task)), item, task)
     optimizer_class(item)  # raises the registry's KeyError, which lists the known names
     overrides = accepted_params(item, {"q": q} if mu is None else {"q": q, "mu": mu})
     return OptimizerSpec(item, item, functools.partial(l2l.make_optimizer, item, task=task, **overrides))
+
+
+def _learned_spec(label: str, path: str, variant: str, task: str | None) -> OptimizerSpec:
+    if variant not in VARIANTS:
+        known = ", ".join(v.removeprefix("zo_lstm_") for v in VARIANTS if v != "zo_lstm")
+        raise ValueError(f"unknown ZO-LSTM variant in {label}={path}#...: {variant!r}; choose one of {known}")
+    return OptimizerSpec(label, f"{path}#{variant}", functools.partial(load_zo_lstm, path, variant, task))
+
+
+def with_untrained_controls(specs: list[OptimizerSpec], task: str | None) -> list[OptimizerSpec]:
+    """``specs`` plus, after each trained ZO-LSTM, its untrained control (``<label>_untrained``).
+
+    The control has the same architecture and options with random initial weights; only the gap to it
+    shows what meta-training bought (DESIGN.md: an untrained LSTM can already match tuned ZO-Adam).
+    """
+    out, labels = [], {spec.label for spec in specs}
+    for spec in specs:
+        out.append(spec)
+        path, _, variant = spec.source.partition("#")
+        control = f"{spec.label}_untrained"
+        if path.endswith(".pt") and variant in ("", "zo_lstm") and control not in labels:
+            out.append(_learned_spec(control, path, "zo_lstm_untrained", task))
+            labels.add(control)
+    return out
 
 
 def build_optimizers(specs: list[OptimizerSpec]) -> list[tuple[str, ZOOptimizer]]:

@@ -85,10 +85,12 @@ def test_specs_build_registered_optimizers_with_overrides():
 
 def test_specs_label_path_loads_lazily_and_names_missing_file(tmp_path):
     missing = tmp_path / "nope.pt"
-    (spec,) = parse_optimizers(f"mine={missing}", task="quadratic", q=4)
+    spec, control = parse_optimizers(f"mine={missing}", task="quadratic", q=4)
     assert spec.label == "mine" and spec.source == str(missing)
-    with pytest.raises(FileNotFoundError, match=r"nope\.pt"):
-        build_optimizers([spec])
+    assert control.label == "mine_untrained" and control.source == f"{missing}#zo_lstm_untrained"
+    for s in (spec, control):
+        with pytest.raises(FileNotFoundError, match=r"nope\.pt"):
+            build_optimizers([s])
 
 
 @pytest.mark.parametrize("text", ["zo_sgd,zo_sgd", "a=x.pt,a=y.pt", "zo_adam,zo_adam=x.pt"])

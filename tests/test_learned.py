@@ -224,3 +224,27 @@ def test_cli_help_lists_every_field(capsys):
     text = capsys.readouterr().out
     for f in dataclasses.fields(train_cli.TrainConfig):
         assert "--" + f.name.replace("_", "-") in text
+
+
+def test_compare_specs_bring_variants_and_the_untrained_control(trained, tmp_path, monkeypatch):
+    from eval.specs import build_optimizers, parse_optimizers
+
+    path = save_zo_lstm(tmp_path / "zo_lstm_mnist.pt", trained, train_config={"seed": 0}, val={})
+    specs = parse_optimizers(f"mine={path},abl={path}#no_query", task="quadratic", q=4)
+    assert [s.label for s in specs] == ["mine", "mine_untrained", "abl"]
+    built = dict(build_optimizers(specs))
+    assert built["abl"].directions == "gaussian" and built["mine"].directions == "query"
+    assert torch.equal(
+        built["abl"].update_net.state_dict()["head.weight"], trained.update_net.state_dict()["head.weight"]
+    )
+    untrained = built["mine_untrained"]
+    assert untrained.config() == built["mine"].config()
+    pairs = zip(untrained.update_net.parameters(), trained.update_net.parameters(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in pairs)
+    monkeypatch.setenv("L2L_CHECKPOINTS", str(tmp_path))
+    (shipped, control) = parse_optimizers("zo_lstm", task="mnist_attack", q=20)
+    assert shipped.source == f"{path}#zo_lstm" and control.label == "zo_lstm_untrained"
+    with pytest.raises(ValueError, match="unknown ZO-LSTM variant"):
+        parse_optimizers(f"x={path}#sideways", task="quadratic", q=4)
+    with pytest.raises(KeyError, match="no ZO-LSTM checkpoint ships for task 'quadratic'"):
+        parse_optimizers("zo_lstm_no_query", task="quadratic", q=4)

@@ -48,8 +48,8 @@ class TrainConfig(MetaConfig):
 
     task: str = doc_field("mnist_attack", "task family to train on (see l2l.family_names())")
     steps: int | None = doc_field(None, "optimizee steps T per trajectory (none: 500 for binary, else 200)")
-    update_iterations: int = doc_field(2000, "stage-1 meta-iterations (UpdateRNN); 0 skips the stage")
-    query_iterations: int = doc_field(4000, "stage-2 meta-iterations (QueryRNN, UpdateRNN frozen); 0 skips")
+    update_iterations: int = doc_field(1000, "stage-1 meta-iterations (UpdateRNN); 0 skips the stage")
+    query_iterations: int = doc_field(500, "stage-2 meta-iterations (QueryRNN, UpdateRNN frozen); 0 skips")
     train_instances: int | None = doc_field(None, "use the first N train instances (none: all)")
     val_instances: int = doc_field(10, "val instances scored at each validation")
     val_every: int = doc_field(100, "meta-iterations between validations (and saves of last.pt)")

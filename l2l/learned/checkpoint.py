@@ -21,6 +21,7 @@ import torch
 
 import l2l
 from l2l.common.io import save_torch_atomic
+from l2l.common.paths import checkpoints_dir
 from l2l.learned.zo_lstm import ZOLSTM, make_variant
 from l2l.loading import register_loader
 
@@ -123,6 +124,20 @@ def optimizer_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> ZOLSTM:
     for net in (optimizer.update_net, optimizer.query_net):
         net.eval().requires_grad_(False)
     return optimizer
+
+
+#: the shipped checkpoint of each task family (under ``checkpoints/``), trained by ``train.zo_lstm``
+SHIPPED = {"mnist_attack": "zo_lstm_mnist.pt", "binary_classification": "zo_lstm_binary.pt"}
+
+
+def shipped_checkpoint(task: str) -> Path:
+    """The shipped ZO-LSTM checkpoint trained on ``task``."""
+    if task not in SHIPPED:
+        raise KeyError(
+            f"no ZO-LSTM checkpoint ships for task {task!r} (only for {', '.join(SHIPPED)}); "
+            f"train one with `python -m train.zo_lstm --task {task}` and pass label=<out>/best.pt"
+        )
+    return checkpoints_dir() / SHIPPED[task]
 
 
 def load_zo_lstm(
