@@ -1,19 +1,22 @@
-"""Tune the hand-designed baselines on the **val** split and record the winners in ``tuned.json``.
+"""Tune optimizers on the **val** split and record the winners in ``tuned.json``.
 
     python -m eval.tune --task mnist_attack --optimizers zo_sgd,zo_signsgd,zo_adam
+    python -m eval.tune --task mnist_attack_linf --optimizers nes,spsa,zo_ngd --budget 2000
 
-The protocol of papers/002 sec. 4: the learning rate is delta/d; delta is tuned on the log grid
-{0.01, 0.1, 1, 10, 100, 1000}, then refined on a linear range around the best value; ZO-Adam's betas
-are tuned over {0.9, 0.99} x {0.99, 0.996, 0.999}. The smoothing radius mu matters as much as delta
-on float32 attacks, so it is tuned too (``--mu-grid``). The score is the mean final loss over the val
-instances; test instances are never touched.
+The protocol of papers/002 sec. 4 for the gradient-estimate methods: the learning rate is delta/d;
+delta is tuned on the log grid {0.01, 0.1, 1, 10, 100, 1000}, then refined on a linear range around
+the best value; ZO-Adam's betas are tuned over {0.9, 0.99} x {0.99, 0.996, 0.999}. The smoothing radius
+mu matters as much as delta on float32 attacks, so it is tuned too (``--mu-grid``). Other methods search
+the grids of their papers (:data:`SEARCH_SPACES`). The search is coordinatewise: each stage tries its
+values at the best point so far. The score is the mean final loss over the val instances (under
+``--budget`` queries when given); test instances are never touched.
 """
 
 from __future__ import annotations
 
 import datetime
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from tqdm import tqdm
@@ -22,29 +25,91 @@ import l2l
 from eval.headtohead import run_grid
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import write_json_atomic
-from l2l.optimizers.registry import TUNED_FORMAT, TUNED_PATH, load_tuned, optimizer_class
+from l2l.optimizers import registry
+from l2l.optimizers.registry import TUNED_FORMAT, accepted_params, load_tuned, optimizer_class
 from l2l.tasks.base import Task
 
 LOG_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 LINEAR_FACTORS = (0.25, 0.5, 0.75, 1.25, 1.5, 2.0, 3.0, 5.0)
-BETA1_GRID = (0.9, 0.99)
-BETA2_GRID = (0.99, 0.996, 0.999)
+BETA_PAIRS = tuple((b1, b2) for b1 in (0.9, 0.99) for b2 in (0.99, 0.996, 0.999))
 #: tuning runs use seeds far from eval.compare's, so no comparison reuses a tuning run's randomness
 TUNE_SEED_OFFSET = 1_000_003
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One coordinate of the search: try each of ``values`` for ``keys`` at the best point so far.
+
+    Attributes:
+        keys: the parameter names set together (e.g. ``("beta1", "beta2")``).
+        values: one tuple per candidate, aligned with ``keys``; the string ``"mu_grid"`` stands for the
+            command line's ``--mu-grid``.
+        relative: the values are factors of the current value (a linear refinement).
+    """
+
+    keys: tuple[str, ...]
+    values: tuple[tuple, ...] | str
+    relative: bool = False
+
+
+def grid(key: str, values, relative: bool = False) -> Stage:
+    return Stage((key,), tuple((v,) for v in values), relative)
+
+
+def refine(key: str) -> Stage:
+    return grid(key, (1.0, *LINEAR_FACTORS), relative=True)
+
+
+MU_STAGE = Stage(("mu",), "mu_grid")
+BETAS_STAGE = Stage(("beta1", "beta2"), BETA_PAIRS)
+EAD_BETA = grid("beta", (0.0, 1e-4, 1e-3, 1e-2))  # papers/001 Table 5 spans 1e-5 .. 1e-2
+#: the grids of the papers (papers/001 for ZOO and EAD, papers/000 for NGD, papers/004 for NES/SPSA);
+#: any other delta-based method gets :func:`default_space`
+SEARCH_SPACES: dict[str, list[Stage]] = {
+    "zoo_adam": [grid("lr", (1e-3, 2e-3, 1e-2, 3e-2, 0.1)), grid("h", (1e-4, 1e-3, 1e-2)), BETAS_STAGE,
+                 refine("lr")],
+    "zoo_newton": [grid("lr", (0.01, 0.1, 1.0, 10.0)), grid("h", (1e-4, 1e-3, 1e-2)),
+                   grid("min_hessian", (0.1, 1.0)), refine("lr")],
+    "zo_ngd": [grid("delta", (0.1, 1.0, 10.0, 100.0)), grid("gamma", (1e-3, 0.01, 0.1, 1.0)),
+               grid("mu", (0.1, 0.5, 1.0)), refine("delta")],
+    "fo_ngd": [grid("delta", (1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)), grid("gamma", (0.01, 0.1, 1.0)),
+               refine("delta")],
+    "nes": [grid("delta", (6.15, 15.0, 25.0, 40.0)), grid("mu", (1e-3, 0.01, 0.03, 0.1)), refine("delta")],
+    "spsa": [grid("delta", (6.15, 15.0, 25.0, 40.0)), grid("mu", tuple(k / 255 for k in (1, 2, 3, 5))),
+             refine("delta")],
+    "zo_ead": [grid("delta", LOG_GRID), EAD_BETA, MU_STAGE, refine("delta")],
+    "fo_ead": [grid("delta", LOG_GRID), EAD_BETA, refine("delta")],
+}  # fmt: skip
+
+
+def default_space(name: str) -> list[Stage]:
+    """delta on the log grid, Adam betas if it has them, mu if it has it, then a linear delta refinement."""
+    names = {f.name for f in fields(optimizer_class(name))}
+    if "delta" not in names:
+        raise ValueError(f"no search space for {name!r}: add it to eval.tune.SEARCH_SPACES")
+    stages = [grid("delta", LOG_GRID)]
+    stages += [BETAS_STAGE] if "beta1" in names else []
+    stages += [MU_STAGE] if "mu" in names else []
+    return [*stages, refine("delta")]
+
+
+def search_space(name: str) -> list[Stage]:
+    return SEARCH_SPACES.get(name) or default_space(name)
+
+
 @dataclass
 class TuneConfig:
-    """Tune baseline hyperparameters (delta, mu, Adam betas) on the val split of a task."""
+    """Tune optimizer hyperparameters on the val split of a task and record them in tuned.json."""
 
     task: str = doc_field("mnist_attack", "task family name")
     optimizers: str = doc_field("zo_sgd,zo_signsgd,zo_adam", "comma-separated optimizer names to tune")
     instances: int = doc_field(10, "val instances per candidate")
     trials: int = doc_field(1, "seeds per instance")
-    steps: int = doc_field(200, "optimizer steps per run")
-    q: int = doc_field(20, "query directions per step")
-    mu: float = doc_field(1e-4, "smoothing radius while delta and betas are tuned")
-    mu_grid: str = doc_field("1e-4,3e-4,1e-3,3e-3,1e-2", "mu values tried at the best delta ('' skips)")
+    steps: int = doc_field(200, "optimizer steps per run (an upper bound when --budget is set)")
+    budget: int | None = doc_field(None, "query budget per run (none: --steps alone)")
+    q: int | None = doc_field(20, "query directions per step, for methods with q (none: each one's own)")
+    mu: float | None = doc_field(None, "starting mu for methods with mu (none: each one's default)")
+    mu_grid: str = doc_field("1e-4,3e-4,1e-3,3e-3,1e-2", "mu values tried for delta-based methods")
     seed: int = doc_field(0, "base seed (tuning seeds never coincide with eval.compare's)")
     threads: int = doc_field(1, "torch CPU threads (pin it: results depend on it bit for bit)")
     write: bool = doc_field(True, "record the winners in l2l/optimizers/tuned.json")
@@ -58,6 +123,7 @@ def score(name: str, params: dict, tasks: list[Task], cfg: TuneConfig) -> float:
             tasks,
             trials=cfg.trials,
             steps=cfg.steps,
+            budget=cfg.budget,
             seed=cfg.seed + TUNE_SEED_OFFSET,
             progress=False,
         )
@@ -68,7 +134,7 @@ def score(name: str, params: dict, tasks: list[Task], cfg: TuneConfig) -> float:
 
 
 def best_of(name: str, candidates: list[dict], tasks: list[Task], cfg: TuneConfig, log: list, bar) -> dict:
-    """Whichever parameter set in ``candidates`` scores lowest; every try is appended to ``log``."""
+    """Whichever parameter set in ``candidates`` scores lowest; every new try is appended to ``log``."""
     best_params, best_score = candidates[0], math.inf
     for params in candidates:
         seen = [row["val_final_loss"] for row in log if row["params"] == params]
@@ -86,42 +152,43 @@ def _short(params: dict) -> str:
     return " ".join(f"{k}={v:.3g}" for k, v in params.items() if k != "q")
 
 
-def candidates_for(name: str, cfg: TuneConfig) -> list[str]:
-    """The tuning stages of ``name``, in order (for the progress-bar total)."""
-    stages = ["delta"]
-    if "beta1" in optimizer_class(name).__dataclass_fields__:
-        stages.append("betas")
-    if cfg.mu_grid.strip():
-        stages.append("mu")
-    return [*stages, "refine"]
+def candidates(stage: Stage, params: dict, cfg: TuneConfig) -> list[dict]:
+    """The parameter sets one stage tries around ``params``."""
+    values = (
+        [(float(m),) for m in cfg.mu_grid.split(",") if m.strip()]
+        if stage.values == "mu_grid"
+        else stage.values
+    )
+    out = []
+    for row in values:
+        change = dict(zip(stage.keys, row, strict=True))
+        if stage.relative:
+            change = {k: params[k] * v for k, v in change.items()}
+        out.append({**params, **change})
+    return out
+
+
+def start_params(name: str, cfg: TuneConfig) -> dict:
+    """The shared settings every candidate of ``name`` starts from, plus class defaults of tuned keys."""
+    shared = {k: v for k, v in {"q": cfg.q, "mu": cfg.mu}.items() if v is not None}
+    defaults = {f.name: f.default for f in fields(optimizer_class(name))}
+    keys = {k for stage in search_space(name) for k in stage.keys}
+    return {**{k: defaults[k] for k in sorted(keys)}, **accepted_params(name, shared)}
 
 
 def tune_one(name: str, tasks: list[Task], cfg: TuneConfig, bar) -> dict:
-    """Coarse delta, then betas (Adam), then mu, then a linear delta refinement; returns the record."""
+    """Search ``name``'s space stage by stage; returns the best parameters, their score and the log."""
     log: list[dict] = []
-    params = {"q": cfg.q, "mu": cfg.mu}
-    for stage in candidates_for(name, cfg):
-        if stage == "delta":
-            grid = [{**params, "delta": d} for d in LOG_GRID]
-        elif stage == "betas":
-            grid = [{**params, "beta1": b1, "beta2": b2} for b1 in BETA1_GRID for b2 in BETA2_GRID]
-        elif stage == "mu":
-            grid = [{**params, "mu": float(m)} for m in cfg.mu_grid.split(",")]
-        else:
-            grid = [{**params, "delta": params["delta"] * f} for f in (1.0, *LINEAR_FACTORS)]
-        params = best_of(name, grid, tasks, cfg, log, bar)
+    params = start_params(name, cfg)
+    for stage in search_space(name):
+        params = best_of(name, candidates(stage, params, cfg), tasks, cfg, log, bar)
     best = min(log, key=lambda row: row["val_final_loss"])
     return {"params": best["params"], "val_final_loss": best["val_final_loss"], "grid": log}
 
 
 def stage_sizes(name: str, cfg: TuneConfig) -> int:
-    sizes = {
-        "delta": len(LOG_GRID),
-        "betas": len(BETA1_GRID) * len(BETA2_GRID),
-        "mu": len(cfg.mu_grid.split(",")),
-        "refine": 1 + len(LINEAR_FACTORS),
-    }
-    return sum(sizes[s] for s in candidates_for(name, cfg))
+    """Candidates ``name`` will try (an upper bound: repeats are scored once), for the progress bar."""
+    return sum(len(candidates(stage, start_params(name, cfg), cfg)) for stage in search_space(name))
 
 
 def record(task: str, results: dict[str, dict], cfg: TuneConfig) -> dict:
@@ -134,7 +201,7 @@ def record(task: str, results: dict[str, dict], cfg: TuneConfig) -> dict:
             **res,
             "tuned_on": {**asdict(cfg), "split": "val", "date": stamp, "version": l2l.__version__},
         }
-    write_json_atomic(TUNED_PATH, data)
+    write_json_atomic(registry.TUNED_PATH, data)
     return data
 
 
@@ -152,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         print(f"{name:12s} val final loss {res['val_final_loss']:.4f}  {_short(res['params'])}")
     if cfg.write:
         record(cfg.task, results, cfg)
-        print(f"wrote {TUNED_PATH}")
+        print(f"wrote {registry.TUNED_PATH}")
     return results
 
 

@@ -1,0 +1,66 @@
+"""eval.tune: searches on val only, records the best candidate, and make_optimizer reads it back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import l2l
+from eval import tune
+from l2l.optimizers import registry
+from l2l.tasks.quadratic import QuadraticFamily
+
+
+@pytest.fixture
+def tuned_path(tmp_path, monkeypatch):
+    path = tmp_path / "tuned.json"
+    monkeypatch.setattr(registry, "TUNED_PATH", path)
+    return path
+
+
+def test_tune_records_the_best_val_candidate_and_make_optimizer_uses_it(tuned_path, monkeypatch):
+    splits = []
+    original = QuadraticFamily.instances
+
+    def spy(self, split, limit=None):
+        splits.append(split)
+        return original(self, split, limit)
+
+    monkeypatch.setattr(QuadraticFamily, "instances", spy)
+    args = ["--task", "quadratic", "--optimizers", "zo_sgd,zo_adam", "--instances", "2", "--steps", "15"]
+    results = tune.main([*args, "--q", "4", "--mu-grid", "1e-3,1e-2"])
+    assert splits == ["val"]
+    data = json.loads(tuned_path.read_text())
+    for name in ("zo_sgd", "zo_adam"):
+        entry = data["tasks"]["quadratic"][name]
+        best = min(entry["grid"], key=lambda row: row["val_final_loss"])
+        assert entry["params"] == best["params"] == results[name]["params"]
+        assert entry["tuned_on"]["split"] == "val"
+        opt = l2l.make_optimizer(name, task="quadratic")
+        assert opt.delta == best["params"]["delta"] and opt.q == 4
+    adam_keys = {k for row in data["tasks"]["quadratic"]["zo_adam"]["grid"] for k in row["params"]}
+    assert {"delta", "mu", "beta1", "beta2"} <= adam_keys
+
+
+def test_search_spaces_cover_every_registered_method():
+    for name in l2l.optimizer_names():
+        if name == "zo_lstm_untrained":
+            continue
+        stages = tune.search_space(name)
+        assert stages, name
+        params = tune.start_params(name, tune.TuneConfig(q=20))
+        assert all(key in params for stage in stages for key in stage.keys), name
+
+
+def test_relative_stage_refines_around_the_current_value():
+    cfg = tune.TuneConfig()
+    rows = tune.candidates(tune.refine("delta"), {"delta": 4.0}, cfg)
+    assert [r["delta"] for r in rows] == [4.0 * f for f in (1.0, *tune.LINEAR_FACTORS)]
+    assert [r["mu"] for r in tune.candidates(tune.MU_STAGE, {"mu": 1.0}, cfg)] == [
+        1e-4,
+        3e-4,
+        1e-3,
+        3e-3,
+        1e-2,
+    ]
