@@ -31,6 +31,7 @@ import torch
 import l2l
 from eval.compare import pinned_threads
 from eval.headtohead import RunRecord, run_grid
+from eval.report import fmt_cell
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import write_json_atomic, write_text_atomic
 from l2l.optimizers.base import ZOOptimizer
@@ -205,10 +206,6 @@ def attack_table(config: AttackTableConfig, progress: bool = True) -> dict:
     }
 
 
-def _cell(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
 def markdown_table(result: dict) -> str:
     """The table, one row per method; white-box references carry :data:`WHITE_BOX_MARK`."""
     lines = [
@@ -220,11 +217,11 @@ def markdown_table(result: dict) -> str:
         cells = [
             name + (f" {WHITE_BOX_MARK}" if res["white_box"] else ""),
             f"{res['success_rate']:.1%} ({res['successes']}/{res['runs']})",
-            _cell(res["queries_mean"], ".1f"),
-            _cell(res["queries_median"], ".1f"),
-            _cell(res["queries_with_checks_mean"], ".1f"),
-            _cell(res["queries_with_checks_median"], ".1f"),
-            *(_cell(res[f"{n}_mean"], ".3f") for n in NORMS),
+            fmt_cell(res["queries_mean"], ".1f"),
+            fmt_cell(res["queries_median"], ".1f"),
+            fmt_cell(res["queries_with_checks_mean"], ".1f"),
+            fmt_cell(res["queries_with_checks_median"], ".1f"),
+            *(fmt_cell(res[f"{n}_mean"], ".3f") for n in NORMS),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -102,7 +102,7 @@ def _csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
-def _fmt(value: float | None, spec: str = ".4g") -> str:
+def fmt_cell(value: float | None, spec: str = ".4g") -> str:
     """A table cell: ``n/a`` for None (undefined or never reached)."""
     return "n/a" if value is None else format(value, spec)
 
@@ -119,9 +119,9 @@ def markdown_table(result: dict) -> str:
         cells = [
             label,
             f"{res['final_loss_mean']:.4g} ± {res['final_loss_std']:.3g}",
-            _fmt(rate, ".1%"),
-            _fmt(res["queries_to_success_median"], ".1f"),
-            _fmt(res["queries_to_success_mean"], ".1f"),
+            fmt_cell(rate, ".1%"),
+            fmt_cell(res["queries_to_success_median"], ".1f"),
+            fmt_cell(res["queries_to_success_mean"], ".1f"),
             str(res["queries_per_step"]),
             f"{res['wall_s']:.2f}",
         ]

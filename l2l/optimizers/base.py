@@ -83,6 +83,13 @@ class ZOOptimizer(abc.ABC):
         return {}
 
 
+def check_betas(beta1: float, beta2: float) -> None:
+    """Adam's moment decays must lie in [0, 1)."""
+    for name, value in (("beta1", beta1), ("beta2", beta2)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name}={value!r} must be in [0, 1)")
+
+
 def lr_from_delta(delta: float, dim: int) -> float:
     """The papers/002 convention: a learning rate of delta / d."""
     return delta / dim

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from l2l.estimators import Estimate
-from l2l.optimizers.base import GradientEstimateOptimizer, ZOState
+from l2l.optimizers.base import GradientEstimateOptimizer, ZOState, check_betas
 from l2l.optimizers.registry import register_optimizer
 
 
@@ -28,10 +28,7 @@ class ZOAdam(GradientEstimateOptimizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if not 0 <= value < 1:
-                raise ValueError(f"{name}={value!r} must be in [0, 1)")
+        check_betas(self.beta1, self.beta2)
 
     def init_slots(self, state: ZOState) -> None:
         state.slots["m"] = torch.zeros_like(state.x)

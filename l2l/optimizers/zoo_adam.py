@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from l2l.optimizers.base import ZOState
+from l2l.optimizers.base import ZOState, check_betas
 from l2l.optimizers.registry import register_optimizer
 from l2l.optimizers.zoo import CoordinateEstimate, ZOOBase
 from l2l.oracle import Oracle
@@ -54,10 +54,7 @@ class ZOOAdam(ZOOBase):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if not 0 <= value < 1:
-                raise ValueError(f"{name}={value!r} must be in [0, 1)")
+        check_betas(self.beta1, self.beta2)
         self.reset_at = tuple(self.reset_at)
         if any(not isinstance(s, int) or s < 0 for s in self.reset_at):
             raise ValueError(f"reset_at={self.reset_at} must hold step numbers (integers >= 0)")
