@@ -107,6 +107,7 @@ class TuneConfig:
     trials: int = doc_field(1, "seeds per instance")
     steps: int = doc_field(200, "optimizer steps per run (an upper bound when --budget is set)")
     budget: int | None = doc_field(None, "query budget per run (none: --steps alone)")
+    stop_at_success: bool = doc_field(False, "end runs at their first success (attacks under a budget)")
     q: int | None = doc_field(20, "query directions per step, for methods with q (none: each one's own)")
     mu: float | None = doc_field(None, "starting mu for methods with mu (none: each one's default)")
     mu_grid: str = doc_field("1e-4,3e-4,1e-3,3e-3,1e-2", "mu values tried for delta-based methods")
@@ -115,8 +116,12 @@ class TuneConfig:
     write: bool = doc_field(True, "record the winners in l2l/optimizers/tuned.json")
 
 
-def score(name: str, params: dict, tasks: list[Task], cfg: TuneConfig) -> float:
-    """Mean final loss of ``name`` with ``params`` over the tuning runs (inf if a run diverges to NaN)."""
+def score(name: str, params: dict, tasks: list[Task], cfg: TuneConfig) -> dict[str, float]:
+    """Mean final loss and mean queries spent by ``name`` with ``params`` over the tuning runs.
+
+    Candidates rank by loss, then by queries: on attacks run with ``--stop-at-success`` many settings
+    reach loss 0, and the one that gets there with fewer queries is better. A run that hits NaN scores inf.
+    """
     try:
         records = run_grid(
             [(name, l2l.make_optimizer(name, **params))],
@@ -125,26 +130,36 @@ def score(name: str, params: dict, tasks: list[Task], cfg: TuneConfig) -> float:
             steps=cfg.steps,
             budget=cfg.budget,
             seed=cfg.seed + TUNE_SEED_OFFSET,
+            stop_at_success=cfg.stop_at_success,
             progress=False,
         )
     except l2l.NonFiniteLoss:
-        return math.inf
+        return {"val_final_loss": math.inf, "val_queries": math.inf}
     finals = [r.trajectory.final_loss for r in records]
-    return sum(finals) / len(finals) if all(math.isfinite(f) for f in finals) else math.inf
+    loss = sum(finals) / len(finals) if all(math.isfinite(f) for f in finals) else math.inf
+    return {
+        "val_final_loss": loss,
+        "val_queries": sum(r.trajectory.queries[-1] for r in records) / len(records),
+    }
+
+
+def rank(row: dict) -> tuple[float, float]:
+    """Sort key of a scored candidate: lower loss first, then fewer queries."""
+    return row["val_final_loss"], row["val_queries"]
 
 
 def best_of(name: str, candidates: list[dict], tasks: list[Task], cfg: TuneConfig, log: list, bar) -> dict:
     """Whichever parameter set in ``candidates`` scores lowest; every new try is appended to ``log``."""
-    best_params, best_score = candidates[0], math.inf
+    best_params, best_rank = candidates[0], (math.inf, math.inf)
     for params in candidates:
-        seen = [row["val_final_loss"] for row in log if row["params"] == params]
-        s = seen[0] if seen else score(name, params, tasks, cfg)
+        seen = [row for row in log if row["params"] == params]
+        row = seen[0] if seen else {"params": params, **score(name, params, tasks, cfg)}
         if not seen:
-            log.append({"params": params, "val_final_loss": s})
+            log.append(row)
         bar.update(1)
-        bar.set_postfix_str(f"{name} {_short(params)} -> {s:.3f}")
-        if s < best_score:
-            best_params, best_score = params, s
+        bar.set_postfix_str(f"{name} {_short(params)} -> {row['val_final_loss']:.3f}")
+        if rank(row) < best_rank:
+            best_params, best_rank = params, rank(row)
     return best_params
 
 
@@ -182,8 +197,8 @@ def tune_one(name: str, tasks: list[Task], cfg: TuneConfig, bar) -> dict:
     params = start_params(name, cfg)
     for stage in search_space(name):
         params = best_of(name, candidates(stage, params, cfg), tasks, cfg, log, bar)
-    best = min(log, key=lambda row: row["val_final_loss"])
-    return {"params": best["params"], "val_final_loss": best["val_final_loss"], "grid": log}
+    best = min(log, key=rank)
+    return {**best, "grid": log}
 
 
 def stage_sizes(name: str, cfg: TuneConfig) -> int:
@@ -213,12 +228,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         optimizer_class(name)  # fail fast on unknown names
     tasks = l2l.make_family(cfg.task).instances("val", limit=cfg.instances)
     bar = tqdm(total=sum(stage_sizes(n, cfg) for n in names), desc=f"tune {cfg.task} (val)", unit="cfg")
-    results = {name: tune_one(name, tasks, cfg, bar) for name in names}
+    results = {}
+    for name in names:
+        results[name] = tune_one(name, tasks, cfg, bar)
+        if cfg.write:  # after each method, so an interrupted run keeps what it finished
+            record(cfg.task, {name: results[name]}, cfg)
     bar.close()
     for name, res in results.items():
         print(f"{name:12s} val final loss {res['val_final_loss']:.4f}  {_short(res['params'])}")
     if cfg.write:
-        record(cfg.task, results, cfg)
         print(f"wrote {registry.TUNED_PATH}")
     return results
 
