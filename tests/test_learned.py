@@ -13,6 +13,7 @@ from l2l.learned import (  # importing l2l.learned registers the .pt loader and 
     MetaTrainer,
     load_zo_lstm,
     make_variant,
+    read_checkpoint,
     save_zo_lstm,
     validate,
 )
@@ -216,6 +217,19 @@ def test_cli_trains_saves_and_resumes_bit_for_bit(tmp_path):
         assert isinstance(l2l.load_optimizer(straight / name), ZOLSTM)
     with pytest.raises(ValueError, match="different options"):
         train_cli.main(_cli_argv(resumed, "--q", "3", "--resume"))
+
+
+def test_cli_selects_the_update_scale_on_val(tmp_path):
+    out = tmp_path / "alpha"
+    summary = train_cli.main(_cli_argv(out, "--update-iterations", "3", "--query-iterations", "0",
+                                       "--alpha-grid", "0.25,1,4"))  # fmt: skip
+    tried = summary["alpha"]["val_final_loss"]
+    assert set(tried) == {"0.25", "1.0", "4.0"}
+    best = min(tried, key=tried.get)
+    ckpt = read_checkpoint(out / "best.pt")
+    assert ckpt["optimizer"]["alpha"] == float(best) == summary["alpha"]["alpha"]
+    assert ckpt["val"]["alpha_grid"] == tried and ckpt["val"]["final_loss_mean"] == tried[best]
+    assert len(set(tried.values())) == 3  # the scale changes what the optimizer does
 
 
 def test_cli_help_lists_every_field(capsys):

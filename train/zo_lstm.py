@@ -31,15 +31,34 @@ from tqdm import tqdm
 import l2l
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import save_torch_atomic, write_json_atomic
-from l2l.learned.checkpoint import FORMAT_VERSION, TRAINING_FORMAT, read_checkpoint, save_zo_lstm
+from l2l.learned.checkpoint import (
+    FORMAT_VERSION,
+    TRAINING_FORMAT,
+    optimizer_from_checkpoint,
+    read_checkpoint,
+    save_zo_lstm,
+)
 from l2l.learned.meta import STAGES, MetaConfig, MetaTrainer, Validation, is_better, validate
 from l2l.tasks.base import Task
 
 #: optimizee steps per trajectory when --steps is none (papers/002 sec. 4: 200; 500 for binary)
 DEFAULT_STEPS = {"binary_classification": 500}
+#: validation horizon when --val-steps is none: the 200 steps eval.compare reports on binary (training
+#: trajectories stay at the paper's 500); else the training horizon
+DEFAULT_VAL_STEPS = {"binary_classification": 200}
+#: --alpha-grid when none: the binary LSTM's raw update scale undershoots at 200 steps
+DEFAULT_ALPHA_GRID = {"binary_classification": "0.5,1,2,4,8"}
 STAGE_FILES = {"update": "stage1.pt", "query": "best.pt"}
 #: config fields that may differ between a run and its --resume
-RESUMABLE_CHANGES = {"resume", "wandb", "wandb_project", "update_iterations", "query_iterations", "threads"}
+RESUMABLE_CHANGES = {
+    "alpha_grid",
+    "resume",
+    "wandb",
+    "wandb_project",
+    "update_iterations",
+    "query_iterations",
+    "threads",
+}
 
 
 @dataclass
@@ -53,8 +72,13 @@ class TrainConfig(MetaConfig):
     train_instances: int | None = doc_field(None, "use the first N train instances (none: all)")
     val_instances: int = doc_field(10, "val instances scored at each validation")
     val_every: int = doc_field(100, "meta-iterations between validations (and saves of last.pt)")
-    val_steps: int | None = doc_field(None, "optimizee steps of a validation run (none: --steps)")
+    val_steps: int | None = doc_field(None, "steps of a validation run (none: 200 for binary, else --steps)")
     images: int = doc_field(4, "attack tasks: adversarial examples logged to wandb per validation")
+    alpha_grid: str | None = doc_field(
+        None,
+        "update scales alpha tried on val after training, e.g. 0.5,1,2,4; the best goes into best.pt "
+        "('': keep --alpha; none: 0.5,1,2,4,8 for binary, else '')",
+    )
     init_from: str | None = doc_field(None, "start from this ZO-LSTM checkpoint's weights (none: random)")
     out: str = doc_field("results/zo_lstm/{task}", "output folder ({task} is filled in)")
     threads: int = doc_field(1, "torch CPU threads (pin it: results depend on it bit for bit)")
@@ -68,7 +92,9 @@ class TrainConfig(MetaConfig):
         if self.steps is None:
             self.steps = DEFAULT_STEPS.get(self.task, 200)
         if self.val_steps is None:
-            self.val_steps = self.steps
+            self.val_steps = DEFAULT_VAL_STEPS.get(self.task, self.steps)
+        if self.alpha_grid is None:
+            self.alpha_grid = DEFAULT_ALPHA_GRID.get(self.task, "")
         super().__post_init__()
         for name in ("val_instances", "val_every", "val_steps", "threads"):
             if getattr(self, name) < 1:
@@ -215,6 +241,28 @@ def begin_stage(trainer: MetaTrainer, stage: str, out: Path) -> None:
     trainer.begin_stage(stage)
 
 
+def select_alpha(cfg: TrainConfig, out: Path, val_tasks: list[Task]) -> dict | None:
+    """Choose the update scale alpha of the final ``best.pt`` on val (papers/002 sec. 4.3).
+
+    The networks stay as trained; only the test-time scale of their output changes. Returns the val
+    score of every alpha tried, or None without ``--alpha-grid``.
+    """
+    grid = [float(a) for a in cfg.alpha_grid.split(",") if a.strip()]
+    if not grid:
+        return None
+    ckpt = read_checkpoint(out / "best.pt")
+    trained = optimizer_from_checkpoint(ckpt)
+    scores = {
+        a: validate(trained.with_options(alpha=a), val_tasks, cfg.val_steps, seed=cfg.seed) for a in grid
+    }
+    best = min(grid, key=lambda a: scores[a].final_loss_mean)
+    tried = {str(a): scores[a].final_loss_mean for a in grid}
+    val = {**ckpt["val"], **scores[best].summary(), "alpha_grid": tried}
+    save_zo_lstm(out / "best.pt", trained.with_options(alpha=best), train_config=ckpt["train_config"],
+                 task=ckpt["task"], val=val)  # fmt: skip
+    return {"alpha": best, "val_final_loss": tried}
+
+
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(TrainConfig, argv)
     torch.set_num_threads(cfg.threads)
@@ -252,9 +300,12 @@ def main(argv: list[str] | None = None) -> dict:
                 bar.set_postfix_str(f"{stage} meta-loss {stats['meta_loss']:.3g} val {val_loss:.4f}")
         save_training_state(out, cfg, trainer, progress)
     bar.close()
+    alpha = select_alpha(cfg, out, val_tasks)
     if run is not None:
+        if alpha is not None:
+            run.summary["alpha"] = alpha["alpha"]
         run.finish()
-    summary = {"best": progress["best"], "out": str(out)}
+    summary = {"best": progress["best"], "alpha": alpha, "out": str(out)}
     print(json.dumps(summary, indent=2))
     return summary
 
