@@ -1,1 +1,37 @@
-"""Reinforcement-learning agents for ZO sampling policies (papers/003), on stable-baselines3."""
+"""Reinforcement-learning agents for ZO sampling policies (papers/003), on stable-baselines3.
+
+- :class:`ZORLAgent`: DDPG with Algorithm 2's Gaussian warm start and cosine-similarity switch;
+- :class:`ZORLPolicy`: its CNN (images) / MLP (vectors) actor and critic with batch norm;
+- :class:`ZORL`, :class:`ZORLLSTM`: a trained policy as a ZO optimizer (``zo_rl``), and as the
+  direction sampler of a trained ZO-LSTM (``zo_rl_lstm``).
+
+Importing this package registers the ``.zip`` loader behind ``l2l.load_optimizer``.
+"""
+
+from agents.ddpg import ZORLAgent
+from agents.networks import IterateFeatures, PairCritic, ZORLPolicy
+from agents.zo_rl import (
+    SHIPPED,
+    ZORL,
+    ZORLLSTM,
+    attach_info,
+    load_zo_rl,
+    load_zo_rl_lstm,
+    read_policy,
+    shipped_policy,
+)
+
+__all__ = [
+    "SHIPPED",
+    "ZORL",
+    "ZORLLSTM",
+    "IterateFeatures",
+    "PairCritic",
+    "ZORLAgent",
+    "ZORLPolicy",
+    "attach_info",
+    "load_zo_rl",
+    "load_zo_rl_lstm",
+    "read_policy",
+    "shipped_policy",
+]

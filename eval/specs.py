@@ -11,9 +11,14 @@ Each comma-separated item is either
 - ``label=path.pt#variant``: an ablation of a ZO-LSTM checkpoint (``no_query``, ``no_update``,
   ``guided_es``, ``untrained``);
 - ``zo_lstm``, ``zo_lstm_no_query``, ``zo_lstm_no_update``, ``zo_lstm_guided_es``: the task's shipped
-  ZO-LSTM checkpoint, or that ablation of it.
+  ZO-LSTM checkpoint, or that ablation of it;
+- ``label=policy.zip``: a ZO-RL sampling policy as the ``zo_rl`` optimizer (papers/003);
+  ``label=policy.zip#untrained`` its untrained control, ``label=policy.zip#lstm`` the task's shipped
+  ZO-LSTM sampling with it (ZO-RL-LSTM), ``label=policy.zip#lstm=zo_lstm.pt`` that ZO-LSTM instead;
+- ``zo_rl``, ``zo_rl_lstm``: the task's shipped policy, alone or with the shipped ZO-LSTM.
 
-Every trained ZO-LSTM brings its untrained control (``<label>_untrained``) into the comparison.
+Every trained ZO-LSTM and ZO-RL policy brings its untrained control (``<label>_untrained``) into the
+comparison. Policies load through :mod:`agents` (stable-baselines3), imported only when one is listed.
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ from l2l.optimizers.registry import accepted_params, optimizer_class
 
 #: ablations selectable by name; they load the task's shipped checkpoint (papers/002 sec. 4.4, app. B)
 SHIPPED_VARIANTS = ("zo_lstm", "zo_lstm_no_query", "zo_lstm_no_update", "zo_lstm_guided_es")
+
+#: the task's shipped ZO-RL policy, alone and as the shipped ZO-LSTM's direction sampler (papers/003)
+SHIPPED_POLICIES = {"zo_rl": "", "zo_rl_lstm": "lstm"}
+#: variants of a policy zip: as trained, its untrained control, or sampling for a ZO-LSTM
+POLICY_VARIANTS = ("", "untrained", "lstm")
 
 #: file endings that mark an unlabeled item as a checkpoint path rather than a mistyped name
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".zip")
@@ -89,6 +99,8 @@ def _parse_item(item: str, task: str | None, q: int, mu: float | None) -> Optimi
                 f"optimizer item {item!r} needs both a label and a path, as in mine=checkpoints/x.pt"
             )
         path, _, variant = path.partition("#")
+        if path.endswith(".zip"):
+            return _policy_spec(label, path, variant, task)
         if variant:
             return _learned_spec(label, path, f"zo_lstm_{variant}", task)
         return OptimizerSpec(label, path, functools.partial(l2l.load_optimizer, path))
@@ -98,6 +110,12 @@ def _parse_item(item: str, task: str | None, q: int, mu: float | None) -> Optimi
         if task is None:
             raise ValueError(f"{item!r} needs a task to find its shipped checkpoint")
         return _learned_spec(item, str(shipped_checkpoint(task)), item, task)
+    if item in SHIPPED_POLICIES:
+        if task is None:
+            raise ValueError(f"{item!r} needs a task to find its shipped policy")
+        from agents.zo_rl import shipped_policy  # imports stable-baselines3: only when a policy is listed
+
+        return _policy_spec(item, str(shipped_policy(task)), SHIPPED_POLICIES[item], task)
     optimizer_class(item)  # raises the registry's KeyError, which lists the known names
     overrides = accepted_params(item, {"q": q} if mu is None else {"q": q, "mu": mu})
     return OptimizerSpec(item, item, functools.partial(l2l.make_optimizer, item, task=task, **overrides))
@@ -110,8 +128,35 @@ def _learned_spec(label: str, path: str, variant: str, task: str | None) -> Opti
     return OptimizerSpec(label, f"{path}#{variant}", functools.partial(load_zo_lstm, path, variant, task))
 
 
+def _policy_spec(label: str, path: str, variant: str, task: str | None) -> OptimizerSpec:
+    """A ZO-RL policy zip: as ``zo_rl``, ``#untrained``, ``#lstm`` or ``#lstm=<ZO-LSTM .pt>``."""
+    kind, _, lstm = variant.partition("=")
+    if kind not in POLICY_VARIANTS or (lstm and kind != "lstm"):
+        raise ValueError(
+            f"unknown ZO-RL variant in {label}={path}#{variant}; write {path}, {path}#untrained, "
+            f"{path}#lstm or {path}#lstm=<zo_lstm checkpoint .pt>"
+        )
+    if kind == "lstm" and not lstm:
+        if task is None:
+            raise ValueError(
+                f"{label}={path}#lstm needs a task to find its shipped ZO-LSTM; name one with #lstm=<.pt>"
+            )
+        lstm = str(shipped_checkpoint(task))
+    source = f"{path}#{variant}" if variant else path
+    return OptimizerSpec(label, source, functools.partial(_load_policy, path, kind, lstm))
+
+
+def _load_policy(path: str, kind: str, lstm: str) -> ZOOptimizer:
+    """Load a policy zip as ``zo_rl``, its untrained control, or the sampler of the ZO-LSTM at ``lstm``."""
+    from agents.zo_rl import load_zo_rl, load_zo_rl_lstm  # imports stable-baselines3
+
+    if kind == "lstm":
+        return load_zo_rl_lstm(path, lstm)
+    return load_zo_rl(path, "untrained" if kind == "untrained" else "zo_rl")
+
+
 def with_untrained_controls(specs: list[OptimizerSpec], task: str | None) -> list[OptimizerSpec]:
-    """``specs`` plus, after each trained ZO-LSTM, its untrained control (``<label>_untrained``).
+    """``specs`` plus, after each trained ZO-LSTM or ZO-RL policy, its control ``<label>_untrained``.
 
     The control has the same architecture and options with random initial weights; only the gap to it
     shows what meta-training bought (DESIGN.md: an untrained LSTM can already match tuned ZO-Adam).
@@ -121,8 +166,13 @@ def with_untrained_controls(specs: list[OptimizerSpec], task: str | None) -> lis
         out.append(spec)
         path, _, variant = spec.source.partition("#")
         control = f"{spec.label}_untrained"
-        if path.endswith(".pt") and variant in ("", "zo_lstm") and control not in labels:
+        if control in labels:
+            continue
+        if path.endswith(".pt") and variant in ("", "zo_lstm"):
             out.append(_learned_spec(control, path, "zo_lstm_untrained", task))
+            labels.add(control)
+        elif path.endswith(".zip") and not variant:
+            out.append(_policy_spec(control, path, "untrained", task))
             labels.add(control)
     return out
 

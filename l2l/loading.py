@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,9 @@ from pathlib import Path
 from l2l.optimizers.base import ZOOptimizer
 
 _LOADERS: dict[str, Callable[[Path], ZOOptimizer]] = {}
+#: loaders that live outside l2l, imported on first use: ``agents`` imports stable-baselines3 and l2l
+#: itself, so importing it eagerly would be circular and slow down every ``import l2l``
+_LAZY_LOADERS = {".zip": "agents"}
 
 
 def register_loader(suffix: str) -> Callable[[Callable[[Path], ZOOptimizer]], Callable[[Path], ZOOptimizer]]:
@@ -30,6 +34,8 @@ def load_optimizer(path: str | os.PathLike) -> ZOOptimizer:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no optimizer checkpoint at {str(path)!r}")
+    if path.suffix not in _LOADERS and path.suffix in _LAZY_LOADERS:
+        importlib.import_module(_LAZY_LOADERS[path.suffix])  # registers its loader
     if path.suffix not in _LOADERS:
         known = ", ".join(sorted(_LOADERS)) or "none yet"
         raise ValueError(f"cannot load {str(path)!r}: no loader for {path.suffix!r} files (known: {known})")

@@ -223,12 +223,12 @@ def test_cli_selects_the_update_scale_on_val(tmp_path):
     out = tmp_path / "alpha"
     summary = train_cli.main(_cli_argv(out, "--update-iterations", "3", "--query-iterations", "0",
                                        "--alpha-grid", "0.25,1,4"))  # fmt: skip
-    tried = summary["alpha"]["val_final_loss"]
+    tried = summary["alpha"]["val_weighted_loss"]
     assert set(tried) == {"0.25", "1.0", "4.0"}
     best = min(tried, key=tried.get)
     ckpt = read_checkpoint(out / "best.pt")
     assert ckpt["optimizer"]["alpha"] == float(best) == summary["alpha"]["alpha"]
-    assert ckpt["val"]["alpha_grid"] == tried and ckpt["val"]["final_loss_mean"] == tried[best]
+    assert ckpt["val"]["alpha_grid"] == tried and ckpt["val"]["weighted_loss_mean"] == tried[best]
     assert len(set(tried.values())) == 3  # the scale changes what the optimizer does
 
 

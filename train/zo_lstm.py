@@ -46,8 +46,7 @@ DEFAULT_STEPS = {"binary_classification": 500}
 #: validation horizon when --val-steps is none: the 200 steps eval.compare reports on binary (training
 #: trajectories stay at the paper's 500); else the training horizon
 DEFAULT_VAL_STEPS = {"binary_classification": 200}
-#: --alpha-grid when none: the binary LSTM's raw update scale undershoots at 200 steps
-DEFAULT_ALPHA_GRID = {"binary_classification": "0.5,1,2,4,8"}
+ALPHA_GRID = "0.5,1,1.5,2,4,8"
 STAGE_FILES = {"update": "stage1.pt", "query": "best.pt"}
 #: config fields that may differ between a run and its --resume
 RESUMABLE_CHANGES = {
@@ -74,10 +73,9 @@ class TrainConfig(MetaConfig):
     val_every: int = doc_field(100, "meta-iterations between validations (and saves of last.pt)")
     val_steps: int | None = doc_field(None, "steps of a validation run (none: 200 for binary, else --steps)")
     images: int = doc_field(4, "attack tasks: adversarial examples logged to wandb per validation")
-    alpha_grid: str | None = doc_field(
-        None,
-        "update scales alpha tried on val after training, e.g. 0.5,1,2,4; the best goes into best.pt "
-        "('': keep --alpha; none: 0.5,1,2,4,8 for binary, else '')",
+    alpha_grid: str = doc_field(
+        ALPHA_GRID,
+        "update scales alpha tried on val after training; the best goes into best.pt ('': keep --alpha)",
     )
     init_from: str | None = doc_field(None, "start from this ZO-LSTM checkpoint's weights (none: random)")
     out: str = doc_field("results/zo_lstm/{task}", "output folder ({task} is filled in)")
@@ -93,8 +91,6 @@ class TrainConfig(MetaConfig):
             self.steps = DEFAULT_STEPS.get(self.task, 200)
         if self.val_steps is None:
             self.val_steps = DEFAULT_VAL_STEPS.get(self.task, self.steps)
-        if self.alpha_grid is None:
-            self.alpha_grid = DEFAULT_ALPHA_GRID.get(self.task, "")
         super().__post_init__()
         for name in ("val_instances", "val_every", "val_steps", "threads"):
             if getattr(self, name) < 1:
@@ -244,8 +240,10 @@ def begin_stage(trainer: MetaTrainer, stage: str, out: Path) -> None:
 def select_alpha(cfg: TrainConfig, out: Path, val_tasks: list[Task]) -> dict | None:
     """Choose the update scale alpha of the final ``best.pt`` on val (papers/002 sec. 4.3).
 
-    The networks stay as trained; only the test-time scale of their output changes. Returns the val
-    score of every alpha tried, or None without ``--alpha-grid``.
+    The criterion is the meta-objective itself (eq. 4's t-weighted mean loss over the trajectory), so a
+    scale that reaches low loss sooner wins over one that only ends marginally lower. The networks stay
+    as trained; only the test-time scale of their output changes. Returns the val score of every alpha
+    tried, or None without ``--alpha-grid``.
     """
     grid = [float(a) for a in cfg.alpha_grid.split(",") if a.strip()]
     if not grid:
@@ -255,12 +253,12 @@ def select_alpha(cfg: TrainConfig, out: Path, val_tasks: list[Task]) -> dict | N
     scores = {
         a: validate(trained.with_options(alpha=a), val_tasks, cfg.val_steps, seed=cfg.seed) for a in grid
     }
-    best = min(grid, key=lambda a: scores[a].final_loss_mean)
-    tried = {str(a): scores[a].final_loss_mean for a in grid}
+    best = min(grid, key=lambda a: scores[a].weighted_loss_mean)
+    tried = {str(a): scores[a].weighted_loss_mean for a in grid}
     val = {**ckpt["val"], **scores[best].summary(), "alpha_grid": tried}
     save_zo_lstm(out / "best.pt", trained.with_options(alpha=best), train_config=ckpt["train_config"],
                  task=ckpt["task"], val=val)  # fmt: skip
-    return {"alpha": best, "val_final_loss": tried}
+    return {"alpha": best, "val_weighted_loss": tried}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -161,7 +161,7 @@ class ZOLSTM(ZOOptimizer):
             project: maps the stepped iterate onto the feasible set (``oracle.project`` or
                 ``task.project``); None for unconstrained problems.
         """
-        directions, std = self._directions(x.shape[0], carry, rng, use_query)
+        directions, std = self._directions(x.detach(), f, carry, rng, use_query)
         est = forward_difference(f, x.detach(), directions, self.mu)
         new_x = x + self._update(est.grad, carry)
         if project is not None:
@@ -171,7 +171,7 @@ class ZOLSTM(ZOOptimizer):
         return Advance(x=new_x, est=est, update=update, std=std)
 
     def _directions(
-        self, dim: int, carry: dict, rng: torch.Generator, use_query: bool
+        self, x: torch.Tensor, f: Objective, carry: dict, rng: torch.Generator, use_query: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.directions == "guided_es":
             surrogates = torch.stack([carry["prev_grad"], carry["prev_update"]], dim=1)
@@ -184,7 +184,18 @@ class ZOLSTM(ZOOptimizer):
                 carry["prev_grad"], carry["prev_update"], state
             )
             std = std if use_query else None
-        return gaussian_directions(self.q, dim, rng, std), std
+        return self.sample_directions(x, f, rng, std), std
+
+    def sample_directions(
+        self, x: torch.Tensor, f: Objective, rng: torch.Generator, std: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The q query directions of a step at iterate ``x``: N(0, diag(std^2)), or N(0, I) without ``std``.
+
+        The hook for other direction samplers: ZO-RL-LSTM (papers/003 sec. 3.3, ``agents.zo_rl``)
+        overrides it to take a direction from a trained sampling policy. ``f`` is the step's objective
+        (an oracle at evaluation time), for samplers that read public parts of its task.
+        """
+        return gaussian_directions(self.q, x.shape[0], rng, std)
 
     def _update(self, grad: torch.Tensor, carry: dict) -> torch.Tensor:
         if self.update == "sgd":

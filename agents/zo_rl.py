@@ -1,0 +1,264 @@
+"""Trained ZO-RL sampling policies as drop-in ZO optimizers: ``zo_rl`` and ``zo_rl_lstm`` (papers/003).
+
+A policy file is the stable-baselines3 ``.zip`` that ``python -m train.ddpg_policy`` writes: the
+:class:`~agents.ddpg.ZORLAgent` with its networks, plus ``zo_rl``, a dict that says which MDP it was
+trained on (task, mu, eta, observation; :meth:`envs.zo_env.ZOEnv.describe`), the training config, its
+val metrics and the l2l version. Importing :mod:`agents` registers the ``.zip`` loader, so::
+
+    import agents  # noqa: F401  (registers the .zip loader)
+    opt = l2l.load_optimizer("checkpoints/zo_rl_mnist.zip")         # zo_rl
+    opt = load_zo_rl_lstm("checkpoints/zo_rl_mnist.zip", "checkpoints/zo_lstm_mnist.pt")
+
+- ``zo_rl`` (:class:`ZORL`): the environment's step as an optimizer. Each step asks the policy for a
+  direction at x, queries f(x) and f(x + mu u) in one call (**2 queries**), and moves
+  x <- project(x - eta (f(x + mu u) - f(x)) / mu * u) with the mu and eta it was trained with.
+- ``zo_rl_lstm`` (:class:`ZORLLSTM`): a trained ZO-LSTM whose first query direction of each step comes
+  from the policy, scaled by the QueryRNN's std when the step samples from its covariance (the policy
+  "in the pre-learning distribution", sec. 3.3); the other q - 1 stay Gaussian (**q + 1 queries**).
+  The policy is used as trained on its own MDP, not retrained inside the ZO-LSTM.
+- ``zo_rl_untrained`` (:func:`load_zo_rl` with ``variant="untrained"``): the same architecture and MDP
+  with freshly initialized networks: the control that shows what training bought.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from stable_baselines3.td3.policies import TD3Policy
+from torch import nn
+
+import l2l
+from envs.mdp import action_to_direction, observation
+from l2l.common.paths import checkpoints_dir
+from l2l.estimators import Estimate, Objective, check_mu, forward_difference
+from l2l.learned.checkpoint import load_zo_lstm
+from l2l.learned.zo_lstm import ZOLSTM
+from l2l.loading import register_loader
+from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.oracle import Oracle
+from l2l.tasks.base import Task
+
+FORMAT = "l2l-zo-rl"
+FORMAT_VERSION = 1
+#: the shipped policy of each task family, under ``checkpoints/`` (trained by ``train.ddpg_policy``)
+SHIPPED = {"mnist_attack": "zo_rl_mnist.zip", "binary_classification": "zo_rl_binary.zip"}
+VARIANTS = ("zo_rl", "untrained")
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run the block with ``module`` in eval mode (batch norm on its running statistics), then restore."""
+    was_training = module.training
+    module.train(False)
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+@dataclass
+class ZORL(ZOOptimizer):
+    """ZO-SGD along the directions of a trained sampling policy (see the module docstring).
+
+    Args:
+        policy: the stable-baselines3 TD3/DDPG policy whose actor proposes the directions.
+        mu: finite-difference radius (the MDP's).
+        eta: learning rate (the MDP's).
+        observe: what the policy sees: ``iterate`` or ``image`` (:mod:`envs.mdp`).
+    """
+
+    name = "zo_rl"
+
+    policy: TD3Policy | None = field(default=None, repr=False, compare=False)
+    mu: float = 1e-4
+    eta: float = 1e-4
+    observe: str = "iterate"
+
+    def __post_init__(self) -> None:
+        check_mu(self.mu)
+        if not self.eta > 0:
+            raise ValueError(f"eta={self.eta!r} must be > 0 (the learning rate)")
+        if self.policy is None:
+            raise ValueError("ZORL needs a policy; load one with agents.load_zo_rl(path)")
+
+    def queries_per_step(self, dim: int) -> int:
+        return 2
+
+    @property
+    def evaluates_iterate(self) -> bool:
+        return True
+
+    def direction(self, x: torch.Tensor, task: Task | None) -> torch.Tensor:
+        """The policy's query direction [d] (norm sqrt(d)) at iterate ``x`` of ``task``."""
+        if self.observe != "iterate" and task is None:
+            raise ValueError(f"a policy that observes {self.observe!r} needs the task (an oracle's .task)")
+        obs = observation(task, x, self.observe) if task is not None else x.detach().float().numpy()
+        assert self.policy is not None
+        with torch.no_grad(), eval_mode(self.policy.actor):
+            action = self.policy.actor(torch.as_tensor(obs).reshape(1, -1))[0]
+        return action_to_direction(action)
+
+    def estimate(self, state: ZOState, oracle: Oracle) -> Estimate:
+        """The two-query estimate along the policy's direction (f(x) and f(x + mu u) in one call)."""
+        u = self.direction(state.x, oracle.task)
+        return forward_difference(oracle, state.x, u.unsqueeze(0), self.mu)
+
+    def step(self, state: ZOState, oracle: Oracle) -> ZOState:
+        est = self.estimate(state, oracle)
+        state.x = oracle.project(state.x - self.eta * est.grad)
+        state.fx, state.step = est.fx, state.step + 1
+        return state
+
+    def config(self) -> dict:
+        return {"mu": self.mu, "eta": self.eta, "observe": self.observe}
+
+
+@dataclass
+class ZORLLSTM(ZOLSTM):
+    """A ZO-LSTM whose first query direction per step comes from a ZO-RL policy (papers/003 sec. 3.3).
+
+    Build one with :func:`load_zo_rl_lstm`. ``sampler`` (set after construction, not an option: the
+    config stays the ZO-LSTM's) is the :class:`ZORL` whose policy proposes the direction. The
+    ``guided_es`` direction mode ignores it (Guided ES draws its own directions).
+    """
+
+    name = "zo_rl_lstm"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.sampler: ZORL | None = None
+
+    def sample_directions(
+        self, x: torch.Tensor, f: Objective, rng: torch.Generator, std: torch.Tensor | None
+    ) -> torch.Tensor:
+        # Draw all q Gaussian directions first, so the random stream matches the plain ZO-LSTM's.
+        directions = super().sample_directions(x, f, rng, std)
+        if self.sampler is None:
+            raise ValueError("this ZORLLSTM has no sampler; build it with agents.load_zo_rl_lstm")
+        u = self.sampler.direction(x, getattr(f, "task", None))
+        directions[0] = u if std is None else u * std
+        return directions
+
+
+def read_policy(path: str | os.PathLike) -> Any:
+    """The :class:`~agents.ddpg.ZORLAgent` saved at ``path`` (networks only: a 1-slot replay buffer).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a stable-baselines3 zip, or not a ZO-RL policy of this format.
+    """
+    from agents.ddpg import ZORLAgent  # the agent module imports stable-baselines3's DDPG stack
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no ZO-RL policy at {str(path)!r}; train one with `python -m train.ddpg_policy --task <task>`"
+        )
+    if not zipfile.is_zipfile(path) or "data" not in _zip_names(path):
+        raise ValueError(
+            f"{str(path)!r} is not a stable-baselines3 model zip (corrupt, truncated, or another zip)"
+        )
+    try:
+        agent = ZORLAgent.load(path, device="cpu", buffer_size=1)
+    except Exception as err:
+        raise ValueError(
+            f"{str(path)!r} could not be loaded as a ZO-RL agent: {type(err).__name__}: {str(err)[:300]}"
+        ) from err
+    _check_info(path, getattr(agent, "zo_rl", None))
+    agent.policy.set_training_mode(False)
+    return agent
+
+
+def _zip_names(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as archive:
+        return archive.namelist()
+
+
+def _check_info(path: Path, info: Any) -> None:
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise ValueError(
+            f"{str(path)!r} is a stable-baselines3 model but not a ZO-RL policy: it has no {FORMAT!r} "
+            "description of its MDP (write policies with train.ddpg_policy or agents.attach_info)"
+        )
+    if info.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{str(path)!r} has ZO-RL format version {info.get('format_version')!r} (written by l2l "
+            f"{info.get('version')!r}); this l2l ({l2l.__version__}) reads version {FORMAT_VERSION}"
+        )
+
+
+def attach_info(agent: Any, env: Any, train_config: dict | None = None, val: dict | None = None) -> None:
+    """Store what a loaded policy needs (the MDP of ``env``, a :class:`~envs.zo_env.ZOEnv`) on ``agent``.
+
+    ``agent.save`` then writes it into the zip (stable-baselines3 saves the agent's attributes).
+    """
+    agent.zo_rl = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "version": l2l.__version__,
+        "env": env.describe(), "train_config": dict(train_config or {}), "val": dict(val or {}),
+    }  # fmt: skip
+
+
+def fresh_policy(policy: TD3Policy, seed: int = 0) -> TD3Policy:
+    """A policy with ``policy``'s architecture and freshly initialized weights (from ``seed``)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        other = type(policy)(**policy._get_constructor_parameters())
+    other.set_training_mode(False)
+    return other
+
+
+def load_zo_rl(path: str | os.PathLike, variant: str = "zo_rl", **overrides: Any) -> ZORL:
+    """The ``zo_rl`` optimizer of the policy saved at ``path`` (or its untrained control).
+
+    Args:
+        path: a policy zip written by ``train.ddpg_policy``.
+        variant: ``zo_rl`` (as trained) or ``untrained`` (same architecture and MDP, fresh weights).
+        **overrides: ``mu``, ``eta`` or ``observe`` to change (they default to the MDP's).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown ZO-RL variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    agent = read_policy(path)
+    mdp = agent.zo_rl["env"]
+    policy = agent.policy if variant == "zo_rl" else fresh_policy(agent.policy)
+    options = {"mu": mdp["mu"], "eta": mdp["eta"], "observe": mdp["observe"], **overrides}
+    optimizer = ZORL(policy=policy, **options)
+    if variant == "untrained":
+        optimizer.name = "zo_rl_untrained"
+    return optimizer
+
+
+def load_zo_rl_lstm(
+    policy_path: str | os.PathLike, lstm_path: str | os.PathLike, **overrides: Any
+) -> ZORLLSTM:
+    """ZO-RL-LSTM: the ZO-LSTM at ``lstm_path``, its first direction from the policy at ``policy_path``.
+
+    ``overrides`` change ZO-LSTM options (e.g. ``query_prob``), as in ``load_zo_lstm``.
+    """
+    lstm = load_zo_lstm(lstm_path, **overrides)
+    combined = ZORLLSTM(**lstm.config())
+    combined.update_net, combined.query_net = lstm.update_net, lstm.query_net
+    combined.sampler = load_zo_rl(policy_path)
+    return combined
+
+
+def shipped_policy(task: str) -> Path:
+    """The shipped ZO-RL policy trained on ``task``."""
+    if task not in SHIPPED:
+        raise KeyError(
+            f"no ZO-RL policy ships for task {task!r} (only for {', '.join(SHIPPED)}); train one with "
+            f"`python -m train.ddpg_policy --task {task}` and pass label=<checkpoint>.zip"
+        )
+    return checkpoints_dir() / SHIPPED[task]
+
+
+@register_loader(".zip")
+def _load_zip(path: Path) -> ZORL:
+    """The ``.zip`` loader behind ``l2l.load_optimizer``."""
+    return load_zo_rl(path)

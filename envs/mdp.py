@@ -1,0 +1,83 @@
+"""The pieces of the papers/003 MDP that the environment and the trained policy's optimizer share.
+
+- **Action -> direction.** An action is a point of Box(-1, 1)^d; the query direction is that vector
+  rescaled to norm sqrt(d), the typical norm of a standard Gaussian direction (E||z||^2 = d). So a
+  policy and ZO-GS's N(0, I) queries probe at the same distance mu * sqrt(d), and a step along a
+  Gaussian-looking action costs what a q = 1 ZO-SGD step costs. Only the action's direction matters:
+  a and 2a are the same action, which keeps tanh saturation from changing the step.
+- **Observation.** The state of papers/003 is the point x_k. By default that is the task's iterate
+  (``observe="iterate"``). For attack tasks, ``observe="image"`` shows the attacked image
+  clamp(image + delta) instead: papers/003 eq. 9 optimizes the image itself, while l2l's
+  :class:`~l2l.tasks.AttackTask` optimizes the perturbation delta, which alone does not say which
+  image is attacked (every episode starts at delta = 0). The clean image is the attacker's own input,
+  so showing it costs no query and leaks no gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from l2l.tasks.base import Task
+
+Observe = Literal["iterate", "image"]
+OBSERVE_MODES: tuple[str, ...] = ("iterate", "image")
+
+
+def action_to_direction(action: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """The float32 query direction [d] of an action [d]: the action rescaled to norm sqrt(d).
+
+    The all-zero action has no direction; it maps to the zero vector (the step then does not move).
+    """
+    a = torch.as_tensor(np.asarray(action, dtype=np.float32) if isinstance(action, np.ndarray) else action)
+    a = a.detach().float().flatten()
+    norm = a.norm()
+    if not bool(torch.isfinite(norm)):
+        raise ValueError(
+            f"the action has non-finite entries ({int((~torch.isfinite(a)).sum())} of {a.numel()})"
+        )
+    if float(norm) == 0.0:
+        return torch.zeros_like(a)
+    return a * (a.numel() ** 0.5 / norm)
+
+
+def direction_to_action(direction: torch.Tensor) -> np.ndarray:
+    """The action in Box(-1, 1)^d that :func:`action_to_direction` maps back onto ``direction``'s ray.
+
+    Dividing by the largest entry keeps every coordinate in [-1, 1] and the direction unchanged.
+    """
+    top = direction.detach().abs().max()
+    scaled = direction.detach() / top if float(top) > 0 else torch.zeros_like(direction)
+    return scaled.float().clamp(-1.0, 1.0).numpy().astype(np.float32)
+
+
+def check_observe(observe: str, task: Task) -> str:
+    """``observe`` checked against the task: ``image`` needs an attack task (one with ``adversarial``)."""
+    if observe not in OBSERVE_MODES:
+        raise ValueError(f"observe={observe!r} must be one of {', '.join(OBSERVE_MODES)}")
+    if observe == "image" and not hasattr(task, "adversarial"):
+        raise ValueError(
+            f"observe='image' needs an attack task (with an adversarial(X) method); "
+            f"{type(task).__name__} has none: use observe='iterate'"
+        )
+    return observe
+
+
+def observation(task: Task, x: torch.Tensor, observe: str = "iterate") -> np.ndarray:
+    """The flat float32 observation [d] of iterate ``x`` (see the module docstring)."""
+    with torch.no_grad():
+        point = task.adversarial(x.unsqueeze(0))[0] if observe == "image" else x  # type: ignore[attr-defined]
+    return point.detach().float().flatten().numpy().astype(np.float32, copy=True)
+
+
+def image_shape(task: Task) -> tuple[int, ...] | None:
+    """The (channels, height, width) the iterate has as an image, or None for a plain vector.
+
+    Attack tasks perturb an image; the agent's networks then use convolutions over this shape.
+    """
+    image = getattr(task, "image", None)
+    if isinstance(image, torch.Tensor) and image.dim() == 3 and image.numel() == task.dim:
+        return tuple(int(s) for s in image.shape)
+    return None

@@ -1,0 +1,230 @@
+"""Cosine similarity of each method's gradient estimate to the true gradient vs queries (papers/003 Fig. 6).
+
+    python -m eval.cosine --task binary_classification --budget 5000
+    python -m eval.cosine --task quadratic --methods zo_gs,zo_rl --zo-rl results/zo_rl/quadratic/best.zip
+
+Every method optimizes the same instances from the same seeds (and, on stochastic tasks, the same
+minibatch stream as ``l2l.run``). At each step, before the method moves, the true gradient of the
+step's loss (the minibatch the step's queries share) is taken by autograd at the iterate; after the
+step, the estimate the method formed there is compared with it. The curves are the mean (and std) over
+runs of cos(estimate_k, gradient_k), plotted against the cumulative queries at the end of step k.
+
+Methods (papers/003 sec. 4): ``zo_gs`` (ZO-SGD with q Gaussian directions, tuned for the task),
+``guided_es`` (:func:`l2l.estimators.guided_directions`), ``zo_lstm`` (a ZO-LSTM checkpoint),
+``zo_rl`` (a policy zip) and ``zo_rl_lstm`` (both). Writes ``out.json`` and ``out.png`` beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+import l2l
+from eval.compare import pinned_threads
+from eval.headtohead import run_seed
+from l2l.common.config import doc_field, parse_config
+from l2l.common.io import atomic_write, write_json_atomic
+from l2l.estimators import check_q
+from l2l.oracle import Oracle
+from l2l.run import batch_seed
+from l2l.tasks.base import Task
+
+METHODS = ("zo_gs", "guided_es", "zo_lstm", "zo_rl", "zo_rl_lstm")
+
+
+@dataclass
+class CosineConfig:
+    """Cosine similarity between ZO gradient estimates and the true gradient, against queries."""
+
+    task: str = doc_field("binary_classification", "registered task family (see l2l.family_names())")
+    methods: str = doc_field(",".join(METHODS), f"comma-separated methods among {', '.join(METHODS)}")
+    split: str = doc_field("test", "instance split")
+    instances: int = doc_field(5, "number of instances, the first ones of the split")
+    trials: int = doc_field(2, "runs per instance, with seeds seed + 1000 * instance + trial")
+    steps: int = doc_field(500, "the most steps per run")
+    budget: int | None = doc_field(5000, "the most queries per run (a run stops before exceeding it)")
+    q: int = doc_field(20, "query directions per step of zo_gs and guided_es")
+    zo_lstm: str | None = doc_field(
+        None, "ZO-LSTM checkpoint of zo_lstm and zo_rl_lstm (none: the task's shipped one)"
+    )
+    zo_rl: str | None = doc_field(None, "policy zip of zo_rl and zo_rl_lstm (none: the task's shipped one)")
+    seed: int = doc_field(0, "base seed")
+    threads: int = doc_field(1, "torch CPU threads")
+    out: str = doc_field(
+        "results/cosine/{task}_{split}.json",
+        "result JSON ({task}, {split} filled in); the PNG goes beside it",
+    )
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.method_list()) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown} in --methods; choose among {', '.join(METHODS)}")
+        for name in ("instances", "trials", "steps", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.budget is not None and self.budget < 1:
+            raise ValueError(f"budget={self.budget} must be >= 1 (or none)")
+        check_q(self.q)
+
+    def method_list(self) -> list[str]:
+        return [m.strip() for m in self.methods.split(",") if m.strip()]
+
+    def json_path(self) -> Path:
+        return Path(self.out.replace("{task}", self.task).replace("{split}", self.split))
+
+
+def build_method(name: str, config: CosineConfig) -> l2l.optimizers.ZOOptimizer:
+    """The optimizer behind method ``name`` (checkpoints from the config, or the task's shipped ones)."""
+    if name in ("zo_gs", "guided_es"):
+        registered = "zo_sgd" if name == "zo_gs" else "guided_es"
+        return l2l.make_optimizer(registered, task=config.task, q=config.q)
+    from l2l.learned.checkpoint import load_zo_lstm, shipped_checkpoint
+
+    lstm = config.zo_lstm or str(shipped_checkpoint(config.task))
+    if name == "zo_lstm":
+        return load_zo_lstm(lstm)
+    from agents.zo_rl import load_zo_rl, load_zo_rl_lstm, shipped_policy  # imports stable-baselines3
+
+    policy = config.zo_rl or str(shipped_policy(config.task))
+    return load_zo_rl(policy) if name == "zo_rl" else load_zo_rl_lstm(policy, lstm)
+
+
+@contextlib.contextmanager
+def tapped_estimates(optimizer: object) -> Iterator[list[torch.Tensor]]:
+    """Record the gradient estimate of every step the optimizer takes inside the block.
+
+    Wraps the instance's ``advance`` (ZO-LSTM: returns an ``Advance`` with ``.est``) or ``estimate``
+    (estimate-then-update optimizers and ZO-RL: returns an ``Estimate``); the instance attribute
+    shadows the method and is removed afterwards.
+    """
+    name = "advance" if hasattr(optimizer, "advance") else "estimate"
+    if not hasattr(optimizer, name):
+        raise TypeError(f"{type(optimizer).__name__} exposes no estimate() or advance() to measure")
+    original: Callable = getattr(optimizer, name)
+    seen: list[torch.Tensor] = []
+
+    def record(*args, **kwargs):
+        out = original(*args, **kwargs)
+        seen.append((out.est if name == "advance" else out).grad.detach().clone())
+        return out
+
+    setattr(optimizer, name, record)
+    try:
+        yield seen
+    finally:
+        delattr(optimizer, name)
+
+
+def true_gradient(task: Task, x: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
+    """The autograd gradient of the loss on ``batch`` at ``x`` (analysis only; no query is counted)."""
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        value = task.loss(x.unsqueeze(0), batch)[0]
+        return torch.autograd.grad(value, x)[0]
+
+
+def cosine_trace(
+    optimizer: object, task: Task, steps: int, seed: int = 0, budget: int | None = None
+) -> tuple[list[int], list[float]]:
+    """(cumulative queries, cosine) after each step of one run, as in the module docstring."""
+    oracle, batch_rng = Oracle(task, budget), torch.Generator().manual_seed(batch_seed(seed))
+    state = optimizer.init(task.project(task.x0()), seed=seed)  # type: ignore[attr-defined]
+    queries, cosines = [], []
+    with tapped_estimates(optimizer) as seen:
+        for _ in range(steps):
+            if budget is not None and oracle.queries + optimizer.next_step_queries(state, task.dim) > budget:  # type: ignore[attr-defined]
+                break
+            batch = task.sample_batch(batch_rng)
+            oracle.set_batch(batch)
+            grad = true_gradient(task, state.x, batch)
+            state = optimizer.step(state, oracle)  # type: ignore[attr-defined]
+            cosines.append(float(torch.nn.functional.cosine_similarity(seen[-1], grad, dim=0, eps=1e-30)))
+            queries.append(oracle.queries)
+    return queries, cosines
+
+
+def summarize_traces(traces: list[tuple[list[int], list[float]]]) -> dict:
+    """Mean and std of the cosine per step index over runs (runs of one method share their query counts)."""
+    shortest = min(len(c) for _, c in traces)
+    cosines = np.array([c[:shortest] for _, c in traces], dtype=np.float64)
+    return {
+        "queries": traces[0][0][:shortest],
+        "cosine_mean": cosines.mean(axis=0).tolist(),
+        "cosine_std": cosines.std(axis=0).tolist(),
+        "mean_cosine": float(cosines.mean()) if shortest else None,
+        "runs": len(traces),
+    }
+
+
+def cosine_study(config: CosineConfig, progress: bool = True) -> dict:
+    """Run every method on every (instance, trial) and return the result dict (nothing is written)."""
+    tasks = l2l.make_family(config.task).instances(config.split, limit=config.instances)
+    methods = {name: build_method(name, config) for name in config.method_list()}
+    results = {}
+    runs = [(i, t) for i in range(len(tasks)) for t in range(config.trials)]
+    with (
+        pinned_threads(config.threads),
+        tqdm(total=len(methods) * len(runs), unit="run", disable=not progress) as bar,
+    ):
+        for name, optimizer in methods.items():
+            bar.set_postfix_str(name)
+            traces = []
+            for i, t in runs:
+                traces.append(
+                    cosine_trace(
+                        optimizer, tasks[i], config.steps, run_seed(config.seed, i, t), config.budget
+                    )
+                )
+                bar.update()
+            results[name] = {
+                **summarize_traces(traces),
+                "queries_per_step": optimizer.queries_per_step(tasks[0].dim),
+            }
+    settings = ("task", "split", "instances", "trials", "steps", "budget", "q", "seed", "zo_lstm", "zo_rl")
+    return {**{k: getattr(config, k) for k in settings}, "version": l2l.__version__, "results": results}
+
+
+def plot_cosine(result: dict, path: str | Path) -> Path:
+    """Mean cosine (± std band) of every method against cumulative queries, as papers/003 Fig. 6."""
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colors = colormaps["tab10"]
+    for k, (name, res) in enumerate(result["results"].items()):
+        xs, mean, std = np.array(res["queries"]), np.array(res["cosine_mean"]), np.array(res["cosine_std"])
+        ax.plot(xs, mean, color=colors(k % colors.N), label=name)
+        ax.fill_between(xs, mean - std, mean + std, color=colors(k % colors.N), alpha=0.15, linewidth=0)
+    ax.set_xlabel("oracle queries")
+    ax.set_ylabel("cosine(estimate, true gradient)")
+    ax.set_title(
+        f"{result['task']} ({result['split']}, {result['instances']} x {result['trials']} runs)", fontsize=10
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Parse ``argv``, run the study, write the JSON and PNG, print each method's mean cosine."""
+    config = parse_config(CosineConfig, argv)
+    result = cosine_study(config)
+    path = config.json_path()
+    write_json_atomic(path, result)
+    plot_cosine(result, path.with_suffix(".png"))
+    for name, res in result["results"].items():
+        print(f"{name:>12}: mean cosine {res['mean_cosine']:.4f} over {len(res['queries'])} steps")
+    print(f"wrote {path} and {path.with_suffix('.png')}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""ZO-RL (papers/003): the gymnasium MDP, the DDPG agent's warm start, policies as optimizers, the CLIs."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import agents  # registers the .zip loader
+import envs  # registers the gymnasium ids
+import l2l
+from agents import ZORL, ZORLAgent, ZORLPolicy, attach_info, load_zo_rl, load_zo_rl_lstm
+from envs import ZOEnv, action_to_direction, direction_to_action
+from eval import cosine as cosine_cli
+from eval.cosine import cosine_trace
+from eval.specs import build_optimizers, parse_optimizers
+from l2l.learned import save_zo_lstm
+from l2l.learned.zo_lstm import ZOLSTM
+from train import ddpg_policy
+
+DIM = 6
+
+
+def quadratic_env(**changes) -> ZOEnv:
+    options = dict(family_kwargs={"dim": DIM}, split="train", index=0, steps=20, mu=1e-3, eta=0.1)
+    return ZOEnv("quadratic", **{**options, **changes})
+
+
+def tiny_agent(env: ZOEnv, **changes) -> ZORLAgent:
+    options = dict(
+        learning_rate=1e-3, buffer_size=5000, learning_starts=200, batch_size=64, gamma=0.9, tau=0.01,
+        seed=0, device="cpu", switch_threshold=None, probe_q=5,
+        policy_kwargs={"net_arch": [64], "features_extractor_kwargs": {"hidden": 64}},
+    )  # fmt: skip
+    agent = ZORLAgent(ZORLPolicy, env, **{**options, **changes})
+    attach_info(agent, env)
+    return agent
+
+
+@pytest.mark.parametrize("make", ["quadratic", "l2l/ZOAttack-v0", "l2l/ZOBinary-v0"])
+def test_both_env_checkers_pass(make):
+    env = quadratic_env(index=None) if make == "quadratic" else gym.make(make, steps=4).unwrapped
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*infinity.*")  # the iterate is unbounded, by design
+        warnings.filterwarnings("ignore", message=".*render modes.*")
+        gym_check_env(env)
+        sb3_check_env(env)
+
+
+def test_reward_is_the_loss_decrease_and_queries_are_exact():
+    env = quadratic_env()
+    task = env._instance("train", 0)
+    obs, info = env.reset(seed=3)
+    assert info["queries"] == 0 and np.array_equal(obs, task.x0().numpy())
+    rng, total = np.random.default_rng(0), 0.0
+    for k in range(1, 8):
+        before = float(task.loss(env.x.unsqueeze(0))[0])
+        _, reward, _, _, info = env.step(rng.uniform(-1, 1, DIM).astype(np.float32))
+        after = float(task.loss(env.x.unsqueeze(0))[0])
+        assert isinstance(reward, float) and reward == pytest.approx(before - after, abs=1e-6)
+        assert info["loss"] == pytest.approx(after, abs=1e-7)
+        assert info["queries"] == 1 + 2 * k  # f(x0) once, then the probe and the new point
+        total += reward
+    assert total == pytest.approx(float(task.loss(task.x0().unsqueeze(0))[0]) - after, abs=1e-5)
+    assert env.probe(np.ones(DIM, dtype=np.float32), q=5)["queries"] == info["queries"] + 6  # q + 1
+
+
+def test_stochastic_task_rewards_share_the_steps_minibatch():
+    env = ZOEnv("binary_classification", split="train", index=0, steps=5, family_kwargs={"dim": 10, "n": 200})
+    env.reset(seed=0)
+    rng = np.random.default_rng(1)
+    for k in range(1, 4):
+        batch, x = env.batch, env.x.clone()
+        _, reward, _, _, info = env.step(rng.uniform(-1, 1, 10).astype(np.float32))
+        losses = env.task.loss(torch.stack([x, env.x]), batch)
+        assert reward == pytest.approx(float(losses[0] - losses[1]), abs=1e-6)
+        assert info["queries"] == 3 * k and not torch.equal(env.batch, batch)
+
+
+def test_env_is_deterministic_and_options_pick_the_instance():
+    env = quadratic_env(index=None)
+    a, b = env.reset(seed=5), env.reset(seed=5)
+    assert a[1] == b[1]
+    steps = [env.step(np.full(DIM, 0.5, dtype=np.float32))[1] for _ in range(2)]
+    env.reset(seed=5)
+    assert [env.step(np.full(DIM, 0.5, dtype=np.float32))[1] for _ in range(2)] == steps
+    assert env.reset(options={"split": "val", "index": 2})[1] == {"queries": 0, "split": "val", "index": 2}
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(options={"instance": 1})
+
+
+def test_actions_map_to_directions_of_norm_sqrt_d():
+    u = action_to_direction(np.array([0.5, -0.25, 0.0, 0.1], dtype=np.float32))
+    assert float(u.norm()) == pytest.approx(2.0)
+    back = action_to_direction(direction_to_action(u))
+    assert torch.allclose(back, u, atol=1e-6)
+    assert torch.equal(action_to_direction(np.zeros(3, dtype=np.float32)), torch.zeros(3))
+
+
+class RecordingEnv(ZOEnv):
+    """A ZOEnv that remembers every action it executed."""
+
+    def __init__(self, **kwargs):
+        super().__init__("quadratic", **kwargs)
+        self.executed: list[np.ndarray] = []
+        self.warm: list[np.ndarray] = []
+
+    def step(self, action):
+        self.executed.append(np.array(action, copy=True))
+        return super().step(action)
+
+    def probe(self, action, q):
+        out = super().probe(action, q)
+        self.warm.append(out["gaussian_action"])
+        return out
+
+
+def test_warm_start_transitions_store_the_actions_really_taken():
+    env = RecordingEnv(family_kwargs={"dim": DIM}, index=0, steps=10, mu=1e-3, eta=0.1)
+    agent = tiny_agent(env, switch_threshold=2.0, learning_starts=10_000)  # never switches, never trains
+    agent.learn(30)
+    stored = agent.replay_buffer.actions[:30, 0]
+    assert not agent.switched and len(env.executed) == 30
+    assert np.array_equal(stored, np.stack(env.executed)) and np.array_equal(stored, np.stack(env.warm))
+    policy_actions = agent.predict(agent.replay_buffer.observations[:30, 0], deterministic=True)[0]
+    assert not np.allclose(stored, policy_actions, atol=1e-2)  # the buffer holds g_hat, not the policy's
+
+
+def test_switch_hands_the_steps_to_the_policy():
+    env = RecordingEnv(family_kwargs={"dim": DIM}, index=0, steps=10, mu=1e-3, eta=0.1)
+    agent = tiny_agent(env, switch_threshold=-1.0, switch_window=5, action_noise=None, learning_starts=10_000)
+    agent.learn(12)
+    assert agent.switched and agent.switch_step == 4 and len(env.warm) == 5
+    auto = tiny_agent(quadratic_env(), switch_threshold="auto")
+    assert auto.switch_threshold == 5 / (DIM + 5)  # q / (d + q)
+    obs = agent.replay_buffer.observations[5:12, 0]
+    assert np.allclose(
+        agent.replay_buffer.actions[5:12, 0], agent.predict(obs, deterministic=True)[0], atol=1e-6
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_image_policy(tmp_path_factory):
+    """A few DDPG updates on a tiny image-shaped (1x4x4) attack, saved: the CNN networks with batch norm."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    torch.manual_seed(0)
+    task = l2l.tasks.AttackTask(model, torch.rand(1, 4, 4), label=int(model(torch.rand(1, 1, 4, 4)).argmax()))
+    env = ZOEnv(task, steps=10, mu=1e-3, eta=0.05, terminate_on_success=False)
+    extractor = {"image_shape": env.image_shape, "width": 4}
+    agent = tiny_agent(
+        env, learning_starts=40, batch_size=16, switch_threshold=0.0, switch_window=3,
+        policy_kwargs={"features_extractor_kwargs": extractor},
+    )  # fmt: skip
+    agent.learn(80)
+    path = tmp_path_factory.mktemp("policy") / "image_policy.zip"
+    agent.save(path)
+    return agent, env, task, path
+
+
+def test_save_load_predict_gives_identical_actions(trained_image_policy):
+    agent, env, task, path = trained_image_policy
+    assert env.image_shape == (1, 4, 4)
+    observations = np.random.default_rng(0).uniform(-0.5, 0.5, (7, 16)).astype(np.float32)
+    loaded = ZORLAgent.load(path, device="cpu")
+    assert np.array_equal(
+        agent.predict(observations, deterministic=True)[0],
+        loaded.predict(observations, deterministic=True)[0],
+    )
+    optimizer = l2l.load_optimizer(path)
+    assert isinstance(optimizer, ZORL) and optimizer.config() == {
+        "mu": 1e-3,
+        "eta": 0.05,
+        "observe": "iterate",
+    }
+    x = torch.as_tensor(observations[0])
+    expected = action_to_direction(loaded.predict(observations[:1], deterministic=True)[0][0])
+    assert torch.allclose(optimizer.direction(x, task), expected, atol=1e-5)
+    mine = ZORL(policy=agent.policy, mu=1e-3, eta=0.05)
+    assert l2l.run(mine, task, steps=8).losses == l2l.run(optimizer, task, steps=8).losses
+
+
+def test_loader_names_a_bad_file(tmp_path, trained_image_policy):
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"bad\.zip"):
+        l2l.load_optimizer(bad)
+    with pytest.raises(FileNotFoundError, match=r"train\.ddpg_policy"):
+        load_zo_rl(tmp_path / "missing.zip")
+    plain = tiny_agent(quadratic_env())
+    del plain.zo_rl
+    plain.save(tmp_path / "plain.zip")
+    with pytest.raises(ValueError, match="not a ZO-RL policy"):
+        load_zo_rl(tmp_path / "plain.zip")
+    untrained = load_zo_rl(trained_image_policy[3], variant="untrained")
+    x = torch.rand(16)
+    assert not torch.allclose(
+        untrained.direction(x, None), l2l.load_optimizer(trained_image_policy[3]).direction(x, None)
+    )
+
+
+def test_zo_rl_and_zo_rl_lstm_spend_the_announced_queries(trained_image_policy, tmp_path):
+    _, _, task, path = trained_image_policy
+    traj = l2l.run(l2l.load_optimizer(path), task, steps=10, seed=1)
+    assert [b - a for a, b in zip(traj.queries, traj.queries[1:], strict=False)] == [2] * 10
+    lstm = save_zo_lstm(tmp_path / "lstm.pt", ZOLSTM(q=4, mu=1e-3))
+    combined = load_zo_rl_lstm(path, lstm)
+    traj = l2l.run(combined, task, steps=10, seed=1)
+    assert [b - a for a, b in zip(traj.queries, traj.queries[1:], strict=False)] == [5] * 10
+    x, rng = torch.rand(16), torch.Generator().manual_seed(0)
+    directions = combined.sample_directions(x, l2l.Oracle(task), rng, None)
+    plain = ZOLSTM.sample_directions(combined, x, None, torch.Generator().manual_seed(0), None)
+    assert torch.allclose(directions[0], combined.sampler.direction(x, task)) and torch.equal(
+        directions[1:], plain[1:]
+    )
+
+
+def test_ddpg_beats_random_directions_on_a_quadratic():
+    env = quadratic_env()
+    agent = tiny_agent(env, switch_threshold=0.4, switch_window=20)
+    agent.learn(2400)
+    task, optimizer = env._instance("train", 0), ZORL(policy=agent.policy, mu=env.mu, eta=env.eta)
+    random = l2l.make_optimizer("zo_sgd", q=1, mu=env.mu, delta=env.eta * DIM)
+    learned = np.mean([cosine_trace(optimizer, task, 20, seed=s)[1] for s in range(3)])
+    baseline = np.mean([cosine_trace(random, task, 20, seed=s)[1] for s in range(3)])
+    # measured (seed 0): policy 0.6-0.75 after 2,000-4,000 steps; random Gaussian directions ~0.3
+    assert agent.switched and learned > baseline + 0.2, (learned, baseline)
+
+
+def test_compare_specs_accept_policies(trained_image_policy, tmp_path):
+    path = trained_image_policy[3]
+    lstm = save_zo_lstm(tmp_path / "lstm.pt", ZOLSTM(q=4, mu=1e-3))
+    specs = parse_optimizers(f"mine={path},both={path}#lstm={lstm},zo_sgd", "quadratic", q=4)
+    assert [s.label for s in specs] == ["mine", "mine_untrained", "both", "zo_sgd"]
+    built = dict(build_optimizers(specs))
+    assert built["mine"].name == "zo_rl" and built["mine_untrained"].name == "zo_rl_untrained"
+    assert built["both"].name == "zo_rl_lstm"
+    with pytest.raises(ValueError, match="unknown ZO-RL variant"):
+        parse_optimizers(f"x={path}#nope", "quadratic", q=4)
+
+
+def test_cosine_cli_writes_json_and_png(trained_image_policy, tmp_path):
+    out = tmp_path / "cos.json"
+    result = cosine_cli.main([
+        "--task", "quadratic", "--methods", "zo_gs,guided_es", "--instances", "1", "--trials", "1",
+        "--steps", "6", "--q", "3", "--budget", "none", "--out", str(out),
+    ])  # fmt: skip
+    assert out.is_file() and out.with_suffix(".png").is_file()
+    assert json.loads(out.read_text())["results"].keys() == {"zo_gs", "guided_es"}
+    assert len(result["results"]["zo_gs"]["queries"]) == 6 and result["results"]["zo_gs"]["queries"][0] == 4
+
+
+def test_training_cli_saves_and_resumes(tmp_path):
+    common = ["--task", "quadratic", "--steps", "10", "--val-every", "100", "--val-instances", "2",
+              "--learning-starts", "50", "--probe-q", "3", "--out", str(tmp_path), "--wandb", "disabled",
+              "--checkpoint", str(tmp_path / "policy.zip")]  # fmt: skip
+    ddpg_policy.main([*common, "--timesteps", "200"])
+    assert {"best.zip", "last.zip", "last_replay.pkl", "progress.json", "policy.zip"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
+    ddpg_policy.main([*common, "--timesteps", "300", "--resume"])
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert [h["timesteps"] for h in progress["history"]] == [100, 200, 300]
+    assert isinstance(l2l.load_optimizer(tmp_path / "policy.zip"), ZORL)
+    with pytest.raises(ValueError, match="gamma"):
+        ddpg_policy.main([*common, "--timesteps", "400", "--resume", "--gamma", "0.5"])
+
+
+def test_importing_agents_registered_the_loader():
+    assert agents.ZORL is ZORL and "l2l/ZOAttack-v0" in gym.registry and envs.ENV_IDS
