@@ -126,6 +126,7 @@ def bench_meta_training(cfg: BenchConfig) -> dict:
     validations = sum(
         n // defaults.val_every + 2 for n in (defaults.update_iterations, defaults.query_iterations)
     )
+    validations += len([a for a in defaults.alpha_grid.split(",") if a.strip()])  # the final choice of alpha
     total = (
         defaults.update_iterations * update_s
         + defaults.query_iterations * query_s
