@@ -31,7 +31,7 @@ import torch
 import l2l
 from eval.compare import pinned_threads
 from eval.headtohead import RunRecord, run_grid
-from eval.report import fmt_cell
+from eval.report import WHITE_BOX_MARK, fmt_cell
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import write_json_atomic, write_text_atomic
 from l2l.optimizers.base import ZOOptimizer
@@ -40,7 +40,6 @@ from l2l.tasks.attack import AttackTask
 
 DEFAULT_METHODS = "zoo_adam,zoo_newton,zo_ngd,nes,spsa,zo_sgd,zo_signsgd,zo_adam,fo_pgd,fo_ngd,fo_ead"
 #: the marker of white-box reference methods in the markdown table
-WHITE_BOX_MARK = "†"
 NORMS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
 
 

@@ -157,6 +157,7 @@ def summarize(records: Sequence[RunRecord], optimizer: ZOOptimizer, dim: int) ->
         "wall_s": float(sum(r.trajectory.wall_s for r in records)),
         "runs": len(records),
         "config": optimizer.config() if hasattr(optimizer, "config") else {},
+        "white_box": bool(getattr(optimizer, "white_box", False)),
     }
 
 

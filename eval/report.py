@@ -107,8 +107,12 @@ def fmt_cell(value: float | None, spec: str = ".4g") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+#: marks white-box first-order references (true gradients), which are not black-box methods
+WHITE_BOX_MARK = "†"
+
+
 def markdown_table(result: dict) -> str:
-    """The summary as a markdown table, one row per optimizer."""
+    """The summary as a markdown table, one row per optimizer; white-box references carry a †."""
     lines = [
         "| optimizer | final loss (mean ± std) | success rate | queries to success (median) "
         "| queries to success (mean) | queries/step | wall s |",
@@ -117,7 +121,7 @@ def markdown_table(result: dict) -> str:
     for label, res in result["results"].items():
         rate = res["success_rate"]
         cells = [
-            label,
+            label + (f" {WHITE_BOX_MARK}" if res.get("white_box") else ""),
             f"{res['final_loss_mean']:.4g} ± {res['final_loss_std']:.3g}",
             fmt_cell(rate, ".1%"),
             fmt_cell(res["queries_to_success_median"], ".1f"),

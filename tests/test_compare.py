@@ -274,3 +274,15 @@ def test_offline_wandb_writes_a_local_run(tmp_path, monkeypatch):
     compare_cli.main(_argv(tmp_path / "wb" / "out.json", "--wandb", "offline", "--steps", "3"))
     runs = list((tmp_path / "wb").glob("wandb/offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def test_white_box_references_are_marked_in_results_and_table(tmp_path):
+    from eval import report
+    from eval.compare import CompareConfig, compare
+
+    config = CompareConfig(task="quadratic", optimizers="zo_sgd,fo_pgd", instances=1, trials=1, steps=3,
+                           q=4, wandb="disabled", json=str(tmp_path / "o.json"))  # fmt: skip
+    result = compare(config, progress=False)
+    assert result["results"]["fo_pgd"]["white_box"] and not result["results"]["zo_sgd"]["white_box"]
+    table = report.markdown_table(result)
+    assert "| fo_pgd † |" in table and "| zo_sgd |" in table
