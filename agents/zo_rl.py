@@ -36,7 +36,7 @@ from torch import nn
 
 import l2l
 from envs.mdp import action_to_direction, observation
-from l2l.common.paths import checkpoints_dir
+from l2l.common.paths import shipped_file
 from l2l.estimators import Estimate, Objective, check_mu, forward_difference
 from l2l.learned.checkpoint import load_zo_lstm
 from l2l.learned.zo_lstm import ZOLSTM
@@ -250,12 +250,7 @@ def load_zo_rl_lstm(
 
 def shipped_policy(task: str) -> Path:
     """The shipped ZO-RL policy trained on ``task``."""
-    if task not in SHIPPED:
-        raise KeyError(
-            f"no ZO-RL policy ships for task {task!r} (only for {', '.join(SHIPPED)}); train one with "
-            f"`python -m train.ddpg_policy --task {task}` and pass label=<checkpoint>.zip"
-        )
-    return checkpoints_dir() / SHIPPED[task]
+    return shipped_file("ZO-RL policy", SHIPPED, task, "python -m train.ddpg_policy")
 
 
 @register_loader(".zip")

@@ -8,6 +8,19 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def shipped_file(what: str, files: dict[str, str], task: str, train_command: str) -> Path:
+    """The shipped ``what`` (e.g. "ZO-LSTM checkpoint") trained on ``task``, from ``files`` {task: name}.
+
+    Raises a KeyError that names the tasks that have one and the command that trains one.
+    """
+    if task not in files:
+        raise KeyError(
+            f"no {what} ships for task {task!r} (only for {', '.join(files)}); "
+            f"train one with `{train_command} --task {task}`"
+        )
+    return checkpoints_dir() / files[task]
+
+
 def checkpoints_dir() -> Path:
     """The folder of shipped weights: ``$L2L_CHECKPOINTS`` if set, else ``checkpoints/`` of the checkout."""
     return Path(os.environ.get("L2L_CHECKPOINTS", REPO_ROOT / "checkpoints"))

@@ -21,7 +21,7 @@ import torch
 
 import l2l
 from l2l.common.io import save_torch_atomic
-from l2l.common.paths import checkpoints_dir
+from l2l.common.paths import shipped_file
 from l2l.learned.zo_lstm import ZOLSTM, make_variant
 from l2l.loading import register_loader
 
@@ -132,12 +132,7 @@ SHIPPED = {"mnist_attack": "zo_lstm_mnist.pt", "binary_classification": "zo_lstm
 
 def shipped_checkpoint(task: str) -> Path:
     """The shipped ZO-LSTM checkpoint trained on ``task``."""
-    if task not in SHIPPED:
-        raise KeyError(
-            f"no ZO-LSTM checkpoint ships for task {task!r} (only for {', '.join(SHIPPED)}); "
-            f"train one with `python -m train.zo_lstm --task {task}` and pass label=<out>/best.pt"
-        )
-    return checkpoints_dir() / SHIPPED[task]
+    return shipped_file("ZO-LSTM checkpoint", SHIPPED, task, "python -m train.zo_lstm")
 
 
 def load_zo_lstm(
