@@ -25,6 +25,8 @@ from eval.wandb_log import log_comparison
 from l2l.common.config import doc_field, parse_config
 from l2l.estimators import check_mu, check_q
 
+#: steps per run when neither --steps nor --budget is given
+DEFAULT_STEPS = 200
 
 @dataclass
 class CompareConfig:
@@ -39,7 +41,11 @@ class CompareConfig:
     split: Literal["train", "val", "test"] = doc_field("test", "instance split; report on test, tune on val")
     instances: int = doc_field(20, "number of instances, the first ones of the split")
     trials: int = doc_field(2, "runs per instance, with seeds seed + 1000 * instance + trial")
-    steps: int = doc_field(200, "the most optimizer steps per run (an upper bound when --budget is set)")
+    steps: int | None = doc_field(
+        None,
+        "the most optimizer steps per run (none: 200 without --budget; with --budget, as many as it "
+        "allows, so methods with cheaper steps take more of them)",
+    )
     budget: int | None = doc_field(
         None,
         "total oracle queries per run; a run stops before the step that would exceed it (none: no limit)",
@@ -69,13 +75,22 @@ class CompareConfig:
             raise ValueError(
                 f"trials={self.trials} must be <= 1000 (run seeds are seed + 1000 * instance + trial)"
             )
-        if self.steps < 0:
-            raise ValueError(f"steps={self.steps} must be >= 0")
+        if self.steps is not None and self.steps < 0:
+            raise ValueError(f"steps={self.steps} must be >= 0 (or none)")
         if self.budget is not None and self.budget < 0:
             raise ValueError(f"budget={self.budget} must be >= 0 (or none for no limit)")
         check_q(self.q)
         if self.mu is not None:
             check_mu(self.mu)
+
+    def step_limit(self) -> int:
+        """The step cap of a run: ``steps``, else 200, else (with a budget) the budget itself.
+
+        Every step costs at least one query, so a cap equal to the budget never binds before it.
+        """
+        if self.steps is not None:
+            return self.steps
+        return DEFAULT_STEPS if self.budget is None else self.budget
 
     def json_path(self) -> Path:
         """``json`` with its ``{task}`` and ``{split}`` placeholders filled in."""
@@ -108,15 +123,14 @@ def compare(config: CompareConfig, progress: bool = True) -> dict:
             optimizers,
             tasks,
             trials=config.trials,
-            steps=config.steps,
+            steps=config.step_limit(),
             budget=config.budget,
             seed=config.seed,
             stop_at_success=config.stop_at_success,
             progress=progress,
         )
-    settings = {
-        k: getattr(config, k) for k in ("task", "split", "instances", "trials", "steps", "q", "budget")
-    }
+    settings = {k: getattr(config, k) for k in ("task", "split", "instances", "trials", "q", "budget")}
+    settings["steps"] = config.step_limit()
     return {
         **settings,
         "mu": config.mu,

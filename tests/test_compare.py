@@ -239,6 +239,20 @@ def test_budget_stops_runs_before_exceeding_it(tmp_path):
         assert entry["total_queries"] == entry["runs"] * 50
 
 
+def test_budget_without_steps_lets_cheap_steps_spend_it_all(tmp_path):
+    # equal-budget comparisons: zo_sgd pays q + 1 = 5 queries a step, fo_pgd 1, so with 1,000 queries
+    # and no --steps, fo_pgd runs 1,000 steps (past the 200-step default) and zo_sgd 200
+    from eval.compare import CompareConfig, compare
+
+    config = CompareConfig(task="quadratic", optimizers="zo_sgd,fo_pgd", instances=1, trials=1, budget=1000,
+                           q=4, wandb="disabled", json=str(tmp_path / "o.json"))  # fmt: skip
+    res = compare(config, progress=False)
+    steps = {r["optimizer"]: r["steps"] for r in res["per_run"]}
+    assert steps == {"zo_sgd": 200, "fo_pgd": 1000} and res["steps"] == 1000
+    assert all(r["queries"] == 1000 for r in res["per_run"])
+    assert CompareConfig().step_limit() == 200 and CompareConfig(steps=7, budget=1000).step_limit() == 7
+
+
 def test_help_lists_every_option_with_its_help(capsys):
     with pytest.raises(SystemExit) as info:
         compare_cli.main(["--help"])
