@@ -12,6 +12,10 @@ val metrics and the l2l version. Importing :mod:`agents` registers the ``.zip`` 
 - ``zo_rl`` (:class:`ZORL`): the environment's step as an optimizer. Each step asks the policy for a
   direction at x, queries f(x) and f(x + mu u) in one call (**2 queries**), and moves
   x <- project(x - eta (f(x + mu u) - f(x)) / mu * u) with the mu and eta it was trained with.
+  With ``policy_prob`` P < 1, each step flips a coin and uses a standard Gaussian direction instead
+  with chance 1 - P: a deterministic policy changes its direction little as x moves (measured: a
+  consecutive-step cosine of 1.000 on both shipped tasks), so on its own it searches along nearly one
+  line. ``train.ddpg_policy`` chooses P on val and stores it in the zip; loading uses it.
 - ``zo_rl_lstm`` (:class:`ZORLLSTM`): a trained ZO-LSTM whose first query direction of each step comes
   from the policy, scaled by the QueryRNN's std when the step samples from its covariance (the policy
   "in the pre-learning distribution", sec. 3.3); the other q - 1 stay Gaussian (**q + 1 queries**).
@@ -37,7 +41,7 @@ from torch import nn
 import l2l
 from envs.mdp import action_to_direction, observation
 from l2l.common.paths import shipped_file
-from l2l.estimators import Estimate, Objective, check_mu, forward_difference
+from l2l.estimators import Estimate, Objective, check_mu, forward_difference, gaussian_directions
 from l2l.learned.checkpoint import load_zo_lstm
 from l2l.learned.zo_lstm import ZOLSTM
 from l2l.loading import register_loader
@@ -72,6 +76,8 @@ class ZORL(ZOOptimizer):
         mu: finite-difference radius (the MDP's).
         eta: learning rate (the MDP's).
         observe: what the policy sees: ``iterate`` or ``image`` (:mod:`envs.mdp`).
+        policy_prob: P, the chance that a step queries along the policy's direction (else along a
+            standard Gaussian one); 1 is papers/003's ZO-RL.
     """
 
     name = "zo_rl"
@@ -80,11 +86,14 @@ class ZORL(ZOOptimizer):
     mu: float = 1e-4
     eta: float = 1e-4
     observe: str = "iterate"
+    policy_prob: float = 1.0
 
     def __post_init__(self) -> None:
         check_mu(self.mu)
         if not self.eta > 0:
             raise ValueError(f"eta={self.eta!r} must be > 0 (the learning rate)")
+        if not 0 <= self.policy_prob <= 1:
+            raise ValueError(f"policy_prob={self.policy_prob!r} must be in [0, 1] (a probability)")
         if self.policy is None:
             raise ValueError("ZORL needs a policy; load one with agents.load_zo_rl(path)")
 
@@ -106,8 +115,13 @@ class ZORL(ZOOptimizer):
         return action_to_direction(action)
 
     def estimate(self, state: ZOState, oracle: Oracle) -> Estimate:
-        """The two-query estimate along the policy's direction (f(x) and f(x + mu u) in one call)."""
-        u = self.direction(state.x, oracle.task)
+        """The two-query estimate along the policy's (or a Gaussian) direction, f(x) and f(x + mu u)."""
+        # The coin is drawn at every step, so P = 1 consumes the random stream as P < 1 does.
+        use_policy = bool(torch.rand((), generator=state.rng) < self.policy_prob)
+        if use_policy:
+            u = self.direction(state.x, oracle.task)
+        else:
+            u = gaussian_directions(1, state.x.shape[0], state.rng)[0]
         return forward_difference(oracle, state.x, u.unsqueeze(0), self.mu)
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
@@ -117,7 +131,7 @@ class ZORL(ZOOptimizer):
         return state
 
     def config(self) -> dict:
-        return {"mu": self.mu, "eta": self.eta, "observe": self.observe}
+        return {"mu": self.mu, "eta": self.eta, "observe": self.observe, "policy_prob": self.policy_prob}
 
 
 @dataclass
@@ -220,14 +234,16 @@ def load_zo_rl(path: str | os.PathLike, variant: str = "zo_rl", **overrides: Any
     Args:
         path: a policy zip written by ``train.ddpg_policy``.
         variant: ``zo_rl`` (as trained) or ``untrained`` (same architecture and MDP, fresh weights).
-        **overrides: ``mu``, ``eta`` or ``observe`` to change (they default to the MDP's).
+        **overrides: ``mu``, ``eta``, ``observe`` or ``policy_prob`` to change (they default to the
+            MDP's, and P to the val choice stored in the zip, else 1).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown ZO-RL variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     agent = read_policy(path)
     mdp = agent.zo_rl["env"]
     policy = agent.policy if variant == "zo_rl" else fresh_policy(agent.policy)
-    options = {"mu": mdp["mu"], "eta": mdp["eta"], "observe": mdp["observe"], **overrides}
+    options = {"mu": mdp["mu"], "eta": mdp["eta"], "observe": mdp["observe"],
+               "policy_prob": agent.zo_rl.get("policy_prob", 1.0), **overrides}  # fmt: skip
     optimizer = ZORL(policy=policy, **options)
     if variant == "untrained":
         optimizer.name = "zo_rl_untrained"

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 import l2l
-from l2l.common.config import doc_field, parse_config
+from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import write_json_atomic
 from l2l.learned.meta import MetaConfig, MetaTrainer
 from train.zo_lstm import TrainConfig
@@ -126,7 +126,7 @@ def bench_meta_training(cfg: BenchConfig) -> dict:
     validations = sum(
         n // defaults.val_every + 2 for n in (defaults.update_iterations, defaults.query_iterations)
     )
-    validations += len([a for a in defaults.alpha_grid.split(",") if a.strip()])  # the final choice of alpha
+    validations += len(parse_float_list(defaults.alpha_grid, "alpha_grid"))  # the final choice of alpha
     total = (
         defaults.update_iterations * update_s
         + defaults.query_iterations * query_s

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 import l2l
 from eval.headtohead import run_grid
-from l2l.common.config import doc_field, parse_config
+from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import write_json_atomic
 from l2l.optimizers import registry
 from l2l.optimizers.registry import TUNED_FORMAT, accepted_params, load_tuned, optimizer_class
@@ -170,7 +170,7 @@ def _short(params: dict) -> str:
 def candidates(stage: Stage, params: dict, cfg: TuneConfig) -> list[dict]:
     """The parameter sets one stage tries around ``params``."""
     values = (
-        [(float(m),) for m in cfg.mu_grid.split(",") if m.strip()]
+        [(m,) for m in parse_float_list(cfg.mu_grid, "mu_grid")]
         if stage.values == "mu_grid"
         else stage.values
     )

@@ -177,6 +177,7 @@ def test_save_load_predict_gives_identical_actions(trained_image_policy):
         "mu": 1e-3,
         "eta": 0.05,
         "observe": "iterate",
+        "policy_prob": 1.0,
     }
     x = torch.as_tensor(observations[0])
     expected = action_to_direction(loaded.predict(observations[:1], deterministic=True)[0][0])
@@ -202,6 +203,26 @@ def test_loader_names_a_bad_file(tmp_path, trained_image_policy):
     assert not torch.allclose(
         untrained.direction(x, None), l2l.load_optimizer(trained_image_policy[3]).direction(x, None)
     )
+
+
+def test_policy_prob_mixes_policy_and_gaussian_directions(trained_image_policy, monkeypatch):
+    _, _, task, path = trained_image_policy
+    trained, untrained = load_zo_rl(path), load_zo_rl(path, variant="untrained")
+    for variant in (trained, untrained):
+        variant.policy_prob = 0.0
+    # P = 0 never asks the policy: two different policies give the same Gaussian run
+    assert l2l.run(trained, task, steps=6, seed=3).losses == l2l.run(untrained, task, steps=6, seed=3).losses
+    trained.policy_prob = untrained.policy_prob = 1.0
+    assert l2l.run(trained, task, steps=6, seed=3).losses != l2l.run(untrained, task, steps=6, seed=3).losses
+    calls = []
+    mixed = load_zo_rl(path, policy_prob=0.25)
+    original = mixed.direction
+    monkeypatch.setattr(mixed, "direction", lambda x, t: calls.append(1) or original(x, t))
+    traj = l2l.run(mixed, task, steps=400, seed=0)
+    # binomial(400, 0.25): std 0.022, so 0.25 +- 0.07 is a 3-sigma band; each step still costs 2 queries
+    assert abs(len(calls) / 400 - 0.25) < 0.07 and traj.queries[-1] == 800
+    with pytest.raises(ValueError, match=r"policy_prob=1\.5"):
+        load_zo_rl(path, policy_prob=1.5)
 
 
 def test_zo_rl_and_zo_rl_lstm_spend_the_announced_queries(trained_image_policy, tmp_path):
@@ -258,8 +279,12 @@ def test_cosine_cli_writes_json_and_png(trained_image_policy, tmp_path):
 def test_training_cli_saves_and_resumes(tmp_path):
     common = ["--task", "quadratic", "--steps", "10", "--val-every", "100", "--val-instances", "2",
               "--learning-starts", "50", "--probe-q", "3", "--out", str(tmp_path), "--wandb", "disabled",
-              "--checkpoint", str(tmp_path / "policy.zip")]  # fmt: skip
-    ddpg_policy.main([*common, "--timesteps", "200"])
+              "--checkpoint", str(tmp_path / "policy.zip"), "--policy-prob-grid", "1,0.5",
+              "--select-budget", "20"]  # fmt: skip
+    summary = ddpg_policy.main([*common, "--timesteps", "200"])
+    choice = summary["policy_prob"]
+    assert choice["policy_prob"] in (1.0, 0.5) and set(choice["val_final_loss"]) == {"1.0", "0.5"}
+    assert l2l.load_optimizer(tmp_path / "policy.zip").policy_prob == choice["policy_prob"]
     assert {"best.zip", "last.zip", "last_replay.pkl", "progress.json", "policy.zip"} <= {
         p.name for p in tmp_path.iterdir()
     }

@@ -39,18 +39,21 @@ import l2l
 from agents.ddpg import ZORLAgent
 from agents.monitoring import TqdmCallback, WandbWriter
 from agents.networks import ZORLPolicy
-from agents.zo_rl import SHIPPED, ZORL, attach_info
+from agents.zo_rl import SHIPPED, ZORL, attach_info, load_zo_rl, read_policy
 from envs import DEFAULT_STEPS
 from envs.zo_env import ZOEnv
 from eval.cosine import cosine_trace
-from l2l.common.config import doc_field, parse_config
+from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import atomic_write, write_json_atomic
 from l2l.common.paths import checkpoints_dir
 from l2l.learned.meta import is_better, validate
 from l2l.tasks.base import Task
 
 #: config fields that may differ between a run and its --resume
-RESUMABLE_CHANGES = {"resume", "wandb", "wandb_project", "timesteps", "threads", "val_every", "checkpoint"}
+RESUMABLE_CHANGES = {
+    "resume", "wandb", "wandb_project", "timesteps", "threads", "val_every", "checkpoint",
+    "policy_prob_grid", "select_budget",
+}  # fmt: skip
 
 
 @dataclass
@@ -91,6 +94,14 @@ class TrainConfig:
     val_every: int = doc_field(2000, "environment steps between validations (and saves of last.zip)")
     val_instances: int = doc_field(10, "val instances scored at each validation")
     val_steps: int | None = doc_field(None, "steps of a validation run (none: --steps)")
+    policy_prob_grid: str = doc_field(
+        "1,0.5,0.25,0.1",
+        "P values tried on val after training (P: chance a step queries along the policy's direction, "
+        "else a Gaussian one); the best goes into the policy zip ('': keep P = 1)",
+    )
+    select_budget: int = doc_field(
+        4000, "queries per val run of the P choice (the equal-budget horizon of eval.compare --budget)"
+    )
     seed: int = doc_field(0, "seed of the networks, the instance draws and the exploration")
     threads: int = doc_field(1, "torch CPU threads")
     out: str = doc_field("results/zo_rl/{task}", "output folder ({task} is filled in)")
@@ -116,12 +127,15 @@ class TrainConfig:
             "train_freq",
             "val_every",
             "val_instances",
+            "select_budget",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         for name in ("learning_starts", "gradient_steps", "noise_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if any(not 0 <= p <= 1 for p in parse_float_list(self.policy_prob_grid, "policy_prob_grid")):
+            raise ValueError(f"policy_prob_grid={self.policy_prob_grid!r} must hold probabilities in [0, 1]")
         if not 0 <= self.gamma <= 1 or not 0 < self.tau <= 1:
             raise ValueError(f"gamma={self.gamma} must be in [0, 1] and tau={self.tau} in (0, 1]")
 
@@ -262,10 +276,7 @@ class Validator(BaseCallback):
         return float(np.mean([c for _, cosines in traces for c in cosines]))
 
     def save_best(self) -> None:
-        save_agent(self.model, self.out / "best.zip")
-        target = self.cfg.checkpoint_path()
-        if target is not None:
-            atomic_write(target, lambda tmp: shutil.copyfile(self.out / "best.zip", tmp))
+        publish_best(self.model, self.cfg, self.out)
 
 
 def start_wandb(cfg: TrainConfig, out: Path, progress: dict) -> Any:
@@ -282,10 +293,52 @@ def start_wandb(cfg: TrainConfig, out: Path, progress: dict) -> Any:
     )  # fmt: skip
 
 
-def callbacks(cfg: TrainConfig, agent: ZORLAgent, env: ZOEnv, progress: dict, run: Any) -> list[BaseCallback]:
-    """Progress bar, validation and checkpoints, and (with wandb) the SB3 integration's callback."""
+def val_instances(cfg: TrainConfig) -> list[Task]:
+    """The first ``--val-instances`` val instances (all of them if the split is smaller)."""
     family = l2l.make_family(cfg.task)
-    val_tasks = family.instances("val", limit=min(cfg.val_instances, family.split_size("val")))
+    return family.instances("val", limit=min(cfg.val_instances, family.split_size("val")))
+
+
+def select_policy_prob(cfg: TrainConfig, out: Path, val_tasks: list[Task]) -> dict | None:
+    """Choose P, the chance of querying along the policy's direction, for ``best.zip`` on val.
+
+    Each P in ``--policy-prob-grid`` runs the best policy as ``zo_rl`` on the val instances for
+    ``--select-budget`` queries; the lowest mean final loss wins and is stored in the zip (and its copy
+    at ``--checkpoint``), where ``load_zo_rl`` reads it. The networks are unchanged. Returns the val
+    loss of every P tried, or None with an empty grid.
+    """
+    grid = parse_float_list(cfg.policy_prob_grid, "policy_prob_grid")
+    if not grid:
+        return None
+    path = out / "best.zip"
+    trained = load_zo_rl(path)
+    steps = cfg.select_budget // trained.queries_per_step(val_tasks[0].dim)
+    scores = {
+        p: validate(dataclasses.replace(trained, policy_prob=p), val_tasks, steps, cfg.seed).final_loss_mean
+        for p in grid
+    }
+    best = min(grid, key=lambda p: scores[p])
+    agent = read_policy(path)
+    agent.zo_rl["policy_prob"] = best
+    agent.zo_rl["val"]["policy_prob_choice"] = {
+        "budget": cfg.select_budget, "final_loss_mean": {str(p): v for p, v in scores.items()},
+    }  # fmt: skip
+    publish_best(agent, cfg, out)
+    return {"policy_prob": best, "val_final_loss": {str(p): v for p, v in scores.items()}}
+
+
+def publish_best(agent: ZORLAgent, cfg: TrainConfig, out: Path) -> None:
+    """Write ``agent`` as ``out/best.zip`` and copy it to the config's checkpoint path."""
+    save_agent(agent, out / "best.zip")
+    target = cfg.checkpoint_path()
+    if target is not None:
+        atomic_write(target, lambda tmp: shutil.copyfile(out / "best.zip", tmp))
+
+
+def callbacks(
+    cfg: TrainConfig, agent: ZORLAgent, env: ZOEnv, progress: dict, run: Any, val_tasks: list[Task]
+) -> list[BaseCallback]:
+    """Progress bar, validation and checkpoints, and (with wandb) the SB3 integration's callback."""
     bar = TqdmCallback(cfg.timesteps, initial=agent.num_timesteps)
     found: list[BaseCallback] = [bar, Validator(cfg, env, val_tasks, progress, run, bar)]
     if run is not None:
@@ -316,13 +369,18 @@ def main(argv: list[str] | None = None) -> dict:
     attach_info(agent, env, dataclasses.asdict(cfg))
     run = start_wandb(cfg, out, progress)
     attach_logger(agent, out, run)
+    val_tasks = val_instances(cfg)
     remaining = cfg.timesteps - agent.num_timesteps
     if remaining > 0:
-        agent.learn(remaining, callback=callbacks(cfg, agent, env, progress, run), log_interval=1,
+        agent.learn(remaining, callback=callbacks(cfg, agent, env, progress, run, val_tasks), log_interval=1,
                     reset_num_timesteps=not cfg.resume)  # fmt: skip
+    choice = select_policy_prob(cfg, out, val_tasks)
     if run is not None:
+        if choice is not None:
+            run.summary["policy_prob"] = choice["policy_prob"]
         run.finish()
-    summary = {"best": progress["best"], "out": str(out), "checkpoint": str(cfg.checkpoint_path())}
+    summary = {"best": progress["best"], "policy_prob": choice, "out": str(out),
+               "checkpoint": str(cfg.checkpoint_path())}  # fmt: skip
     print(json.dumps(summary, indent=2))
     return summary
 

@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 import l2l
-from l2l.common.config import doc_field, parse_config
+from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import save_torch_atomic, write_json_atomic
 from l2l.learned.checkpoint import (
     FORMAT_VERSION,
@@ -245,7 +245,7 @@ def select_alpha(cfg: TrainConfig, out: Path, val_tasks: list[Task]) -> dict | N
     as trained; only the test-time scale of their output changes. Returns the val score of every alpha
     tried, or None without ``--alpha-grid``.
     """
-    grid = [float(a) for a in cfg.alpha_grid.split(",") if a.strip()]
+    grid = parse_float_list(cfg.alpha_grid, "alpha_grid")
     if not grid:
         return None
     ckpt = read_checkpoint(out / "best.pt")

@@ -76,3 +76,11 @@ def parse_config(cls: type[T], argv: list[str] | None = None, description: str |
     add_dataclass_arguments(parser, cls)
     namespace = parser.parse_args(argv)
     return cls(**vars(namespace))
+
+
+def parse_float_list(text: str, name: str) -> list[float]:
+    """The comma-separated numbers of option ``name`` (``"0.5,1, 2"`` -> [0.5, 1.0, 2.0]; ``""`` -> [])."""
+    try:
+        return [float(item) for item in text.split(",") if item.strip()]
+    except ValueError as err:
+        raise ValueError(f"{name}={text!r} must be comma-separated numbers, e.g. '0.5,1,2'") from err
