@@ -103,22 +103,26 @@ class IterateFeatures(BaseFeaturesExtractor):
 
 
 class SkipHead(nn.Module):
-    """[maps, normalized x] -> tanh(dense(maps) + s * normalized x): one direction value per pixel.
+    """[maps, normalized x] -> tanh(dense(maps) + sum_c s_c * x_c): one direction value per pixel.
 
     Args:
-        maps: size of the trunk's flattened maps (the rest of the input is the d normalized pixels).
+        maps: size of the trunk's flattened maps (the rest of the input is the normalized observation,
+            ``channels`` images of d pixels).
         dim: d, the action size.
+        channels: images in the observation (2 for ``observe="image_delta"``).
     """
 
-    def __init__(self, maps: int, dim: int):
+    def __init__(self, maps: int, dim: int, channels: int = 1):
         super().__init__()
-        self.maps = maps
+        self.maps, self.dim = maps, dim
         self.dense = nn.Linear(maps, dim)
-        self.skip = nn.Parameter(torch.zeros(dim))
+        # [d] for one channel keeps policies saved before image_delta existed loadable
+        self.skip = nn.Parameter(torch.zeros(dim) if channels == 1 else torch.zeros(channels, dim))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         maps, pixels = features[:, : self.maps], features[:, self.maps :]
-        return torch.tanh(self.dense(maps) + self.skip * pixels)
+        skip = (self.skip.reshape(-1, self.dim) * pixels.reshape(len(pixels), -1, self.dim)).sum(dim=1)
+        return torch.tanh(self.dense(maps) + skip)
 
 
 def as_direction(actions: torch.Tensor) -> torch.Tensor:
@@ -139,13 +143,16 @@ class QNetwork(nn.Module):
     of the action's direction (:func:`as_direction`). Why a product: see the module docstring.
 
     Args:
-        dim: d, the size of iterates and actions.
+        dim: size of the observation (d, or 2d for ``observe="image_delta"``).
         image_shape: (C, H, W) for image iterates, else None.
         width: channels of the image trunk's first convolution.
         hidden: units of the features and of the MLP layers.
+        action_dim: size of the actions (none: ``dim``).
     """
 
-    def __init__(self, dim: int, image_shape: ImageShape | None, width: int, hidden: int):
+    def __init__(
+        self, dim: int, image_shape: ImageShape | None, width: int, hidden: int, action_dim: int | None = None
+    ):
         super().__init__()
         self.image_shape = image_shape
         if image_shape:
@@ -157,7 +164,7 @@ class QNetwork(nn.Module):
             self.state = nn.Sequential(
                 nn.BatchNorm1d(dim), nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden)
             )
-        self.action = nn.Linear(dim, hidden, bias=False)
+        self.action = nn.Linear(action_dim or dim, hidden, bias=False)
         self.head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -186,8 +193,10 @@ class PairCritic(BaseModel):
         n_critics: int = 1,
     ):
         super().__init__(observation_space, action_space)
-        dim = int(observation_space.shape[0])
-        self.q_networks = nn.ModuleList(QNetwork(dim, image_shape, width, hidden) for _ in range(n_critics))
+        dim, actions = int(observation_space.shape[0]), int(action_space.shape[0])
+        self.q_networks = nn.ModuleList(
+            QNetwork(dim, image_shape, width, hidden, actions) for _ in range(n_critics)
+        )
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(net(obs.float(), actions) for net in self.q_networks)
@@ -223,7 +232,9 @@ class ZORLPolicy(TD3Policy):
             kwargs["net_arch"] = []  # the skip head replaces the MLP
         actor = Actor(**kwargs)
         if shape:
-            actor.mu = SkipHead(trunk_features(shape, width), int(self.action_space.shape[0]))
+            dim = int(self.action_space.shape[0])
+            channels = int(self.observation_space.shape[0]) // dim
+            actor.mu = SkipHead(trunk_features(shape, width), dim, channels)
         return actor.to(self.device)
 
     def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> PairCritic:

@@ -34,7 +34,13 @@ import torch
 from gymnasium import spaces
 
 import l2l
-from envs.mdp import action_to_direction, check_observe, direction_to_action, image_shape, observation
+from envs.mdp import (
+    action_to_direction,
+    check_observe,
+    direction_to_action,
+    observation,
+    observed_image_shape,
+)
 from l2l.estimators import check_mu, forward_estimate, gaussian_directions
 from l2l.optimizers.registry import tuned_params
 from l2l.oracle import Oracle
@@ -69,7 +75,8 @@ class ZOEnv(gym.Env):
             ``split``, ``index`` and ``instances`` are ignored).
         split: the split episodes draw instances from.
         index: the instance of ``split``; None draws one (uniformly, from the env's seeded generator)
-            at every reset.
+        observe: ``iterate``, ``image`` or ``image_delta`` (attack tasks: the attacked image, alone or with
+            the normalized perturbation as a second channel; see :mod:`envs.mdp`).
         mu: finite-difference radius; None takes the family's tuned ZO-SGD mu (see :func:`default_mu_eta`).
         eta: learning rate of the step; None takes the family's tuned ZO-SGD learning rate over its q,
             delta / (d q) (see :func:`default_mu_eta`).
@@ -121,8 +128,9 @@ class ZOEnv(gym.Env):
         self.steps, self.reward_scale = steps, float(reward_scale)
         self.terminate_on_success = terminate_on_success
         self.observe = check_observe(observe, first)
-        self.image_shape = image_shape(first)
-        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(self.dim,), dtype=np.float32)
+        self.image_shape = observed_image_shape(first, self.observe)
+        obs_dim = self.dim * (2 if self.observe == "image_delta" else 1)
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.dim,), dtype=np.float32)
         self.task: Task | None = None
 

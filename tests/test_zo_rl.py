@@ -53,6 +53,25 @@ def test_both_env_checkers_pass(make):
         sb3_check_env(env)
 
 
+def test_image_delta_observation_shows_the_image_and_the_normalized_perturbation():
+    env = gym.make("l2l/ZOAttack-v0", steps=4, observe="image_delta").unwrapped
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*infinity.*")
+        gym_check_env(env)
+        sb3_check_env(env)
+    assert env.image_shape == (2, 28, 28) and env.observation_space.shape == (2 * 784,)
+    obs, _ = env.reset(seed=0)
+    assert np.array_equal(obs[:784], env.task.image.flatten().numpy()) and not obs[784:].any()
+    obs, *_ = env.step(np.random.default_rng(0).uniform(-1, 1, 784).astype(np.float32))
+    delta = env.x.numpy()
+    assert np.allclose(obs[784:], delta / np.abs(delta).max()) and np.abs(obs[784:]).max() == 1.0
+    assert np.allclose(obs[:784], env.task.adversarial(env.x.unsqueeze(0))[0].flatten().numpy())
+    agent = tiny_agent(env, learning_starts=8, batch_size=4, policy_kwargs={
+        "features_extractor_kwargs": {"image_shape": env.image_shape, "width": 2}})  # fmt: skip
+    agent.learn(12)  # a two-channel CNN actor and critic train; the action stays one direction [784]
+    assert agent.predict(obs, deterministic=True)[0].shape == (784,)
+
+
 def test_reward_is_the_loss_decrease_and_queries_are_exact():
     env = quadratic_env()
     task = env._instance("train", 0)

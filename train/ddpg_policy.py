@@ -64,8 +64,10 @@ class TrainConfig:
     steps: int | None = doc_field(None, "steps per episode, the iteration budget (none: 200; 500 for binary)")
     mu: float | None = doc_field(None, "finite-difference radius (none: the task's tuned ZO-SGD mu)")
     eta: float | None = doc_field(None, "learning rate of a step (none: tuned ZO-SGD delta / (d q))")
-    observe: Literal["iterate", "image", "auto"] = doc_field(
-        "auto", "what the policy sees: the iterate, or the attacked image (auto: image for attack tasks)"
+    observe: Literal["iterate", "image", "image_delta", "auto"] = doc_field(
+        "auto",
+        "what the policy sees: the iterate, the attacked image, or image_delta (the image and the normalized "
+        "perturbation as two channels) (auto: image for attack tasks)",
     )
     reward_scale: float = doc_field(1.0, "factor on the rewards (the loss decreases)")
     train_instances: int | None = doc_field(
