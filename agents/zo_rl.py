@@ -19,7 +19,8 @@ val metrics and the l2l version. Importing :mod:`agents` registers the ``.zip`` 
 - ``zo_rl_lstm`` (:class:`ZORLLSTM`): a trained ZO-LSTM whose first query direction of each step comes
   from the policy, scaled by the QueryRNN's std when the step samples from its covariance (the policy
   "in the pre-learning distribution", sec. 3.3); the other q - 1 stay Gaussian (**q + 1 queries**).
-  The policy is used as trained on its own MDP, not retrained inside the ZO-LSTM.
+  The policy is used as trained on its own MDP, not retrained inside the ZO-LSTM, and at every step
+  (``policy_prob`` applies to ``zo_rl`` only: the other q - 1 directions already explore).
 - ``zo_rl_untrained`` (:func:`load_zo_rl` with ``variant="untrained"``): the same architecture and MDP
   with freshly initialized networks: the control that shows what training bought.
 """
