@@ -7,7 +7,9 @@
 Episodes run on the **train** split, a fresh instance at every reset (:class:`envs.zo_env.ZOEnv` with
 ``index=None``). Every ``--val-every`` environment steps (and at the end) the policy runs as the
 ``zo_rl`` optimizer through ``l2l.run`` on the first ``--val-instances`` **val** instances with fixed
-seeds; the lowest mean final loss is kept. The test split is never touched. Written to ``--out``:
+seeds; the lowest mean final loss is kept. After training, P (the chance that a step queries along the
+policy's direction rather than a Gaussian one) is chosen for that policy on the same val instances at
+``--select-budget`` queries and stored in its zip. The test split is never touched. Written to ``--out``:
 
 - ``best.zip``: the best-on-val policy (``l2l.load_optimizer`` after ``import agents``), also copied to
   ``--checkpoint``;
