@@ -22,12 +22,16 @@ Gaussian estimate it replaces (0.025 for q = 20 on MNIST, 0.17 on binary classif
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from typing import Any, Literal
 
 import numpy as np
 from stable_baselines3 import DDPG
 from stable_baselines3.common.noise import ActionNoise
+
+#: state-dict prefixes of the target networks, which a policy-only save leaves out
+TARGETS = ("actor_target.", "critic_target.")
 
 
 def default_switch_threshold(q: int, dim: int) -> float:
@@ -109,3 +113,40 @@ class ZORLAgent(DDPG):
     def _on_step(self) -> None:
         super()._on_step()
         self.logger.record("zo_rl/switched", float(self.switched))
+
+    #: saved policies for use only (:meth:`save_policy_only`) hold no optimizers or target networks
+    policy_only = False
+
+    def save_policy_only(self, path: str | os.PathLike) -> None:
+        """Save the actor and critic alone: what ``zo_rl`` needs, a third of a full save on MNIST.
+
+        Loading such a file starts the target networks as copies of the networks (as DDPG's set-up
+        does) and the Adam states afresh, so training can go on from it, but not exactly as before.
+        """
+        previous, self.policy_only = self.policy_only, True
+        try:
+            self.save(path)
+        finally:
+            self.policy_only = previous
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        names, others = super()._get_torch_save_params()
+        return (["policy"], others) if self.policy_only else (names, others)
+
+    def get_parameters(self) -> dict[str, dict]:
+        params = super().get_parameters()
+        if self.policy_only:
+            params["policy"] = {k: v for k, v in params["policy"].items() if not k.startswith(TARGETS)}
+        return params
+
+    def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: Any = "auto") -> None:
+        if not (self.policy_only and isinstance(load_path_or_dict, dict)):
+            return super().set_parameters(load_path_or_dict, exact_match, device)
+        saved, expected = set(load_path_or_dict.get("policy", {})), set(self.policy.state_dict())
+        missing = {k for k in expected - saved if not k.startswith(TARGETS)}
+        wrong = sorted(missing | (saved - expected))
+        if wrong:
+            raise ValueError(f"a policy-only save does not match this agent's networks: {wrong[:5]}")
+        super().set_parameters(load_path_or_dict, exact_match=False, device=device)
+        self.actor_target.load_state_dict(self.actor.state_dict())
+        self.critic_target.load_state_dict(self.critic.state_dict())

@@ -76,7 +76,7 @@ class ZORL(ZOOptimizer):
         policy: the stable-baselines3 TD3/DDPG policy whose actor proposes the directions.
         mu: finite-difference radius (the MDP's).
         eta: learning rate (the MDP's).
-        observe: what the policy sees: ``iterate`` or ``image`` (:mod:`envs.mdp`).
+        observe: what the policy sees: ``iterate``, ``image`` or ``image_delta`` (:mod:`envs.mdp`).
         policy_prob: P, the chance that a step queries along the policy's direction (else along a
             standard Gaussian one); 1 is papers/003's ZO-RL.
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zipfile
 
 import gymnasium as gym
 import numpy as np
@@ -203,6 +204,30 @@ def test_save_load_predict_gives_identical_actions(trained_image_policy):
     assert torch.allclose(optimizer.direction(x, task), expected, atol=1e-5)
     mine = ZORL(policy=agent.policy, mu=1e-3, eta=0.05)
     assert l2l.run(mine, task, steps=8).losses == l2l.run(optimizer, task, steps=8).losses
+
+
+def test_policy_only_save_is_smaller_and_acts_the_same(trained_image_policy, tmp_path):
+    agent, _, task, path = trained_image_policy
+    slim = tmp_path / "slim.zip"
+    agent.save_policy_only(slim)
+    with zipfile.ZipFile(slim) as archive:
+        assert not any("optimizer" in name for name in archive.namelist())
+        saved = torch.load(archive.open("policy.pth"), weights_only=True)
+    assert not any(k.startswith(("actor_target.", "critic_target.")) for k in saved)
+    assert slim.stat().st_size < 0.6 * path.stat().st_size and not agent.policy_only
+    loaded = ZORLAgent.load(slim, device="cpu")
+    observations = np.random.default_rng(1).uniform(-0.5, 0.5, (5, 16)).astype(np.float32)
+    assert np.array_equal(agent.predict(observations, deterministic=True)[0],
+                          loaded.predict(observations, deterministic=True)[0])  # fmt: skip
+    for online, target in ((loaded.actor, loaded.actor_target), (loaded.critic, loaded.critic_target)):
+        assert all(torch.equal(a, b) for a, b in zip(online.state_dict().values(),
+                                                      target.state_dict().values(), strict=True))  # fmt: skip
+    assert l2l.run(l2l.load_optimizer(slim), task, steps=8).losses == l2l.run(
+        l2l.load_optimizer(path), task, steps=8).losses  # fmt: skip
+    params = loaded.get_parameters()
+    params["policy"].pop(next(k for k in params["policy"] if k.startswith("actor.")))
+    with pytest.raises(ValueError, match="does not match"):
+        loaded.set_parameters(params)
 
 
 def test_loader_names_a_bad_file(tmp_path, trained_image_policy):

@@ -332,8 +332,8 @@ def select_policy_prob(cfg: TrainConfig, out: Path, val_tasks: list[Task]) -> di
 
 
 def publish_best(agent: ZORLAgent, cfg: TrainConfig, out: Path) -> None:
-    """Write ``agent`` as ``out/best.zip`` and copy it to the config's checkpoint path."""
-    save_agent(agent, out / "best.zip")
+    """Write ``agent``'s networks (no optimizers or targets) as ``out/best.zip``, copied to the checkpoint."""
+    atomic_write(out / "best.zip", agent.save_policy_only)
     target = cfg.checkpoint_path()
     if target is not None:
         atomic_write(target, lambda tmp: shutil.copyfile(out / "best.zip", tmp))
