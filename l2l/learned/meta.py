@@ -7,7 +7,13 @@ step then samples along (the Bernoulli mix with the identity is a test-time devi
 The meta-loss of one trajectory is eq. 4, ``sum_t w_t f(theta_t) + lambda ||Sigma_t - I||^2`` with
 ``w_t = t`` (t counts steps from the start of the trajectory, across truncations), where f is the
 task's full objective (what trajectories report), differentiated by autograd or by eq. 5 (see
-:mod:`l2l.learned.optimizee_grad`). A trajectory of ``steps`` steps is cut into windows of ``unroll``
+:mod:`l2l.learned.optimizee_grad`). By default (``meta_loss_scale="mean"``) the whole sum is divided by
+the constant ``W = sum_{t<=T} t``, which turns it into the t-weighted mean loss that validation reports
+and leaves its minimizers alone. The division matters because of the clipping: summed, the meta-gradients
+reach 1e4 and most elements are clipped, so the clipped Adam step degenerates to a sign step; averaged,
+clipping to [-1, 1] only trims rare spikes. ``"sum"`` keeps the undivided loss of the first shipped runs.
+
+A trajectory of ``steps`` steps is cut into windows of ``unroll``
 steps; each window is one meta-iteration: backpropagate its loss, clip the meta-gradient elementwise,
 take an Adam step, and detach the iterate and the recurrent state before the next window. What the
 unroll detaches inside a step is documented in :meth:`l2l.learned.zo_lstm.ZOLSTM.advance`.
@@ -35,6 +41,7 @@ from l2l.run import Trajectory, run
 from l2l.tasks.base import Task
 
 STAGES = ("update", "query")
+META_LOSS_SCALES = ("mean", "sum")
 #: the options each stage trains (and validates and saves) the optimizer with
 STAGE_OPTIONS = {"update": {"directions": "gaussian"}, "query": {"directions": "query"}}
 #: validation runs use seeds far from eval.compare's and eval.tune's
@@ -62,6 +69,11 @@ class MetaConfig:
     update_lr: float = doc_field(1e-3, "Adam learning rate of stage 1 (UpdateRNN)")
     query_lr: float = doc_field(5e-3, "Adam learning rate of stage 2 (QueryRNN)")
     clip: float = doc_field(1.0, "meta-gradients are clipped elementwise to [-clip, clip]")
+    meta_loss_scale: Literal["mean", "sum"] = doc_field(
+        "mean",
+        "mean: divide eq. 4 by sum_t t (a t-weighted mean loss, so clipping only trims spikes); "
+        "sum: eq. 4 as written (most meta-gradient elements then exceed the clip)",
+    )
     trajectories: int = doc_field(1, "optimizee trajectories unrolled per meta-iteration (losses averaged)")
     optimizee_grad: Literal["autograd", "zo-coordinate"] = doc_field(
         "autograd",
@@ -85,11 +97,19 @@ class MetaConfig:
             raise ValueError(
                 f"reg_lambda={self.reg_lambda!r} must be >= 0 and query_prob={self.query_prob!r} in [0, 1]"
             )
+        if self.meta_loss_scale not in META_LOSS_SCALES:
+            raise ValueError(
+                f"meta_loss_scale={self.meta_loss_scale!r} must be one of {', '.join(META_LOSS_SCALES)}"
+            )
         if self.sigma_norm not in SIGMA_NORMS or self.optimizee_grad not in OPTIMIZEE_GRADS:
             raise ValueError(
                 f"sigma_norm={self.sigma_norm!r} must be one of {SIGMA_NORMS} and "
                 f"optimizee_grad={self.optimizee_grad!r} one of {OPTIMIZEE_GRADS}"
             )
+
+    def loss_divisor(self) -> float:
+        """What eq. 4 is divided by: sum_{t=1}^T t for ``mean``, 1 for ``sum``."""
+        return self.steps * (self.steps + 1) / 2 if self.meta_loss_scale == "mean" else 1.0
 
     def new_optimizer(self) -> ZOLSTM:
         """The ZOLSTM this config describes, with random initial weights from ``seed``."""
@@ -215,8 +235,9 @@ class MetaTrainer:
         """One meta-iteration: a window of ``unroll`` steps on each trajectory, then one Adam step.
 
         Returns:
-            ``meta_loss`` (mean window loss), ``reg`` (its lambda-term), ``loss`` (mean full-objective
-            loss at the window's end), and ``trajectory_step`` (step reached by the first trajectory).
+            ``meta_loss`` (mean window loss, scaled by ``meta_loss_scale``), ``reg`` (its lambda-term),
+            ``loss`` (mean full-objective loss at the window's end), and ``trajectory_step`` (step
+            reached by the first trajectory).
         """
         if self.stage is None or self.meta_opt is None:
             raise RuntimeError("call begin_stage('update') or begin_stage('query') before meta_step")
@@ -254,7 +275,8 @@ class MetaTrainer:
                 f"the meta-loss became {float(loss + reg)} in stage {self.stage!r}, meta-iteration "
                 f"{self.iteration}, trajectory step {unroll.step}; lower the meta learning rate or alpha"
             )
-        return loss + reg, reg.detach(), float(value.detach())
+        divisor = cfg.loss_divisor()
+        return (loss + reg) / divisor, reg.detach() / divisor, float(value.detach())
 
     def _clip_and_step(self) -> None:
         assert self.meta_opt is not None
