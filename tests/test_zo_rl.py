@@ -288,12 +288,13 @@ def test_zo_rl_and_zo_rl_lstm_spend_the_announced_queries(trained_image_policy, 
 def test_ddpg_beats_random_directions_on_a_quadratic():
     env = quadratic_env()
     agent = tiny_agent(env, switch_threshold=0.4, switch_window=20)
-    agent.learn(2400)
+    agent.learn(4000)
     task, optimizer = env._instance("train", 0), ZORL(policy=agent.policy, mu=env.mu, eta=env.eta)
     random = l2l.make_optimizer("zo_sgd", q=1, mu=env.mu, delta=env.eta * DIM)
     learned = np.mean([cosine_trace(optimizer, task, 20, seed=s)[1] for s in range(3)])
     baseline = np.mean([cosine_trace(random, task, 20, seed=s)[1] for s in range(3)])
-    # measured (seed 0): policy 0.6-0.75 after 2,000-4,000 steps; random Gaussian directions ~0.3
+    # measured after 4,000 steps, agent seeds 0, 1, 2: policy 0.85, 0.87, 0.79; random directions 0.33.
+    # At 2,400 steps one CPU gave seed 0 0.23 (another 0.6-0.75): DDPG needs the longer run to be robust.
     assert agent.switched and learned > baseline + 0.2, (learned, baseline)
 
 
