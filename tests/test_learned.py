@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -234,6 +235,20 @@ def test_cli_trains_saves_and_resumes_bit_for_bit(tmp_path):
         assert isinstance(l2l.load_optimizer(straight / name), ZOLSTM)
     with pytest.raises(ValueError, match="different options"):
         train_cli.main(_cli_argv(resumed, "--q", "3", "--resume"))
+
+
+def test_cli_resumes_a_run_saved_before_meta_loss_scale_existed(tmp_path):
+    out = tmp_path / "old"
+    old_scale = ("--query-iterations", "0", "--meta-loss-scale", "sum")
+    train_cli.main(_cli_argv(out, "--update-iterations", "2", *old_scale))
+    state = torch.load(out / "last.pt", weights_only=True)
+    del state["config"]["meta_loss_scale"]  # as a run saved before the field existed
+    torch.save(state, out / "last.pt")
+    with pytest.raises(ValueError, match="meta_loss_scale: 'sum' -> 'mean'"):
+        train_cli.main(_cli_argv(out, "--update-iterations", "4", "--query-iterations", "0", "--resume"))
+    train_cli.main(_cli_argv(out, "--update-iterations", "4", *old_scale, "--resume"))
+    history = json.loads((out / "history.json").read_text())
+    assert [record["iteration"] for record in history] == [0, 2, 4]  # continued, not restarted
 
 
 def test_cli_selects_the_update_scale_on_val(tmp_path):

@@ -58,6 +58,8 @@ RESUMABLE_CHANGES = {
     "query_iterations",
     "threads",
 }
+#: the value a field had in runs saved before it existed, so that their --resume still matches
+SAVED_BEFORE_FIELD = {"meta_loss_scale": "sum"}
 
 
 @dataclass
@@ -135,6 +137,7 @@ def load_training_state(out: Path, cfg: TrainConfig, trainer: MetaTrainer) -> di
     if not isinstance(state, dict) or state.get("format") != TRAINING_FORMAT:
         raise ValueError(f"{str(path)!r} is not a train.zo_lstm training state")
     saved, now = state["config"], dataclasses.asdict(cfg)
+    saved = {**SAVED_BEFORE_FIELD, **saved}
     changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
