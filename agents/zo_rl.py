@@ -236,14 +236,14 @@ def load_zo_rl(path: str | os.PathLike, variant: str = "zo_rl", **overrides: Any
         path: a policy zip written by ``train.ddpg_policy``.
         variant: ``zo_rl`` (as trained) or ``untrained`` (same architecture and MDP, fresh weights).
         **overrides: ``mu``, ``eta``, ``observe`` or ``policy_prob`` to change (they default to the
-            MDP's, and P to the val choice stored in the zip, else 1).
+            MDP's, and P and eta to the val choice stored in the zip, else 1 and the MDP's eta).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown ZO-RL variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     agent = read_policy(path)
     mdp = agent.zo_rl["env"]
     policy = agent.policy if variant == "zo_rl" else fresh_policy(agent.policy)
-    options = {"mu": mdp["mu"], "eta": mdp["eta"], "observe": mdp["observe"],
+    options = {"mu": mdp["mu"], "eta": agent.zo_rl.get("eta", mdp["eta"]), "observe": mdp["observe"],
                "policy_prob": agent.zo_rl.get("policy_prob", 1.0), **overrides}  # fmt: skip
     optimizer = ZORL(policy=policy, **options)
     if variant == "untrained":

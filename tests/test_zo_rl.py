@@ -325,11 +325,23 @@ def test_training_cli_saves_and_resumes(tmp_path):
     common = ["--task", "quadratic", "--steps", "10", "--val-every", "100", "--val-instances", "2",
               "--learning-starts", "50", "--probe-q", "3", "--out", str(tmp_path), "--wandb", "disabled",
               "--checkpoint", str(tmp_path / "policy.zip"), "--policy-prob-grid", "1,0.5",
-              "--select-budget", "20"]  # fmt: skip
+              "--eta-scale-grid", "0.5,1", "--select-budget", "20"]  # fmt: skip
     summary = ddpg_policy.main([*common, "--timesteps", "200"])
-    choice = summary["policy_prob"]
-    assert choice["policy_prob"] in (1.0, 0.5) and set(choice["val_final_loss"]) == {"1.0", "0.5"}
-    assert l2l.load_optimizer(tmp_path / "policy.zip").policy_prob == choice["policy_prob"]
+    choice, eta = summary["step_options"], ZOEnv("quadratic", steps=10).eta
+    assert set(choice["val_final_loss"]) == {f"P={p},eta={a * eta:.4g}" for p in (1, 0.5) for a in (0.5, 1)}
+    assert choice["val_final_loss"][f"P={choice['policy_prob']:g},eta={choice['eta']:.4g}"] == min(
+        choice["val_final_loss"].values()
+    )
+    chosen = l2l.load_optimizer(tmp_path / "policy.zip")
+    assert (chosen.policy_prob, chosen.eta) == (choice["policy_prob"], choice["eta"])
+    # --select-from: only the choice, on a trained zip; the grid multiplies the MDP's eta, not the choice
+    again = ddpg_policy.main([*common, "--select-from", str(tmp_path / "policy.zip"), "--out",
+                              str(tmp_path / "again"), "--checkpoint", str(tmp_path / "again.zip"),
+                              "--policy-prob-grid", "0", "--eta-scale-grid", "2"])  # fmt: skip
+    assert again["step_options"]["eta"] == pytest.approx(2 * eta)
+    reselected = l2l.load_optimizer(tmp_path / "again.zip")
+    assert (reselected.policy_prob, reselected.eta) == (0.0, pytest.approx(2 * eta))
+    assert not (tmp_path / "again" / "last.zip").exists()  # nothing was trained
     assert {"best.zip", "last.zip", "last_replay.pkl", "progress.json", "policy.zip"} <= {
         p.name for p in tmp_path.iterdir()
     }

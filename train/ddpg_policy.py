@@ -8,8 +8,10 @@ Episodes run on the **train** split, a fresh instance at every reset (:class:`en
 ``index=None``). Every ``--val-every`` environment steps (and at the end) the policy runs as the
 ``zo_rl`` optimizer through ``l2l.run`` on the first ``--val-instances`` **val** instances with fixed
 seeds; the lowest mean final loss is kept. After training, P (the chance that a step queries along the
-policy's direction rather than a Gaussian one) is chosen for that policy on the same val instances at
-``--select-budget`` queries and stored in its zip. The test split is never touched. Written to ``--out``:
+policy's direction rather than a Gaussian one) and the step size eta (a multiple of the MDP's) are chosen
+together for that policy on the same val instances at ``--select-budget`` queries and stored in its zip,
+as the baselines' step sizes are tuned on val. ``--select-from`` runs only that choice, for a policy zip
+that is already trained. The test split is never touched. Written to ``--out``:
 
 - ``best.zip``: the best-on-val policy (``l2l.load_optimizer`` after ``import agents``), also copied to
   ``--checkpoint``;
@@ -54,7 +56,7 @@ from l2l.tasks.base import Task
 #: config fields that may differ between a run and its --resume
 RESUMABLE_CHANGES = {
     "resume", "wandb", "wandb_project", "timesteps", "threads", "val_every", "checkpoint",
-    "policy_prob_grid", "select_budget",
+    "policy_prob_grid", "eta_scale_grid", "select_budget", "select_from",
 }  # fmt: skip
 
 
@@ -99,12 +101,20 @@ class TrainConfig:
     val_instances: int = doc_field(10, "val instances scored at each validation")
     val_steps: int | None = doc_field(None, "steps of a validation run (none: --steps)")
     policy_prob_grid: str = doc_field(
-        "1,0.5,0.25,0.1",
+        "0.5,0.25,0.1",
         "P values tried on val after training (P: chance a step queries along the policy's direction, "
         "else a Gaussian one); the best goes into the policy zip ('': keep P = 1)",
     )
+    eta_scale_grid: str = doc_field(
+        "0.5,1",
+        "multiples of the MDP's eta tried with every P on val after training; the best pair goes into "
+        "the policy zip ('': keep eta)",
+    )
     select_budget: int = doc_field(
-        4000, "queries per val run of the P choice (the equal-budget horizon of eval.compare --budget)"
+        4000, "queries per val run of the P and eta choice (the horizon of eval.compare --budget)"
+    )
+    select_from: str | None = doc_field(
+        None, "skip training: choose P and eta on val for this trained policy zip, then publish it as usual"
     )
     seed: int = doc_field(0, "seed of the networks, the instance draws and the exploration")
     threads: int = doc_field(1, "torch CPU threads")
@@ -140,6 +150,8 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
         if any(not 0 <= p <= 1 for p in parse_float_list(self.policy_prob_grid, "policy_prob_grid")):
             raise ValueError(f"policy_prob_grid={self.policy_prob_grid!r} must hold probabilities in [0, 1]")
+        if any(not a > 0 for a in parse_float_list(self.eta_scale_grid, "eta_scale_grid")):
+            raise ValueError(f"eta_scale_grid={self.eta_scale_grid!r} must hold multiples > 0")
         if not 0 <= self.gamma <= 1 or not 0 < self.tau <= 1:
             raise ValueError(f"gamma={self.gamma} must be in [0, 1] and tau={self.tau} in (0, 1]")
 
@@ -303,32 +315,38 @@ def val_instances(cfg: TrainConfig) -> list[Task]:
     return family.instances("val", limit=min(cfg.val_instances, family.split_size("val")))
 
 
-def select_policy_prob(cfg: TrainConfig, out: Path, val_tasks: list[Task]) -> dict | None:
-    """Choose P, the chance of querying along the policy's direction, for ``best.zip`` on val.
+def select_step_options(cfg: TrainConfig, policy: Path, out: Path, val_tasks: list[Task]) -> dict | None:
+    """Choose P and eta of the policy zip at ``policy`` on val, and publish it with them as ``best.zip``.
 
-    Each P in ``--policy-prob-grid`` runs the best policy as ``zo_rl`` on the val instances for
-    ``--select-budget`` queries; the lowest mean final loss wins and is stored in the zip (and its copy
-    at ``--checkpoint``), where ``load_zo_rl`` reads it. The networks are unchanged. Returns the val
-    loss of every P tried, or None with an empty grid.
+    P is the chance of querying along the policy's direction; eta, the step size, is the MDP's times a
+    value of ``--eta-scale-grid`` (a 2-query step wants a smaller eta than the q-direction estimate it
+    was set from). Every pair runs the policy as ``zo_rl`` on the val instances for ``--select-budget``
+    queries; the lowest mean final loss wins and is stored in the zip (and its copy at ``--checkpoint``),
+    where ``load_zo_rl`` reads it. The networks are unchanged. Returns the val loss of every pair tried,
+    or None when both grids are empty.
     """
-    grid = parse_float_list(cfg.policy_prob_grid, "policy_prob_grid")
-    if not grid:
+    probs = parse_float_list(cfg.policy_prob_grid, "policy_prob_grid")
+    scales = parse_float_list(cfg.eta_scale_grid, "eta_scale_grid")
+    if not probs and not scales:
         return None
-    path = out / "best.zip"
-    trained = load_zo_rl(path)
+    agent, trained = read_policy(policy), load_zo_rl(policy)
+    mdp_eta = agent.zo_rl["env"]["eta"]  # not a previous choice: the grid means the same on every zip
+    pairs = [(p, mdp_eta * a) for p in probs or [trained.policy_prob] for a in scales or [1.0]]
     steps = cfg.select_budget // trained.queries_per_step(val_tasks[0].dim)
     scores = {
-        p: validate(dataclasses.replace(trained, policy_prob=p), val_tasks, steps, cfg.seed).final_loss_mean
-        for p in grid
+        pair: validate(
+            dataclasses.replace(trained, policy_prob=pair[0], eta=pair[1]), val_tasks, steps, cfg.seed
+        ).final_loss_mean
+        for pair in pairs
     }
-    best = min(grid, key=lambda p: scores[p])
-    agent = read_policy(path)
-    agent.zo_rl["policy_prob"] = best
-    agent.zo_rl["val"]["policy_prob_choice"] = {
-        "budget": cfg.select_budget, "final_loss_mean": {str(p): v for p, v in scores.items()},
+    best = min(pairs, key=lambda pair: scores[pair])
+    tried = {f"P={p:g},eta={eta:.4g}": v for (p, eta), v in scores.items()}
+    agent.zo_rl["policy_prob"], agent.zo_rl["eta"] = best
+    agent.zo_rl.setdefault("val", {})["step_options_choice"] = {
+        "budget": cfg.select_budget, "final_loss_mean": tried,
     }  # fmt: skip
     publish_best(agent, cfg, out)
-    return {"policy_prob": best, "val_final_loss": {str(p): v for p, v in scores.items()}}
+    return {"policy_prob": best[0], "eta": best[1], "val_final_loss": tried}
 
 
 def publish_best(agent: ZORLAgent, cfg: TrainConfig, out: Path) -> None:
@@ -365,6 +383,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(cfg.threads)
     out = cfg.out_dir()
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.select_from is not None:
+        choice = select_step_options(cfg, Path(cfg.select_from), out, val_instances(cfg))
+        print(json.dumps({"step_options": choice, "checkpoint": str(cfg.checkpoint_path())}, indent=2))
+        return {"step_options": choice, "out": str(out)}
     env = make_env(cfg)
     if cfg.resume:
         agent, progress = resume_agent(cfg, env, out)
@@ -378,12 +400,12 @@ def main(argv: list[str] | None = None) -> dict:
     if remaining > 0:
         agent.learn(remaining, callback=callbacks(cfg, agent, env, progress, run, val_tasks), log_interval=1,
                     reset_num_timesteps=not cfg.resume)  # fmt: skip
-    choice = select_policy_prob(cfg, out, val_tasks)
+    choice = select_step_options(cfg, out / "best.zip", out, val_tasks)
     if run is not None:
         if choice is not None:
-            run.summary["policy_prob"] = choice["policy_prob"]
+            run.summary.update({"policy_prob": choice["policy_prob"], "eta": choice["eta"]})
         run.finish()
-    summary = {"best": progress["best"], "policy_prob": choice, "out": str(out),
+    summary = {"best": progress["best"], "step_options": choice, "out": str(out),
                "checkpoint": str(cfg.checkpoint_path())}  # fmt: skip
     print(json.dumps(summary, indent=2))
     return summary
