@@ -33,7 +33,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from stable_baselines3.td3.policies import TD3Policy
@@ -49,6 +49,9 @@ from l2l.loading import register_loader
 from l2l.optimizers.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task
+
+if TYPE_CHECKING:  # imported lazily at run time: it pulls in stable-baselines3's DDPG stack
+    from agents.ddpg import ZORLAgent
 
 FORMAT = "l2l-zo-rl"
 FORMAT_VERSION = 1
@@ -238,9 +241,13 @@ def load_zo_rl(path: str | os.PathLike, variant: str = "zo_rl", **overrides: Any
         **overrides: ``mu``, ``eta``, ``observe`` or ``policy_prob`` to change (they default to the
             MDP's, and P and eta to the val choice stored in the zip, else 1 and the MDP's eta).
     """
+    return zo_rl_from_agent(read_policy(path), variant, **overrides)
+
+
+def zo_rl_from_agent(agent: ZORLAgent, variant: str = "zo_rl", **overrides: Any) -> ZORL:
+    """:func:`load_zo_rl` for an agent already read (``read_policy``), with the same arguments."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown ZO-RL variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    agent = read_policy(path)
     mdp = agent.zo_rl["env"]
     policy = agent.policy if variant == "zo_rl" else fresh_policy(agent.policy)
     options = {"mu": mdp["mu"], "eta": agent.zo_rl.get("eta", mdp["eta"]), "observe": mdp["observe"],

@@ -43,7 +43,7 @@ import l2l
 from agents.ddpg import ZORLAgent
 from agents.monitoring import TqdmCallback, WandbWriter
 from agents.networks import ZORLPolicy
-from agents.zo_rl import SHIPPED, ZORL, attach_info, load_zo_rl, read_policy
+from agents.zo_rl import SHIPPED, ZORL, attach_info, read_policy, zo_rl_from_agent
 from envs import DEFAULT_STEPS
 from envs.zo_env import ZOEnv
 from eval.cosine import cosine_trace
@@ -329,7 +329,8 @@ def select_step_options(cfg: TrainConfig, policy: Path, out: Path, val_tasks: li
     scales = parse_float_list(cfg.eta_scale_grid, "eta_scale_grid")
     if not probs and not scales:
         return None
-    agent, trained = read_policy(policy), load_zo_rl(policy)
+    agent = read_policy(policy)
+    trained = zo_rl_from_agent(agent)
     mdp_eta = agent.zo_rl["env"]["eta"]  # not a previous choice: the grid means the same on every zip
     pairs = [(p, mdp_eta * a) for p in probs or [trained.policy_prob] for a in scales or [1.0]]
     steps = cfg.select_budget // trained.queries_per_step(val_tasks[0].dim)

@@ -136,8 +136,7 @@ def load_training_state(out: Path, cfg: TrainConfig, trainer: MetaTrainer) -> di
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != TRAINING_FORMAT:
         raise ValueError(f"{str(path)!r} is not a train.zo_lstm training state")
-    saved, now = state["config"], dataclasses.asdict(cfg)
-    saved = {**SAVED_BEFORE_FIELD, **saved}
+    saved, now = {**SAVED_BEFORE_FIELD, **state["config"]}, dataclasses.asdict(cfg)
     changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
