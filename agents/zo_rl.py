@@ -16,11 +16,13 @@ val metrics and the l2l version. Importing :mod:`agents` registers the ``.zip`` 
   with chance 1 - P: a deterministic policy changes its direction little as x moves (measured: a
   consecutive-step cosine of 1.000 on both shipped tasks), so on its own it searches along nearly one
   line. ``train.ddpg_policy`` chooses P on val and stores it in the zip; loading uses it.
-- ``zo_rl_lstm`` (:class:`ZORLLSTM`): a trained ZO-LSTM whose first query direction of each step comes
+- ``zo_rl_lstm`` (:class:`ZORLLSTM`): a trained ZO-LSTM whose first query direction of a step comes
   from the policy, scaled by the QueryRNN's std when the step samples from its covariance (the policy
   "in the pre-learning distribution", sec. 3.3); the other q - 1 stay Gaussian (**q + 1 queries**).
-  The policy is used as trained on its own MDP, not retrained inside the ZO-LSTM, and at every step
-  (``policy_prob`` applies to ``zo_rl`` only: the other q - 1 directions already explore).
+  The policy is used as trained on its own MDP, not retrained inside the ZO-LSTM. It proposes the
+  first direction with the same chance P as in ``zo_rl`` (the zip's val choice), for the same reason:
+  at every step (P = 1) the same direction recurs, and on 20 MNIST val images at 4,000 queries the
+  final loss was 1.76 against 1.46 at P = 0.1.
 - ``zo_rl_untrained`` (:func:`load_zo_rl` with ``variant="untrained"``): the same architecture and MDP
   with freshly initialized networks: the control that shows what training bought.
 """
@@ -142,26 +144,36 @@ class ZORL(ZOOptimizer):
 class ZORLLSTM(ZOLSTM):
     """A ZO-LSTM whose first query direction per step comes from a ZO-RL policy (papers/003 sec. 3.3).
 
-    Build one with :func:`load_zo_rl_lstm`. ``sampler`` (set after construction, not an option: the
-    config stays the ZO-LSTM's) is the :class:`ZORL` whose policy proposes the direction. The
-    ``guided_es`` direction mode ignores it (Guided ES draws its own directions).
+    Build one with :func:`load_zo_rl_lstm`. ``sampler`` (set after construction, not an option) is the
+    :class:`ZORL` whose policy proposes the direction. The ``guided_es`` direction mode ignores it
+    (Guided ES draws its own directions).
+
+    Args:
+        policy_prob: P, the chance that a step's first direction comes from the policy (else it stays
+            Gaussian); the other options are the ZO-LSTM's.
     """
 
     name = "zo_rl_lstm"
 
+    policy_prob: float = 1.0
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not 0 <= self.policy_prob <= 1:
+            raise ValueError(f"policy_prob={self.policy_prob!r} must be in [0, 1] (a probability)")
         self.sampler: ZORL | None = None
 
     def sample_directions(
         self, x: torch.Tensor, f: Objective, rng: torch.Generator, std: torch.Tensor | None
     ) -> torch.Tensor:
-        # Draw all q Gaussian directions first, so the random stream matches the plain ZO-LSTM's.
+        # The q Gaussian directions come first and the coin after them, at every step, so each step
+        # draws the ZO-LSTM's directions whatever P is and whether or not the policy replaces one.
         directions = super().sample_directions(x, f, rng, std)
         if self.sampler is None:
             raise ValueError("this ZORLLSTM has no sampler; build it with agents.load_zo_rl_lstm")
-        u = self.sampler.direction(x, getattr(f, "task", None))
-        directions[0] = u if std is None else u * std
+        if bool(torch.rand((), generator=rng) < self.policy_prob):
+            u = self.sampler.direction(x, getattr(f, "task", None))
+            directions[0] = u if std is None else u * std
         return directions
 
 
@@ -259,16 +271,30 @@ def zo_rl_from_agent(agent: ZORLAgent, variant: str = "zo_rl", **overrides: Any)
 
 
 def load_zo_rl_lstm(
-    policy_path: str | os.PathLike, lstm_path: str | os.PathLike, **overrides: Any
+    policy_path: str | os.PathLike,
+    lstm_path: str | os.PathLike,
+    variant: str = "zo_rl",
+    policy_prob: float | None = None,
+    **overrides: Any,
 ) -> ZORLLSTM:
     """ZO-RL-LSTM: the ZO-LSTM at ``lstm_path``, its first direction from the policy at ``policy_path``.
 
-    ``overrides`` change ZO-LSTM options (e.g. ``query_prob``), as in ``load_zo_lstm``.
+    Args:
+        policy_path: a policy zip written by ``train.ddpg_policy``.
+        lstm_path: a ZO-LSTM checkpoint written by ``train.zo_lstm``.
+        variant: ``zo_rl`` (the policy as trained) or ``untrained`` (fresh policy weights, the trained
+            ZO-LSTM: the control that shows what the policy adds).
+        policy_prob: P of :class:`ZORLLSTM`; None takes the val choice stored in the zip (else 1).
+        **overrides: ZO-LSTM options to change (e.g. ``query_prob``), as in ``load_zo_lstm``.
     """
     lstm = load_zo_lstm(lstm_path, **overrides)
-    combined = ZORLLSTM(**lstm.config())
+    sampler = load_zo_rl(policy_path, variant)
+    prob = sampler.policy_prob if policy_prob is None else policy_prob
+    combined = ZORLLSTM(**lstm.config(), policy_prob=prob)
     combined.update_net, combined.query_net = lstm.update_net, lstm.query_net
-    combined.sampler = load_zo_rl(policy_path)
+    combined.sampler = sampler
+    if variant == "untrained":
+        combined.name = "zo_rl_lstm_untrained"
     return combined
 
 

@@ -14,11 +14,13 @@ Each comma-separated item is either
   ZO-LSTM checkpoint, or that ablation of it;
 - ``label=policy.zip``: a ZO-RL sampling policy as the ``zo_rl`` optimizer (papers/003);
   ``label=policy.zip#untrained`` its untrained control, ``label=policy.zip#lstm`` the task's shipped
-  ZO-LSTM sampling with it (ZO-RL-LSTM), ``label=policy.zip#lstm=zo_lstm.pt`` that ZO-LSTM instead;
+  ZO-LSTM sampling with it (ZO-RL-LSTM), ``label=policy.zip#lstm=zo_lstm.pt`` that ZO-LSTM instead,
+  and ``#lstm_untrained[=zo_lstm.pt]`` the same ZO-LSTM sampling with an untrained policy;
 - ``zo_rl``, ``zo_rl_lstm``: the task's shipped policy, alone or with the shipped ZO-LSTM.
 
 Every trained ZO-LSTM and ZO-RL policy brings its untrained control (``<label>_untrained``) into the
-comparison. Policies load through :mod:`agents` (stable-baselines3), imported only when one is listed.
+comparison; for ZO-RL-LSTM that is the trained ZO-LSTM with an untrained policy (what the policy adds).
+Policies load through :mod:`agents` (stable-baselines3), imported only when one is listed.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ SHIPPED_VARIANTS = ("zo_lstm", "zo_lstm_no_query", "zo_lstm_no_update", "zo_lstm
 
 #: the task's shipped ZO-RL policy, alone and as the shipped ZO-LSTM's direction sampler (papers/003)
 SHIPPED_POLICIES = {"zo_rl": "", "zo_rl_lstm": "lstm"}
-#: variants of a policy zip: as trained, its untrained control, or sampling for a ZO-LSTM
-POLICY_VARIANTS = ("", "untrained", "lstm")
+#: variants of a policy zip: as trained, its untrained control, sampling for a ZO-LSTM, or that control
+POLICY_VARIANTS = ("", "untrained", "lstm", "lstm_untrained")
 
 #: file endings that mark an unlabeled item as a checkpoint path rather than a mistyped name
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".zip")
@@ -129,14 +131,14 @@ def _learned_spec(label: str, path: str, variant: str, task: str | None) -> Opti
 
 
 def _policy_spec(label: str, path: str, variant: str, task: str | None) -> OptimizerSpec:
-    """A ZO-RL policy zip: as ``zo_rl``, ``#untrained``, ``#lstm`` or ``#lstm=<ZO-LSTM .pt>``."""
+    """A policy zip: ``zo_rl``, ``#untrained``, ``#lstm[=<ZO-LSTM .pt>]`` or ``#lstm_untrained[=<.pt>]``."""
     kind, _, lstm = variant.partition("=")
-    if kind not in POLICY_VARIANTS or (lstm and kind != "lstm"):
+    if kind not in POLICY_VARIANTS or (lstm and not kind.startswith("lstm")):
         raise ValueError(
             f"unknown ZO-RL variant in {label}={path}#{variant}; write {path}, {path}#untrained, "
-            f"{path}#lstm or {path}#lstm=<zo_lstm checkpoint .pt>"
+            f"{path}#lstm, {path}#lstm_untrained, or either lstm form with =<zo_lstm checkpoint .pt>"
         )
-    if kind == "lstm" and not lstm:
+    if kind.startswith("lstm") and not lstm:
         if task is None:
             raise ValueError(
                 f"{label}={path}#lstm needs a task to find its shipped ZO-LSTM; name one with #lstm=<.pt>"
@@ -147,12 +149,13 @@ def _policy_spec(label: str, path: str, variant: str, task: str | None) -> Optim
 
 
 def _load_policy(path: str, kind: str, lstm: str) -> ZOOptimizer:
-    """Load a policy zip as ``zo_rl``, its untrained control, or the sampler of the ZO-LSTM at ``lstm``."""
+    """Load a policy zip as ``zo_rl`` or as the sampler of the ZO-LSTM at ``lstm`` (or their controls)."""
     from agents.zo_rl import load_zo_rl, load_zo_rl_lstm  # imports stable-baselines3
 
-    if kind == "lstm":
-        return load_zo_rl_lstm(path, lstm)
-    return load_zo_rl(path, "untrained" if kind == "untrained" else "zo_rl")
+    variant = "untrained" if kind.endswith("untrained") else "zo_rl"
+    if kind.startswith("lstm"):
+        return load_zo_rl_lstm(path, lstm, variant)
+    return load_zo_rl(path, variant)
 
 
 def with_untrained_controls(specs: list[OptimizerSpec], task: str | None) -> list[OptimizerSpec]:
@@ -171,8 +174,9 @@ def with_untrained_controls(specs: list[OptimizerSpec], task: str | None) -> lis
         if path.endswith(".pt") and variant in ("", "zo_lstm"):
             out.append(_learned_spec(control, path, "zo_lstm_untrained", task))
             labels.add(control)
-        elif path.endswith(".zip") and not variant:
-            out.append(_policy_spec(control, path, "untrained", task))
+        elif path.endswith(".zip") and variant.partition("=")[0] in ("", "lstm"):
+            kind, eq, lstm = variant.partition("=")
+            out.append(_policy_spec(control, path, f"{kind}_untrained".lstrip("_") + eq + lstm, task))
             labels.add(control)
     return out
 

@@ -285,6 +285,33 @@ def test_zo_rl_and_zo_rl_lstm_spend_the_announced_queries(trained_image_policy, 
     )
 
 
+def test_zo_rl_lstm_asks_the_policy_with_chance_p(trained_image_policy, tmp_path, monkeypatch):
+    _, _, task, path = trained_image_policy
+    lstm = save_zo_lstm(tmp_path / "lstm.pt", ZOLSTM(q=4, mu=1e-3))
+    never = load_zo_rl_lstm(path, lstm, policy_prob=0.0)
+    monkeypatch.setattr(never.sampler, "direction", lambda x, t: pytest.fail("P = 0 asked the policy"))
+    x = torch.rand(16)
+    directions = never.sample_directions(x, l2l.Oracle(task), torch.Generator().manual_seed(0), None)
+    plain = ZOLSTM.sample_directions(never, x, None, torch.Generator().manual_seed(0), None)
+    assert torch.equal(directions, plain)  # P = 0: all q directions are the ZO-LSTM's Gaussian ones
+    mixed, calls = load_zo_rl_lstm(path, lstm, policy_prob=0.25), []
+    original = mixed.sampler.direction
+    monkeypatch.setattr(mixed.sampler, "direction", lambda x, t: calls.append(1) or original(x, t))
+    traj = l2l.run(mixed, task, steps=400, seed=0)
+    # binomial(400, 0.25): std 0.022, so 0.25 +- 0.07 is a 3-sigma band; each step still costs q + 1
+    assert abs(len(calls) / 400 - 0.25) < 0.07 and traj.queries[-1] == 400 * 5
+    agent = agents.read_policy(path)
+    agent.zo_rl["policy_prob"] = 0.3  # as train.ddpg_policy stores its val choice
+    agent.save(tmp_path / "chosen.zip")
+    for variant in ("zo_rl", "untrained"):
+        assert load_zo_rl_lstm(tmp_path / "chosen.zip", lstm, variant).policy_prob == 0.3
+    control = load_zo_rl_lstm(path, lstm, variant="untrained")
+    assert control.name == "zo_rl_lstm_untrained"
+    assert not torch.equal(*(next(o.sampler.policy.actor.parameters()) for o in (control, mixed)))
+    with pytest.raises(ValueError, match=r"policy_prob=2"):
+        load_zo_rl_lstm(path, lstm, policy_prob=2)
+
+
 def test_ddpg_beats_random_directions_on_a_quadratic():
     env = quadratic_env()
     agent = tiny_agent(env, switch_threshold=0.4, switch_window=20)
@@ -302,10 +329,18 @@ def test_compare_specs_accept_policies(trained_image_policy, tmp_path):
     path = trained_image_policy[3]
     lstm = save_zo_lstm(tmp_path / "lstm.pt", ZOLSTM(q=4, mu=1e-3))
     specs = parse_optimizers(f"mine={path},both={path}#lstm={lstm},zo_sgd", "quadratic", q=4)
-    assert [s.label for s in specs] == ["mine", "mine_untrained", "both", "zo_sgd"]
+    assert [s.label for s in specs] == ["mine", "mine_untrained", "both", "both_untrained", "zo_sgd"]
     built = dict(build_optimizers(specs))
     assert built["mine"].name == "zo_rl" and built["mine_untrained"].name == "zo_rl_untrained"
-    assert built["both"].name == "zo_rl_lstm"
+    assert built["both"].name == "zo_rl_lstm" and built["both_untrained"].name == "zo_rl_lstm_untrained"
+    # the ZO-RL-LSTM control keeps the trained ZO-LSTM and swaps in an untrained policy
+    both, control = built["both"], built["both_untrained"]
+    assert control.config() == both.config()
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(control.update_net.parameters(), both.update_net.parameters(), strict=True)
+    )
+    assert not torch.equal(*(next(o.sampler.policy.actor.parameters()) for o in (control, both)))
     with pytest.raises(ValueError, match="unknown ZO-RL variant"):
         parse_optimizers(f"x={path}#nope", "quadratic", q=4)
 
