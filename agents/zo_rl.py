@@ -35,7 +35,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from stable_baselines3.td3.policies import TD3Policy
@@ -94,13 +94,16 @@ class ZORL(ZOOptimizer):
     observe: str = "iterate"
     policy_prob: float = 1.0
 
+    #: whether :meth:`propose` reads ``policy`` (subclasses that make up their directions say False)
+    needs_policy: ClassVar[bool] = True
+
     def __post_init__(self) -> None:
         check_mu(self.mu)
         if not self.eta > 0:
             raise ValueError(f"eta={self.eta!r} must be > 0 (the learning rate)")
         if not 0 <= self.policy_prob <= 1:
             raise ValueError(f"policy_prob={self.policy_prob!r} must be in [0, 1] (a probability)")
-        if self.policy is None:
+        if self.policy is None and self.needs_policy:
             raise ValueError("ZORL needs a policy; load one with agents.load_zo_rl(path)")
 
     def queries_per_step(self, dim: int) -> int:
@@ -120,12 +123,16 @@ class ZORL(ZOOptimizer):
             action = self.policy.actor(torch.as_tensor(obs).reshape(1, -1))[0]
         return action_to_direction(action)
 
+    def propose(self, state: ZOState, oracle: Oracle) -> torch.Tensor:
+        """The direction [d] of a step that asks the policy: :meth:`direction` at the iterate."""
+        return self.direction(state.x, oracle.task)
+
     def estimate(self, state: ZOState, oracle: Oracle) -> Estimate:
         """The two-query estimate along the policy's (or a Gaussian) direction, f(x) and f(x + mu u)."""
         # The coin is drawn at every step, so P = 1 consumes the random stream as P < 1 does.
         use_policy = bool(torch.rand((), generator=state.rng) < self.policy_prob)
         if use_policy:
-            u = self.direction(state.x, oracle.task)
+            u = self.propose(state, oracle)
         else:
             u = gaussian_directions(1, state.x.shape[0], state.rng)[0]
         return forward_difference(oracle, state.x, u.unsqueeze(0), self.mu)

@@ -24,6 +24,7 @@ from eval.specs import build_optimizers, parse_optimizers
 from eval.wandb_log import log_comparison
 from l2l.common.config import doc_field, parse_config
 from l2l.estimators import check_mu, check_q
+from l2l.optimizers.base import ZOOptimizer
 
 #: steps per run when neither --steps nor --budget is given
 DEFAULT_STEPS = 200
@@ -116,8 +117,22 @@ def compare(config: CompareConfig, progress: bool = True) -> dict:
         progress: show a progress bar over all runs.
     """
     specs = parse_optimizers(config.optimizers, config.task, config.q, config.mu)  # fail fast on names
-    tasks = l2l.make_family(config.task).instances(config.split, limit=config.instances)
     optimizers = build_optimizers(specs)
+    return head_to_head(config, optimizers, {spec.label: spec.source for spec in specs}, progress)
+
+
+def head_to_head(
+    config: CompareConfig,
+    optimizers: list[tuple[str, ZOOptimizer]],
+    sources: dict[str, str],
+    progress: bool = True,
+) -> dict:
+    """Run already-built (label, optimizer) pairs as ``config`` says (its ``optimizers`` is not read).
+
+    For callers that build optimizers ``--optimizers`` cannot name (``eval.policy_bound``); ``sources``
+    records where each label came from.
+    """
+    tasks = l2l.make_family(config.task).instances(config.split, limit=config.instances)
     with pinned_threads(config.threads):
         records = run_grid(
             optimizers,
@@ -138,7 +153,7 @@ def compare(config: CompareConfig, progress: bool = True) -> dict:
         "version": l2l.__version__,
         "threads": config.threads,
         "stop_at_success": config.stop_at_success,
-        "sources": {spec.label: spec.source for spec in specs},
+        "sources": sources,
         "results": summarize_all(records, optimizers, tasks[0].dim),
         "per_run": [r.row() for r in records],
     }

@@ -110,6 +110,11 @@ class Oracle:
         """Use ``batch`` (from ``task.sample_batch``) for the following queries."""
         self._batch = batch
 
+    @property
+    def batch(self) -> torch.Tensor | None:
+        """The minibatch the current queries share (None on deterministic tasks)."""
+        return self._batch
+
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
         """Loss of each row of ``X`` ([B, d], or one point [d]) as a detached [B] tensor; B queries."""
         X = check_rows(X, self.task.dim)

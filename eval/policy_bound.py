@@ -1,0 +1,208 @@
+"""How good must a sampling policy be? ZO-RL steps along white-box directions of a set cosine to the gradient.
+
+    python -m eval.policy_bound --task mnist_attack --split val --instances 10 --budget 4000
+
+A diagnosis for papers/003's MDP (:mod:`envs.zo_env`). Every step is a ``zo_rl`` step: it queries f(x)
+and f(x + mu u) (2 queries) and moves x <- project(x - eta (f(x + mu u) - f(x)) / mu * u), and with
+chance 1 - P it uses a standard Gaussian u instead. But u is not a trained policy's output. It is a
+synthetic direction with cosine ``c`` to the true gradient (autograd, so these rows are white-box
+references, marked † in the tables):
+
+- ``track``: u = sqrt(d) (c g/|g| + sqrt(1 - c^2) z), with g the gradient at the current iterate and z
+  a fresh unit direction orthogonal to it (Gaussian before normalizing): a policy that keeps up with
+  the iterate, with c of its signal on the gradient and the rest new exploration;
+- ``fixed``: the same u, built at the run's first policy step and then reused: the best that a policy
+  whose output does not change along a run can do (the shipped ZO-RL policies are such policies:
+  consecutive directions have cosine 1.000).
+
+Every (mode, c, P) runs at each step size eta, on the same instances and seeds. Tuned ZO-SGD with q
+directions per step is the reference, and ``--zo-rl`` adds a trained policy with its own P and eta.
+The bound table keeps each configuration's best eta, so choose it on val, not test. It shows the
+cosine that a learned policy must reach, and how it must hold it along a run, to beat ZO-SGD at an
+equal query budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import torch
+
+from agents.zo_rl import ZORL, load_zo_rl
+from envs.zo_env import default_mu_eta
+from eval import report
+from eval.compare import CompareConfig, head_to_head
+from eval.cosine import true_gradient
+from l2l.common.config import doc_field, parse_config, parse_float_list
+from l2l.common.io import write_text_atomic
+from l2l.estimators import gaussian_directions
+from l2l.optimizers import make_optimizer
+from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.oracle import Oracle
+from l2l.tasks import make_family
+
+MODES = ("track", "fixed")
+
+
+def blend_with_gradient(grad: torch.Tensor, noise: torch.Tensor, cosine: float) -> torch.Tensor:
+    """sqrt(d) (c g/|g| + sqrt(1 - c^2) z), z the unit part of ``noise`` orthogonal to ``grad``.
+
+    Its cosine to ``grad`` is exactly ``cosine`` (a zero gradient gives the normalized noise).
+    """
+    d = grad.numel()
+    norm = grad.norm()
+    if float(norm) == 0.0:
+        return noise * (d**0.5 / noise.norm().clamp_min(1e-30))
+    unit = grad / norm
+    ortho = noise - (noise @ unit) * unit
+    ortho = ortho / ortho.norm().clamp_min(1e-30)
+    return (cosine * unit + (1.0 - cosine**2) ** 0.5 * ortho) * d**0.5
+
+
+@dataclass
+class GradientCosinePolicy(ZORL):
+    """A ``zo_rl`` step whose policy direction has cosine ``cosine`` to the true gradient (module docstring).
+
+    Args:
+        cosine: c, the cosine of the policy direction to the true gradient, in [0, 1].
+        track: rebuild the direction at every policy step (``track``), or build it once and hold it
+            for the run (``fixed``).
+        mu, eta, policy_prob: as in :class:`~agents.zo_rl.ZORL` (``policy`` and ``observe`` are unused).
+    """
+
+    name = "gradient_cosine_policy"
+    white_box: ClassVar[bool] = True
+    needs_policy: ClassVar[bool] = False
+
+    cosine: float = 0.1
+    track: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.cosine <= 1:
+            raise ValueError(f"cosine={self.cosine!r} must be in [0, 1] (a cosine to the gradient)")
+
+    def init_slots(self, state: ZOState) -> None:
+        state.slots["held"] = None
+
+    def propose(self, state: ZOState, oracle: Oracle) -> torch.Tensor:
+        if state.slots["held"] is not None:
+            return state.slots["held"]
+        grad = true_gradient(oracle.task, state.x, oracle.batch)
+        u = blend_with_gradient(grad, gaussian_directions(1, grad.numel(), state.rng)[0], self.cosine)
+        if not self.track:
+            state.slots["held"] = u
+        return u
+
+    def config(self) -> dict:
+        return {**super().config(), "cosine": self.cosine, "track": self.track}
+
+
+@dataclass
+class BoundConfig:
+    """ZO-RL steps along white-box directions of a set cosine to the gradient, against tuned ZO-SGD."""
+
+    task: str = doc_field("mnist_attack", "registered task family (see l2l.family_names())")
+    split: Literal["train", "val", "test"] = doc_field(
+        "val", "instance split; the bound table picks eta, so keep this on val"
+    )
+    instances: int = doc_field(10, "number of instances, the first ones of the split")
+    trials: int = doc_field(1, "runs per instance, with seeds seed + 1000 * instance + trial")
+    budget: int = doc_field(4000, "total oracle queries per run (every method gets the same budget)")
+    modes: str = doc_field("track,fixed", f"comma-separated among {', '.join(MODES)}")
+    cosines: str = doc_field("0.05,0.1,0.2", "comma-separated cosines c to the true gradient, in [0, 1]")
+    policy_probs: str = doc_field(
+        "1,0.1", "comma-separated P, the chance a step uses the synthetic direction"
+    )
+    etas: str | None = doc_field(
+        None,
+        "comma-separated step sizes (none: 2x and 1/2x the MDP's default eta, "
+        "envs.zo_env.default_mu_eta: the tuned ZO-SGD learning rate over its q)",
+    )
+    q: int = doc_field(20, "query directions per step of the ZO-SGD reference (tuned for --task)")
+    zo_rl: str | None = doc_field(None, "a trained policy zip to add as a row, with its stored P and eta")
+    seed: int = doc_field(0, "base seed; every row gets the same per-run seeds")
+    threads: int = doc_field(1, "torch CPU threads")
+    json: str = doc_field(
+        "results/policy_bound/{task}_{split}.json",
+        "result JSON ({task}, {split} filled in); the CSVs, plots and out_bound.md go beside it",
+    )
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.mode_list()) - set(MODES))
+        if unknown:
+            raise ValueError(f"unknown mode(s) {unknown} in --modes; choose among {', '.join(MODES)}")
+        for name in ("cosines", "policy_probs", "etas"):
+            if getattr(self, name) is not None and not parse_float_list(getattr(self, name), name):
+                raise ValueError(f"{name}={getattr(self, name)!r} lists no value; give at least one")
+        # the rest (instances, trials, budget, q, threads, split) is checked by CompareConfig
+        self.compare_config()
+
+    def mode_list(self) -> list[str]:
+        return [m.strip() for m in self.modes.split(",") if m.strip()]
+
+    def compare_config(self) -> CompareConfig:
+        """The head-to-head settings these rows run under."""
+        shared = ("task", "split", "instances", "trials", "budget", "q", "seed", "threads", "json")
+        return CompareConfig(**{k: getattr(self, k) for k in shared}, wandb="disabled")
+
+
+def bound_rows(config: BoundConfig) -> list[tuple[str, ZOOptimizer]]:
+    """The labeled optimizers: the ZO-SGD reference, the optional policy, then the synthetic grid."""
+    dim = make_family(config.task).instance(config.split, 0).dim
+    mu, default_eta = default_mu_eta(config.task, dim)
+    etas = parse_float_list(config.etas, "etas") if config.etas else [2 * default_eta, default_eta / 2]
+    rows: list[tuple[str, ZOOptimizer]] = [("zo_sgd", make_optimizer("zo_sgd", task=config.task, q=config.q))]
+    if config.zo_rl:
+        rows.append(("zo_rl", load_zo_rl(config.zo_rl)))
+    grid = itertools.product(
+        config.mode_list(),
+        parse_float_list(config.cosines, "cosines"),
+        parse_float_list(config.policy_probs, "policy_probs"),
+        etas,
+    )
+    for mode, cosine, prob, eta in grid:
+        label = f"{mode} c={cosine:g} P={prob:g} eta={eta:.3g}"
+        policy = GradientCosinePolicy(mu=mu, eta=eta, policy_prob=prob, cosine=cosine, track=mode == "track")
+        rows.append((label, policy))
+    return rows
+
+
+def bound_table(result: dict) -> str:
+    """Markdown: each (mode, c, P) at its best eta, with the reference rows first."""
+    best: dict[str, tuple[str, dict]] = {}
+    for label, res in result["results"].items():
+        key = label.rsplit(" eta=", 1)[0]
+        if key not in best or res["final_loss_mean"] < best[key][1]["final_loss_mean"]:
+            best[key] = (label, res)
+    lines = ["| direction | eta (best) | final loss (mean ± std) | success rate |", "|---|---|---|---|"]
+    for key, (label, res) in best.items():
+        eta = label.rsplit(" eta=", 1)[1] if " eta=" in label else "tuned"
+        mark = f" {report.WHITE_BOX_MARK}" if res.get("white_box") else ""
+        loss = f"{res['final_loss_mean']:.4g} ± {res['final_loss_std']:.3g}"
+        lines.append(f"| {key}{mark} | {eta} | {loss} | {report.fmt_cell(res['success_rate'], '.1%')} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Parse ``argv``, run every row, print the bound table and write the files; returns the result."""
+    config = parse_config(BoundConfig, argv)
+    rows = bound_rows(config)
+    sources = {label: "white-box synthetic policy" if opt.white_box else label for label, opt in rows}
+    result = head_to_head(config.compare_config(), rows, sources)
+    result["bound_config"] = dataclasses.asdict(config)
+    paths = report.OutputPaths.beside(Path(config.compare_config().json_path()))
+    report.write_all(result, paths)
+    table = bound_table(result)
+    write_text_atomic(paths.json.with_name(f"{paths.json.stem}_bound.md"), table + "\n")
+    print(table)
+    print(f"wrote {paths.json}, its CSVs and plots, and {paths.json.stem}_bound.md beside it")
+    return result
+
+
+if __name__ == "__main__":
+    main()

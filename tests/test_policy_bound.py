@@ -1,0 +1,100 @@
+"""eval.policy_bound: white-box directions of a set cosine to the gradient, stepped like zo_rl."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import l2l
+from eval import policy_bound
+from eval.cosine import true_gradient
+from eval.policy_bound import BoundConfig, GradientCosinePolicy, blend_with_gradient
+
+COS = torch.nn.functional.cosine_similarity
+
+
+def quadratic_task(dim: int = 8):
+    return l2l.make_family("quadratic", dim=dim).instance("val", 0)
+
+
+@pytest.mark.parametrize("cosine", [0.0, 0.1, 0.7, 1.0])
+def test_blend_has_the_asked_cosine_and_a_gaussian_norm(cosine):
+    gen = torch.Generator().manual_seed(0)
+    grad, noise = torch.randn(50, generator=gen), torch.randn(50, generator=gen)
+    u = blend_with_gradient(grad, noise, cosine)
+    assert float(COS(u, grad, dim=0)) == pytest.approx(cosine, abs=1e-5)
+    assert float(u.norm()) == pytest.approx(50**0.5, rel=1e-5)
+    flat = blend_with_gradient(torch.zeros(50), noise, cosine)  # no gradient: the noise's direction
+    assert float(COS(flat, noise, dim=0)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_track_follows_the_gradient_and_fixed_holds_its_first_direction():
+    task = quadratic_task()
+    oracle = l2l.Oracle(task)
+    for track in (True, False):
+        policy = GradientCosinePolicy(mu=1e-3, eta=0.05, cosine=0.3, track=track)
+        state = policy.init(task.project(task.x0()), seed=0)
+        first = policy.propose(state, oracle)
+        state.x = state.x + torch.linspace(-1, 1, task.dim)  # move the iterate: the gradient changes
+        second = policy.propose(state, oracle)
+        grad = true_gradient(task, state.x, None)
+        if track:
+            assert float(COS(second, grad, dim=0)) == pytest.approx(0.3, abs=1e-5)
+        else:
+            assert torch.equal(first, second) and abs(float(COS(second, grad, dim=0)) - 0.3) > 0.05
+
+
+def test_a_step_costs_two_queries_and_is_marked_white_box():
+    task = quadratic_task()
+    traj = l2l.run(GradientCosinePolicy(mu=1e-3, eta=0.05, policy_prob=0.5), task, steps=8, seed=1)
+    assert np.diff(traj.queries).tolist() == [2] * 8
+    assert GradientCosinePolicy.white_box and GradientCosinePolicy(cosine=1.0).config()["cosine"] == 1.0
+    with pytest.raises(ValueError, match=r"cosine=1\.5"):
+        GradientCosinePolicy(cosine=1.5)
+
+
+def test_a_higher_cosine_descends_faster():
+    task = quadratic_task(dim=20)
+
+    def final(cosine: float) -> float:
+        policy = GradientCosinePolicy(mu=1e-3, eta=0.02, cosine=cosine)
+        return float(np.mean([l2l.run(policy, task, steps=30, seed=s).final_loss for s in range(3)]))
+
+    # cosine 0.9 carries (0.9 / 0.1)^2 = 81 times the directional signal of cosine 0.1 at the same norm
+    start = task.loss(task.x0().unsqueeze(0)).item()
+    assert final(0.9) < final(0.1) < start
+
+
+def test_cli_writes_the_comparison_and_the_bound_table(tmp_path):
+    out = tmp_path / "pb.json"
+    result = policy_bound.main([
+        "--task", "quadratic", "--instances", "2", "--budget", "40", "--cosines", "0.2,0.8",
+        "--policy-probs", "1", "--etas", "0.01,0.05", "--modes", "track", "--json", str(out),
+    ])  # fmt: skip
+    labels = list(result["results"])
+    assert labels[0] == "zo_sgd" and len(labels) == 1 + 2 * 2  # reference + cosines x etas
+    saved = json.loads(out.read_text())
+    assert (
+        saved["results"].keys() == result["results"].keys() and saved["bound_config"]["cosines"] == "0.2,0.8"
+    )
+    table = (tmp_path / "pb_bound.md").read_text()
+    for cosine in ("0.2", "0.8"):
+        rows = [line for line in table.splitlines() if line.startswith(f"| track c={cosine} P=1 †")]
+        best = min(
+            (result["results"][f"track c={cosine} P=1 eta={eta}"]["final_loss_mean"], eta)
+            for eta in ("0.01", "0.05")
+        )
+        assert len(rows) == 1 and f"| {best[1]} |" in rows[0]  # each configuration at its best eta
+    assert all(result["results"][label]["runs"] == 2 for label in labels)
+
+
+def test_bad_options_raise_clear_errors():
+    with pytest.raises(ValueError, match="unknown mode"):
+        BoundConfig(modes="track,sideways")
+    with pytest.raises(ValueError, match="cosines=''"):
+        BoundConfig(cosines="")
+    with pytest.raises(ValueError, match="instances=0"):
+        BoundConfig(instances=0)
