@@ -29,6 +29,7 @@ from l2l.optimizers.base import ZOOptimizer
 #: steps per run when neither --steps nor --budget is given
 DEFAULT_STEPS = 200
 
+
 @dataclass
 class CompareConfig:
     """Compare ZO optimizers head-to-head on held-out instances of one task family."""
