@@ -174,10 +174,12 @@ def with_untrained_controls(specs: list[OptimizerSpec], task: str | None) -> lis
         if path.endswith(".pt") and variant in ("", "zo_lstm"):
             out.append(_learned_spec(control, path, "zo_lstm_untrained", task))
             labels.add(control)
-        elif path.endswith(".zip") and variant.partition("=")[0] in ("", "lstm"):
+        elif path.endswith(".zip"):
             kind, eq, lstm = variant.partition("=")
-            out.append(_policy_spec(control, path, f"{kind}_untrained".lstrip("_") + eq + lstm, task))
-            labels.add(control)
+            if kind in ("", "lstm"):  # the same ZO-LSTM (if any) with an untrained policy
+                untrained = f"{kind}_untrained" if kind else "untrained"
+                out.append(_policy_spec(control, path, untrained + eq + lstm, task))
+                labels.add(control)
     return out
 
 
