@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
     config = parse_config(BoundConfig, argv)
     rows = bound_rows(config)
     sources = {label: "white-box synthetic policy" if opt.white_box else label for label, opt in rows}
+    if config.zo_rl:
+        sources["zo_rl"] = config.zo_rl
     result = head_to_head(config.compare_config(), rows, sources)
     result["bound_config"] = dataclasses.asdict(config)
     paths = report.OutputPaths.beside(Path(config.compare_config().json_path()))

@@ -76,6 +76,9 @@ def test_cli_writes_the_comparison_and_the_bound_table(tmp_path):
     ])  # fmt: skip
     labels = list(result["results"])
     assert labels[0] == "zo_sgd" and len(labels) == 1 + 2 * 2  # reference + cosines x etas
+    assert result["sources"] == {label: "white-box synthetic policy" for label in labels[1:]} | {
+        "zo_sgd": "zo_sgd"
+    }
     saved = json.loads(out.read_text())
     assert (
         saved["results"].keys() == result["results"].keys() and saved["bound_config"]["cosines"] == "0.2,0.8"
