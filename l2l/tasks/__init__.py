@@ -2,7 +2,7 @@
 
 from l2l.tasks import binary, mnist_attack, mnist_attack_linf, quadratic  # noqa: F401  (registration)
 from l2l.tasks.attack import AttackTask
-from l2l.tasks.base import SPLITS, Task, TaskFamily
+from l2l.tasks.base import SPLITS, NormBall, Task, TaskFamily
 from l2l.tasks.binary import BinaryClassificationTask
 from l2l.tasks.quadratic import QuadraticTask
 from l2l.tasks.registry import family_names, make_family, make_task, register_family
@@ -11,6 +11,7 @@ __all__ = [
     "SPLITS",
     "AttackTask",
     "BinaryClassificationTask",
+    "NormBall",
     "QuadraticTask",
     "Task",
     "TaskFamily",

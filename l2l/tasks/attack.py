@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from l2l.tasks.base import Task, check_rows
+from l2l.tasks.base import NORMS, NormBall, Task, check_rows
 
 
 class AttackTask(Task):
@@ -20,10 +20,12 @@ class AttackTask(Task):
     with the L1 distortion charged on the clamped perturbation (as the official ZO-L2L code does).
     Success: the top class of x is not t.
 
-    With ``eps``, the perturbation is also constrained to ||delta||_inf <= eps intersected with the image
-    box (the ZO-NGD setting, papers/000 eq. 1), enforced by :meth:`project`; use c = 0 there for the
-    pure margin loss of papers/000 eq. 2. A score-based black box also reveals log p_t(x), which
-    :meth:`loss_and_log_likelihood` returns with the loss.
+    With ``eps``, the perturbation is also constrained to ||delta||_norm <= eps intersected with the
+    image box, enforced by :meth:`project`: the L-inf ball of the ZO-NGD setting (papers/000 eq. 1), or
+    the L2 ball (``norm="l2"``); use c = 0 there for the pure margin loss of papers/000 eq. 2 (which
+    equals the logit margin z_t - max_j z_j, since log-softmax shifts every logit alike). A
+    score-based black box also reveals log p_t(x), which :meth:`loss_and_log_likelihood` returns with
+    the loss.
 
     Args:
         model: any torch classifier returning logits [B, classes]; it is used in eval mode.
@@ -31,8 +33,11 @@ class AttackTask(Task):
         label: the true class t.
         c: weight of the L1 distortion.
         kappa: confidence margin (0: stop pushing once misclassified).
-        eps: L-inf bound on the perturbation, or None for the image box alone (no projection).
+        eps: bound on the perturbation's ``norm``, or None for the image box alone (no projection).
+        norm: ``linf`` or ``l2``: which norm ``eps`` bounds.
     """
+
+    classifier_attack = True
 
     def __init__(
         self,
@@ -42,11 +47,14 @@ class AttackTask(Task):
         c: float = 0.1,
         kappa: float = 0.0,
         eps: float | None = None,
+        norm: str = "linf",
     ):
         if c < 0 or kappa < 0:
             raise ValueError(f"c={c} and kappa={kappa} must both be >= 0")
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r} must be one of {', '.join(NORMS)}")
         if eps is not None and not eps > 0:
-            raise ValueError(f"eps={eps!r} must be > 0 (the L-inf radius), or None for no L-inf constraint")
+            raise ValueError(f"eps={eps!r} must be > 0 (the {norm} radius), or None for no norm constraint")
         if image.min() < 0 or image.max() > 1:
             lo, hi = float(image.min()), float(image.max())
             raise ValueError(f"image values must lie in [0, 1]; got [{lo}, {hi}] (scale pixels by 1/255?)")
@@ -55,6 +63,7 @@ class AttackTask(Task):
         self.label = int(label)
         self.c, self.kappa = float(c), float(kappa)
         self.eps = None if eps is None else float(eps)
+        self.norm = norm
 
     @property
     def dim(self) -> int:
@@ -68,11 +77,28 @@ class AttackTask(Task):
         X = check_rows(X, self.dim)
         return (self.image.unsqueeze(0) + X.view(-1, *self.image.shape)).clamp(0.0, 1.0)
 
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.image.shape)
+
+    @property
+    def ball(self) -> NormBall | None:
+        return None if self.eps is None else NormBall(self.norm, self.eps)  # type: ignore[arg-type]
+
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        """Clamp the perturbation into ||delta||_inf <= eps and the image box (identity without eps)."""
+        """Move the perturbation into the norm ball and the image box (identity without eps).
+
+        L-inf: the exact projection, a clamp. L2: scale onto the ball, then clamp into the box. The box
+        contains 0, so the clamp only shrinks coordinates and the result stays in the ball (feasible,
+        though not always the nearest feasible point).
+        """
         if self.eps is None:
             return x
         flat = self.image.flatten()
+        if self.norm == "l2":
+            norm = torch.linalg.vector_norm(x)
+            x = x * (self.eps / norm) if norm > self.eps else x
+            return torch.minimum(torch.maximum(x, -flat), 1 - flat)
         return torch.minimum(torch.maximum(x, (-flat).clamp_min(-self.eps)), (1 - flat).clamp_max(self.eps))
 
     def _forward(self, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -110,4 +136,4 @@ class AttackTask(Task):
 
     def describe(self) -> dict:
         info = {**super().describe(), "label": self.label, "c": self.c, "kappa": self.kappa}
-        return info if self.eps is None else {**info, "eps": self.eps}
+        return info if self.eps is None else {**info, "eps": self.eps, "norm": self.norm}

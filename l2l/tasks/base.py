@@ -4,10 +4,31 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 
 SPLITS = ("train", "val", "test")
+NORMS = ("linf", "l2")
+
+
+@dataclass(frozen=True)
+class NormBall:
+    """The perturbation constraint of an attack: ``||delta||_norm <= eps`` (inside the image box too).
+
+    Optimizers that search the ball itself (Square, SignHunter, Bandits, ...) read it from
+    :attr:`Task.ball`; the task's :meth:`Task.project` enforces it either way.
+    """
+
+    norm: Literal["linf", "l2"]
+    eps: float
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"norm={self.norm!r} must be one of {', '.join(NORMS)}")
+        if not self.eps > 0:
+            raise ValueError(f"eps={self.eps!r} must be > 0 (the radius of the {self.norm} ball)")
 
 
 class Task(abc.ABC):
@@ -24,6 +45,22 @@ class Task(abc.ABC):
 
     #: registry name of the family this instance belongs to ("" for a hand-built task)
     family: str = ""
+    #: whether the task attacks a classifier: it then has ``model``, ``image``, ``label``,
+    #: ``adversarial(X)`` (the attacked images) and a misclassification ``success``
+    classifier_attack: ClassVar[bool] = False
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        """(channels, height, width) of the image the variable perturbs, or None for a plain vector.
+
+        Image-aware optimizers (square windows, tiles, DCT bases) and CNN policies read it.
+        """
+        return None
+
+    @property
+    def ball(self) -> NormBall | None:
+        """The norm ball the variable must stay in (see :class:`NormBall`), or None."""
+        return None
 
     @property
     @abc.abstractmethod
@@ -83,6 +120,8 @@ class TaskFamily(abc.ABC):
     """
 
     name: str = ""
+    #: the number of optimizer steps a run of this family takes by default (training and evaluation)
+    default_steps: ClassVar[int] = 200
 
     @abc.abstractmethod
     def split_size(self, split: str) -> int:

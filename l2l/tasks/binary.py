@@ -177,6 +177,7 @@ class BinaryClassificationFamily(TaskFamily):
     """
 
     name = "binary_classification"
+    default_steps = 500  # papers/002 fig. 3's horizon
 
     def __init__(
         self,

@@ -51,7 +51,8 @@ class MnistAttackFamily(TaskFamily):
         kappa: confidence margin (0).
         sizes: instances in (train, val, test); None takes every image that remains.
         checkpoint: target-model file (default: ``checkpoints/mnist_cnn.pt``).
-        eps: L-inf bound on the perturbation (None: the image box alone); see ``mnist_attack_linf``.
+        eps: bound on the perturbation's ``norm`` (None: the image box alone); see ``mnist_attack_linf``.
+        norm: ``linf`` or ``l2``, the norm that ``eps`` bounds.
     """
 
     name = "mnist_attack"
@@ -63,8 +64,9 @@ class MnistAttackFamily(TaskFamily):
         sizes: tuple[int | None, int | None, int | None] = DEFAULT_SIZES,
         checkpoint: str | None = None,
         eps: float | None = None,
+        norm: str = "linf",
     ):
-        self.c, self.kappa, self.checkpoint, self.eps = c, kappa, checkpoint, eps
+        self.c, self.kappa, self.checkpoint, self.eps, self.norm = c, kappa, checkpoint, eps, norm
         self.model = load_mnist_target_model(checkpoint)
         pool = correctly_classified(checkpoint)
         pool = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(SPLIT_SEED))]
@@ -95,4 +97,5 @@ class MnistAttackFamily(TaskFamily):
             c=self.c,
             kappa=self.kappa,
             eps=self.eps,
+            norm=self.norm,
         )
