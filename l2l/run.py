@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from l2l.optimizers.base import ZOOptimizer
+from l2l.optimizers.base import ZOOptimizer, check_compatible
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task
 
@@ -85,6 +85,7 @@ def run(
     """
     if steps < 0:
         raise ValueError(f"steps={steps} must be >= 0")
+    check_compatible(optimizer, task)
     start = time.perf_counter()
     oracle = Oracle(task, budget)
     batch_rng = torch.Generator().manual_seed(batch_seed(seed))

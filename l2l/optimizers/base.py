@@ -10,6 +10,14 @@ import torch
 
 from l2l.estimators import Estimate, EstimatorSpec
 from l2l.oracle import Oracle
+from l2l.tasks.base import Task
+
+#: the task capabilities an optimizer can require (see :attr:`ZOOptimizer.requires`)
+CAPABILITIES = {
+    "ball": "a norm-ball constraint (Task.ball), as on mnist_attack_linf or mnist_attack_l2",
+    "image": "an image-shaped variable (Task.image_shape), as on the attack families",
+    "likelihood": "score-based outputs (Task.loss_and_log_likelihood), as on classifier attacks",
+}
 
 
 @dataclass
@@ -44,6 +52,8 @@ class ZOOptimizer(abc.ABC):
     #: True for first-order *reference* methods that read true gradients (``oracle.value_and_grad``);
     #: tables mark them, since they are not black-box attacks
     white_box: ClassVar[bool] = False
+    #: task capabilities the optimizer needs (keys of :data:`CAPABILITIES`); ``l2l.run`` checks them
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     def init(self, x0: torch.Tensor, seed: int = 0) -> ZOState:
         """A fresh state at ``x0``; ``seed`` fixes every random choice of the run."""
@@ -81,6 +91,25 @@ class ZOOptimizer(abc.ABC):
     def config(self) -> dict:
         """The constructor arguments that reproduce this optimizer (JSON-friendly)."""
         return {}
+
+
+def task_capabilities(task: Task) -> set[str]:
+    """The keys of :data:`CAPABILITIES` that ``task`` offers."""
+    offered = {
+        "ball": task.ball is not None,
+        "image": task.image_shape is not None,
+        "likelihood": task.classifier_attack,
+    }
+    return {name for name, ok in offered.items() if ok}
+
+
+def check_compatible(optimizer: ZOOptimizer, task: Task) -> None:
+    """Raise a clear error when ``task`` lacks a capability that ``optimizer`` requires."""
+    missing = sorted(set(getattr(optimizer, "requires", ())) - task_capabilities(task))
+    if missing:
+        needs = "; ".join(f"{m}: {CAPABILITIES[m]}" for m in missing)
+        label = optimizer.name or type(optimizer).__name__
+        raise ValueError(f"optimizer {label!r} cannot run on {type(task).__name__}: it needs {needs}")
 
 
 def check_betas(beta1: float, beta2: float) -> None:

@@ -26,6 +26,7 @@ class FONGD(ZOOptimizer):
     """
 
     white_box: ClassVar[bool] = True
+    requires: ClassVar[frozenset[str]] = frozenset({"likelihood"})
 
     delta: float = 30.0
     gamma: float = 0.01

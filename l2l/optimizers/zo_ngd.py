@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -51,6 +52,8 @@ class ZONGD(GradientEstimateOptimizer):
         estimator: ``sphere`` (Algorithm 1) or ``gaussian`` (eq. 14-15); forward differences only.
         gamma: Fisher damping (papers/000: 0.01).
     """
+
+    requires: ClassVar[frozenset[str]] = frozenset({"likelihood"})
 
     delta: float = 10.0
     q: int = 40
