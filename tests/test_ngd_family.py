@@ -100,8 +100,12 @@ def test_fo_ngd_is_a_one_query_white_box_reference(linf_family):
 
 
 def test_ngd_needs_a_score_based_task(quadratic_task):
+    # refused before the first query, naming the missing capability
+    for name in ("zo_ngd", "fo_ngd"):
+        with pytest.raises(ValueError, match=f"{name}.*needs likelihood"):
+            l2l.run(l2l.make_optimizer(name), quadratic_task, steps=1)
     with pytest.raises(NotImplementedError, match="no log-likelihood"):
-        l2l.run(l2l.make_optimizer("zo_ngd"), quadratic_task, steps=1)
+        quadratic_task.loss_and_log_likelihood(quadratic_task.x0()[None])
 
 
 # --- every new optimizer: feasibility, descent, query counts ------------------------------------
