@@ -98,7 +98,8 @@ def task_capabilities(task: Task) -> set[str]:
     offered = {
         "ball": task.ball is not None,
         "image": task.image_shape is not None,
-        "likelihood": task.classifier_attack,
+        # a score-based task is one that implements the likelihood output
+        "likelihood": type(task).loss_and_log_likelihood is not Task.loss_and_log_likelihood,
     }
     return {name for name, ok in offered.items() if ok}
 
