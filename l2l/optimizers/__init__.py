@@ -1,6 +1,7 @@
 """Hand-designed zeroth-order optimizers, one small module each, registered by name."""
 
 from l2l.optimizers import (  # noqa: F401  (registration)
+    cma_es,
     fo_ead,
     fo_ngd,
     fo_pgd,
