@@ -79,6 +79,8 @@ SEARCH_SPACES: dict[str, list[Stage]] = {
              refine("delta")],
     "zo_ead": [grid("delta", LOG_GRID), EAD_BETA, MU_STAGE, refine("delta")],
     "fo_ead": [grid("delta", LOG_GRID), EAD_BETA, refine("delta")],
+    # popsize: pycma's default 4 + floor(3 ln d) (17 at d = 100, 14 at d = 31), then about 2x and 4x it
+    "cma_es": [grid("sigma0", (0.01, 0.03, 0.1, 0.3, 1.0)), grid("popsize", (None, 32, 64))],
 }  # fmt: skip
 
 
@@ -164,7 +166,8 @@ def best_of(name: str, candidates: list[dict], tasks: list[Task], cfg: TuneConfi
 
 
 def _short(params: dict) -> str:
-    return " ".join(f"{k}={v:.3g}" for k, v in params.items() if k != "q")
+    # a None value stands for the method's own default (cma_es: popsize=None)
+    return " ".join(f"{k}={v:.3g}" if v is not None else f"{k}=None" for k, v in params.items() if k != "q")
 
 
 def candidates(stage: Stage, params: dict, cfg: TuneConfig) -> list[dict]:
