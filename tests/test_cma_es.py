@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -73,12 +74,15 @@ def test_interleaved_runs_and_deep_copies_reproduce(quadratic_task):
         for i in (0, 1):
             states[i] = opt.step(states[i], oracles[i])
         interleaved.append(states[0].x.clone())
-        if k == 7:  # a deep copy carries the ES and its generator: it continues identically
-            twin, twin_oracle = copy.deepcopy(states[0]), Oracle(task)
+        if k == 7:  # a deep copy or a pickled state carries the ES and its generator along
+            twins = [copy.deepcopy(states[0]), pickle.loads(pickle.dumps(states[0]))]
     assert all(torch.equal(p, q) for p, q in zip(solo, interleaved, strict=True))
-    for _ in range(7):
-        twin = opt.step(twin, twin_oracle)
-    assert torch.equal(twin.x, states[0].x) and not torch.equal(states[0].x, states[1].x)
+    for twin in twins:
+        twin_oracle = Oracle(task)
+        for _ in range(7):
+            twin = opt.step(twin, twin_oracle)
+        assert torch.equal(twin.x, states[0].x)
+    assert not torch.equal(states[0].x, states[1].x)
 
 
 def test_lowers_a_quadratic_to_its_minimum(quadratic_task):
@@ -187,3 +191,17 @@ def test_bad_settings_raise_clear_errors(params, message):
     with pytest.raises(ValueError, match=message.replace(".", r"\.")) as info:
         l2l.make_optimizer("cma_es", **params)
     assert ("> 0" in str(info.value)) if "sigma0" in params else (">= 2" in str(info.value))
+
+
+def test_tune_searches_sigma0_and_popsize(tmp_path, monkeypatch):
+    from eval import tune
+    from l2l.optimizers import registry
+
+    monkeypatch.setattr(registry, "TUNED_PATH", tmp_path / "tuned.json")
+    args = ["--task", "quadratic", "--optimizers", "cma_es", "--instances", "1", "--steps", "5"]
+    result = tune.main(args)["cma_es"]
+    tried = [row["params"] for row in result["grid"]]
+    assert {p["sigma0"] for p in tried} == {0.01, 0.03, 0.1, 0.3, 1.0}
+    assert {p["popsize"] for p in tried} == {None, 32, 64}
+    assert all("q" not in p for p in tried)  # tune's shared q goes to methods with a q field only
+    assert l2l.make_optimizer("cma_es", task="quadratic").config() == result["params"]

@@ -92,7 +92,7 @@ class CMAES(ZOOptimizer):
         return state.slots["es"].popsize
 
     def init_slots(self, state: ZOState) -> None:
-        # imported here: pycma costs ~0.3 s to import, paid only by runs that use it
+        # imported here: pycma pulls in scipy.stats (1-4 s on this machine), paid only by runs using it
         import cma
 
         seed = int(torch.randint(0, 2**62, (1,), generator=state.rng))
