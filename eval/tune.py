@@ -79,7 +79,8 @@ SEARCH_SPACES: dict[str, list[Stage]] = {
              refine("delta")],
     "zo_ead": [grid("delta", LOG_GRID), EAD_BETA, MU_STAGE, refine("delta")],
     "fo_ead": [grid("delta", LOG_GRID), EAD_BETA, refine("delta")],
-    # popsize: pycma's default 4 + floor(3 ln d) (17 at d = 100, 14 at d = 31), then about 2x and 4x it
+    # popsize: pycma's default 4 + floor(3 ln d) (17 at d = 100, 14 at d = 31), then about 2x and 4x it;
+    # tune it under --budget: at equal --steps a larger population simply spends more queries
     "cma_es": [grid("sigma0", (0.01, 0.03, 0.1, 0.3, 1.0)), grid("popsize", (None, 32, 64))],
 }  # fmt: skip
 
