@@ -26,9 +26,10 @@ Tuned values per eps: the registered methods read the values tuned on val at the
 key :func:`l2l.tasks.registry.tuning_key` gives (``mnist_attack_linf`` at the default eps,
 ``mnist_attack_linf@eps=0.3`` otherwise; ``python -m eval.tune --eps 0.3`` writes it). A method that was
 tuned at the default eps but not at this one is refused (no fallback: values tuned at another radius
-would silently favor or handicap it); the error names the ``eval.tune`` command to run, or drop the
-method. The JSON records the key each method's values came from (``tuned_key``; None: class defaults
-or a checkpoint's own settings).
+would silently favor or handicap it), and so is ``label=ckpt.pt#no_update`` when ZO-SGD is (it reads
+ZO-SGD's delta); the error names the ``eval.tune`` command that tunes them at this eps with the settings
+of their default-eps tuning (or drop them). The JSON records the key each method's values came from
+(``tuned_key``; None: class defaults or a checkpoint's own settings).
 
 Beside the JSON and the markdown goes ``<stem>_success.png``: the fraction of runs that succeeded within
 x queries (with checks) for x in 0 .. budget, one curve per method, white-box references dashed (the
@@ -55,7 +56,7 @@ from eval.wandb_log import log_attack_table
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import write_json_atomic, write_text_atomic
 from l2l.optimizers.base import ZOOptimizer
-from l2l.optimizers.registry import tuned_params
+from l2l.optimizers.registry import load_tuned, tuned_params
 from l2l.run import Trajectory
 from l2l.tasks.attack import AttackTask
 from l2l.tasks.registry import tuning_key
@@ -98,7 +99,9 @@ class AttackTableConfig:
     trials: int = doc_field(1, "runs per instance, with seeds seed + 1000 * instance + trial")
     budget: int = doc_field(2000, "the most oracle queries per run (a run stops before exceeding it)")
     eps: float | None = doc_field(
-        None, "L-inf radius passed to the task family (none: the family's default, 0.2 for mnist_attack_linf)"
+        None,
+        "perturbation radius in the family's norm (none: its default, 0.2 for mnist_attack_linf); "
+        "registered methods read the values tuned at this eps (eval.tune --eps)",
     )
     seed: int = doc_field(0, "base seed; every method gets the same per-run seeds")
     threads: int = doc_field(
@@ -163,28 +166,49 @@ def is_registered(spec: OptimizerSpec) -> bool:
     return spec.source == spec.label and spec.source in l2l.optimizer_names()
 
 
+def tuned_names(spec: OptimizerSpec) -> list[str]:
+    """The registered methods whose tuned values ``spec`` reads: itself, or ZO-SGD for ``#no_update``."""
+    if is_registered(spec):
+        return [spec.label]
+    return ["zo_sgd"] if spec.source.endswith("#zo_lstm_no_update") else []
+
+
 def check_tuned_at_eps(specs: list[OptimizerSpec], config: AttackTableConfig) -> None:
-    """Refuse registered methods tuned at the family's default eps but not at ``config.eps``."""
+    """Refuse methods whose values were tuned at the family's default eps but not at ``config.eps``."""
     key, default = config.tuned_key(), tuning_key(config.task)
     if key == default:
         return
-    missing = [
-        s.label
-        for s in specs
-        if is_registered(s) and tuned_params(s.label, default) and not tuned_params(s.label, key)
-    ]
+    needed = list(dict.fromkeys(name for spec in specs for name in tuned_names(spec)))
+    missing = [n for n in needed if tuned_params(n, default) and not tuned_params(n, key)]
     if missing:
         raise ValueError(
             f"method(s) {missing} have values tuned for {default!r} but none for {key!r}, and values tuned "
-            f"at another eps are not used here; tune them on val at this eps first: python -m eval.tune "
-            f"--task {config.task} --eps {config.eps:g} --optimizers {','.join(missing)} --budget "
-            f"{config.budget} --stop-at-success (or drop them from --methods)"
+            f"at another eps are not used here; tune them on val at this eps first: "
+            f"{retune_command(config, missing, default)} (or drop them from --methods)"
         )
+
+
+#: the eval.tune settings a retuning at another eps copies from the default-eps record
+RETUNE_SETTINGS = ("instances", "trials", "steps", "budget", "q", "mu", "mu_grid", "seed")
+
+
+def retune_command(config: AttackTableConfig, names: list[str], default: str) -> str:
+    """The ``eval.tune`` command that tunes ``names`` at ``config.eps`` as they were tuned at ``default``."""
+    protocol = load_tuned()["tasks"].get(default, {}).get(names[0], {}).get("tuned_on", {})
+    flags = [
+        f"--{k.replace('_', '-')} {'none' if protocol[k] is None else protocol[k]}"
+        for k in RETUNE_SETTINGS
+        if k in protocol
+    ]
+    if "stop_at_success" in protocol:
+        flags.append("--stop-at-success" if protocol["stop_at_success"] else "--no-stop-at-success")
+    head = f"python -m eval.tune --task {config.task} --eps {config.eps:g} --optimizers {','.join(names)}"
+    return " ".join([head, *flags])
 
 
 def tuned_source(spec: OptimizerSpec, key: str) -> str | None:
     """The ``tuned.json`` key ``spec``'s values come from: ``key`` if it has some there, else None."""
-    return key if is_registered(spec) and tuned_params(spec.label, key) else None
+    return key if any(tuned_params(name, key) for name in tuned_names(spec)) else None
 
 
 def attack_tasks(config: AttackTableConfig) -> list[AttackTask]:

@@ -13,6 +13,7 @@ from eval import attack_table, tune
 from eval.headtohead import run_seed
 from eval.report import new_axes, save_png
 from eval.wandb_log import log_attack_table
+from l2l.common.config import parse_config
 from l2l.learned import ZOLSTM, save_zo_lstm
 from l2l.optimizers import registry
 from l2l.optimizers.registry import TUNED_FORMAT
@@ -178,12 +179,29 @@ def test_tune_at_eps_round_trips_into_the_attack_table(tuned_path, tmp_path, mon
 
 
 def test_a_method_tuned_only_at_the_default_eps_is_refused_at_another(tuned_path):
+    protocol = {"instances": 5, "steps": 100000, "budget": 2000, "stop_at_success": True, "q": None}
+    entries = {"nes": {"params": NES_DEFAULT, "tuned_on": protocol}, "zo_sgd": {"params": {"delta": 2.0}}}
+    tuned_path.write_text(json.dumps({"format": TUNED_FORMAT, "tasks": {TASK: entries}}))
     config = attack_table.AttackTableConfig(methods="nes,fo_pgd", eps=0.3)
     with pytest.raises(
         ValueError, match=r"\['nes'\] have values tuned for 'mnist_attack_linf' but none for"
     ) as err:
         attack_table.attack_table(config, progress=False)
-    assert "python -m eval.tune --task mnist_attack_linf --eps 0.3 --optimizers nes" in str(err.value)
+    command = str(err.value).split(" first: ")[1].split(" (or drop")[0]
+    assert command.startswith("python -m eval.tune --task mnist_attack_linf --eps 0.3 --optimizers nes ")
+    retune = parse_config(tune.TuneConfig, command.split()[3:])  # the printed command is one eval.tune takes
+    assert (retune.eps, retune.instances, retune.steps, retune.budget, retune.q) == (
+        0.3,
+        5,
+        100000,
+        2000,
+        None,
+    )
+    assert retune.stop_at_success and retune.tuned_key() == KEY_03
+    # a ZO-LSTM without its update network reads ZO-SGD's delta, so it needs ZO-SGD tuned at this eps too
+    ablation = attack_table.AttackTableConfig(methods="abl=x.pt#no_update", eps=0.3)
+    with pytest.raises(ValueError, match=r"\['zo_sgd'\] have values tuned"):
+        attack_table.parse_methods(ablation)
     _write_tuned(tuned_path, {TASK: {"nes": NES_DEFAULT}, KEY_03: {"nes": NES_AT_03}})
     specs = attack_table.parse_methods(config)  # tuned at 0.3 now: accepted, and reads those values
     assert specs[0].factory().delta == NES_AT_03["delta"]
