@@ -7,6 +7,7 @@ import json
 import sys
 
 import pytest
+import torch
 from matplotlib.image import imread
 
 from eval import attack_table, tune
@@ -17,6 +18,7 @@ from l2l.common.config import parse_config
 from l2l.learned import ZOLSTM, save_zo_lstm
 from l2l.optimizers import registry
 from l2l.optimizers.registry import TUNED_FORMAT
+from l2l.run import Trajectory
 from l2l.tasks.registry import tuning_key
 
 TASK = "mnist_attack_linf"
@@ -267,3 +269,19 @@ def test_disabled_wandb_never_imports_it(monkeypatch, tmp_path):
     assert (
         log_attack_table({}, tmp_path / "x.png", mode="disabled", project="p", config={}, columns=()) is None
     )
+
+
+def test_zo_lstm_steps_query_their_own_iterate_so_one_check_suffices():
+    lstm = ZOLSTM(q=3, mu=1e-3)
+    x, seen = torch.tensor([0.5, -1.0, 2.0, 0.25]), []
+
+    def f(rows: torch.Tensor) -> torch.Tensor:
+        seen.append(rows.clone())
+        return (rows**2).sum(dim=1)
+
+    lstm.advance(x, lstm.initial_carry(4), f, torch.Generator().manual_seed(0), use_query=False)
+    rows = torch.cat(seen)
+    assert rows.shape[0] == lstm.queries_per_step(4) and any(torch.equal(row, x) for row in rows)
+    assert lstm.evaluates_iterate
+    traj = Trajectory(losses=[3.0] * 4, queries=[0, 4, 8, 12], success_step=3, success_query=12)
+    assert attack_table.queries_with_checks(traj, lstm) == 13
