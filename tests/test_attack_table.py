@@ -12,7 +12,6 @@ from matplotlib.image import imread
 
 from eval import attack_table, tune
 from eval.headtohead import run_seed
-from eval.report import new_axes, save_png
 from eval.wandb_log import log_attack_table
 from l2l.common.config import parse_config
 from l2l.learned import ZOLSTM, save_zo_lstm
@@ -244,24 +243,15 @@ def test_tune_rejects_bad_input_before_running(argv, match, tuned_path):
     assert json.loads(tuned_path.read_text())["tasks"] == {TASK: {"nes": {"params": NES_DEFAULT}}}
 
 
-def test_offline_wandb_logs_the_attack_table(tmp_path, monkeypatch):
+def test_offline_wandb_logs_the_attack_table(table, monkeypatch):
     # a few seconds: wandb starts its service process; offline never touches the network
     monkeypatch.setenv("WANDB_SILENT", "true")
-    grid = [0, 5, 10]
-    res = {c: 0.5 for c in attack_table.WANDB_COLUMNS} | {"success_curve_with_checks": [0.0, 0.5, 0.5]}
-    result = {"results": {"a": res, "b": dict(res)}, "success_curve_queries": grid}
-    png = tmp_path / "t_success.png"
-    _tiny_png(png)
+    folder, _, result = table
+    png = folder / "t_success.png"
     run_dir = log_attack_table(
         result, png, mode="offline", project="p", config={}, columns=attack_table.WANDB_COLUMNS
     )
-    assert run_dir is not None and run_dir.parent == tmp_path / "wandb" and any(run_dir.rglob("*.wandb"))
-
-
-def _tiny_png(path) -> None:
-    fig, ax = new_axes()
-    ax.plot([0, 1], [0, 1])
-    save_png(fig, path)
+    assert run_dir is not None and run_dir.parent == folder / "wandb" and any(run_dir.rglob("*.wandb"))
 
 
 def test_disabled_wandb_never_imports_it(monkeypatch, tmp_path):
