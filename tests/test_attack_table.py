@@ -53,20 +53,9 @@ def table(tmp_path_factory):
     ckpt = save_zo_lstm(folder / "mine.pt", ZOLSTM(q=4, mu=1e-3))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(registry, "TUNED_PATH", tuned)
-        argv = [
-            "--split",
-            "val",
-            "--instances",
-            "2",
-            "--trials",
-            "2",
-            "--budget",
-            "60",
-            "--wandb",
-            "disabled",
-        ]
-        methods = f"nes,mine={ckpt},fo_pgd"
-        result = attack_table.main([*argv, "--methods", methods, "--json", str(folder / "t.json")])
+        sizes = ["--split", "val", "--instances", "2", "--trials", "2", "--budget", "60"]
+        outputs = ["--wandb", "disabled", "--json", str(folder / "t.json")]
+        result = attack_table.main([*sizes, "--methods", f"nes,mine={ckpt},fo_pgd", *outputs])
     return folder, ckpt, result
 
 
