@@ -16,10 +16,29 @@ Two query conventions:
   the base point of the next step) and pays 1 query to check x_K; any other optimizer (central
   differences: NES, SPSA, ...) pays 1 check per step, K in all. So with = without + (1 or K). x_0, the
   clean image, is known to be classified correctly and is not checked.
+
+``--methods`` takes the optimizer list of :mod:`eval.specs` (as ``eval.compare``): registered names and
+learned checkpoints (``zo_lstm=checkpoints/zo_lstm_mnist.pt``); every trained ZO-LSTM or ZO-RL policy
+brings its untrained control ``<label>_untrained``, so the table shows what meta-training bought.
+Registered methods keep their tuned q and mu (the table passes no overrides).
+
+Tuned values per eps: the registered methods read the values tuned on val at the table's eps, under the
+key :func:`l2l.tasks.registry.tuning_key` gives (``mnist_attack_linf`` at the default eps,
+``mnist_attack_linf@eps=0.3`` otherwise; ``python -m eval.tune --eps 0.3`` writes it). A method that was
+tuned at the default eps but not at this one is refused (no fallback: values tuned at another radius
+would silently favor or handicap it), and so is ``label=ckpt.pt#no_update`` when ZO-SGD is (it reads
+ZO-SGD's delta); the error names the ``eval.tune`` command that tunes them at this eps with the settings
+of their default-eps tuning (or drop them). The JSON records the key each method's values came from
+(``tuned_key``; None: class defaults or a checkpoint's own settings).
+
+Beside the JSON and the markdown goes ``<stem>_success.png``: the fraction of runs that succeeded within
+x queries (with checks) for x in 0 .. budget, one curve per method, white-box references dashed (the
+curve data is in the JSON); the same figures go to wandb (offline by default).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,16 +50,37 @@ import torch
 import l2l
 from eval.compare import pinned_threads
 from eval.headtohead import RunRecord, run_grid
-from eval.report import WHITE_BOX_MARK, fmt_cell
+from eval.report import WHITE_BOX_MARK, fmt_cell, line_style, new_axes, plot_title, save_png
+from eval.specs import OptimizerSpec, build_optimizers, parse_optimizers
+from eval.wandb_log import log_attack_table
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import write_json_atomic, write_text_atomic
 from l2l.optimizers.base import ZOOptimizer
+from l2l.optimizers.registry import load_tuned, tuned_params
 from l2l.run import Trajectory
 from l2l.tasks.attack import AttackTask
+from l2l.tasks.registry import tuning_key
 
 DEFAULT_METHODS = "zoo_adam,zoo_newton,zo_ngd,nes,spsa,zo_sgd,zo_signsgd,zo_adam,fo_pgd,fo_ngd,fo_ead"
-#: the marker of white-box reference methods in the markdown table
+#: the perturbation norms the table reports, as orders of torch.linalg.vector_norm
 NORMS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
+#: query counts (0 .. budget) at which the success curve is sampled, at most this many
+CURVE_POINTS = 101
+#: the per-method figures logged to wandb as the table and run summary
+WANDB_COLUMNS = (
+    "success_rate",
+    "success_rate_with_checks",
+    "queries_mean",
+    "queries_median",
+    "queries_with_checks_mean",
+    "queries_with_checks_median",
+    "l1_mean",
+    "l2_mean",
+    "linf_mean",
+    "white_box",
+    "tuned_key",
+    "source",
+)
 
 
 @dataclass
@@ -50,24 +90,32 @@ class AttackTableConfig:
     task: str = doc_field("mnist_attack_linf", "attack task family (its instances must be AttackTasks)")
     methods: str = doc_field(
         DEFAULT_METHODS,
-        "comma-separated registered optimizer names, each with the values tuned for --task (or its "
-        "defaults); an unregistered name is an error",
+        "comma-separated optimizers as in eval.compare: registered names (with the values tuned for "
+        "--task at --eps, or their defaults) and label=checkpoint entries (each trained one adds its "
+        "<label>_untrained control)",
     )
     split: Literal["train", "val", "test"] = doc_field("test", "instance split; report on test, tune on val")
     instances: int = doc_field(100, "number of instances, the first ones of the split")
     trials: int = doc_field(1, "runs per instance, with seeds seed + 1000 * instance + trial")
     budget: int = doc_field(2000, "the most oracle queries per run (a run stops before exceeding it)")
     eps: float | None = doc_field(
-        None, "L-inf radius passed to the task family (none: the family's default, 0.2 for mnist_attack_linf)"
+        None,
+        "perturbation radius in the family's norm (none: its default, 0.2 for mnist_attack_linf); "
+        "registered methods read the values tuned at this eps (eval.tune --eps)",
     )
     seed: int = doc_field(0, "base seed; every method gets the same per-run seeds")
     threads: int = doc_field(
         1, "torch CPU threads; the same seed and thread count reproduce results bit for bit"
     )
     json: str = doc_field(
-        "results/attack_table/{task}_{split}.json",
-        "result JSON path ({task} and {split} are filled in); the markdown table goes beside it as .md",
+        "results/attack_table/{task}{eps}_{split}.json",
+        "result JSON path ({task} and {split} are filled in, {eps} with '' at the family's default eps "
+        "and _eps<value> otherwise); the markdown table (.md) and <stem>_success.png go beside it",
     )
+    wandb: Literal["online", "offline", "disabled"] = doc_field(
+        "offline", "wandb mode: offline needs no account or network; online uploads"
+    )
+    wandb_project: str = doc_field("l2l-zo", "wandb project name")
 
     def __post_init__(self) -> None:
         for name in ("instances", "trials", "threads", "budget"):
@@ -80,34 +128,93 @@ class AttackTableConfig:
         if self.eps is not None and not self.eps > 0:
             raise ValueError(f"eps={self.eps} must be > 0 (or none for the family's default)")
 
+    def tuned_key(self) -> str:
+        """The ``tuned.json`` key of ``task`` at ``eps`` (raises ValueError if the family takes no eps)."""
+        return tuning_key(self.task, **self.family_options())
+
+    def family_options(self) -> dict[str, float]:
+        """The options the task family is built with: ``eps`` when given."""
+        return {} if self.eps is None else {"eps": self.eps}
+
     def json_path(self) -> Path:
-        return Path(self.json.replace("{task}", self.task).replace("{split}", self.split))
-
-
-def parse_methods(text: str) -> list[str]:
-    """The method names of ``text``, checked against the registry before anything runs."""
-    names = [item.strip() for item in text.split(",")]
-    if not text.strip() or not all(names):
-        raise ValueError(f"method list {text!r} has an empty item; write names separated by single commas")
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"method list {text!r} repeats {repeated}")
-    unknown = [n for n in names if n not in l2l.optimizer_names()]
-    if unknown:
-        raise ValueError(
-            f"unknown method(s) {unknown}; registered optimizers: {', '.join(l2l.optimizer_names())} "
-            "(pass --methods with registered names only)"
+        """``json`` with its ``{task}``, ``{eps}`` and ``{split}`` placeholders filled in."""
+        at_default = self.tuned_key() == tuning_key(self.task)
+        eps = "" if at_default else f"_eps{self.eps:g}"
+        return Path(
+            self.json.replace("{task}", self.task).replace("{eps}", eps).replace("{split}", self.split)
         )
-    return names
+
+
+def parse_methods(config: AttackTableConfig) -> list[OptimizerSpec]:
+    """The specs of ``config.methods`` (:func:`eval.specs.parse_optimizers`), checked before anything runs.
+
+    Registered methods read the values tuned at the table's eps and keep their tuned q and mu.
+
+    Raises:
+        ValueError: a malformed list (see :mod:`eval.specs`), a family without eps, or a method tuned at
+            the default eps but not at this one (see :func:`check_tuned_at_eps`).
+        KeyError: an unknown optimizer name.
+    """
+    key = config.tuned_key()
+    specs = parse_optimizers(config.methods, config.task, q=None, tuned_key=key)
+    check_tuned_at_eps(specs, config)
+    return specs
+
+
+def is_registered(spec: OptimizerSpec) -> bool:
+    """Whether ``spec`` is a registered hand-designed method (not a checkpoint)."""
+    return spec.source == spec.label and spec.source in l2l.optimizer_names()
+
+
+def tuned_names(spec: OptimizerSpec) -> list[str]:
+    """The registered methods whose tuned values ``spec`` reads: itself, or ZO-SGD for ``#no_update``."""
+    if is_registered(spec):
+        return [spec.label]
+    return ["zo_sgd"] if spec.source.endswith("#zo_lstm_no_update") else []
+
+
+def check_tuned_at_eps(specs: list[OptimizerSpec], config: AttackTableConfig) -> None:
+    """Refuse methods whose values were tuned at the family's default eps but not at ``config.eps``."""
+    key, default = config.tuned_key(), tuning_key(config.task)
+    if key == default:
+        return
+    needed = list(dict.fromkeys(name for spec in specs for name in tuned_names(spec)))
+    missing = [n for n in needed if tuned_params(n, default) and not tuned_params(n, key)]
+    if missing:
+        raise ValueError(
+            f"method(s) {missing} have values tuned for {default!r} but none for {key!r}, and values tuned "
+            f"at another eps are not used here; tune them on val at this eps first: "
+            f"{retune_command(config, missing, default)} (or drop them from --methods)"
+        )
+
+
+#: the eval.tune settings a retuning at another eps copies from the default-eps record
+RETUNE_SETTINGS = ("instances", "trials", "steps", "budget", "q", "mu", "mu_grid", "seed")
+
+
+def retune_command(config: AttackTableConfig, names: list[str], default: str) -> str:
+    """The ``eval.tune`` command that tunes ``names`` at ``config.eps`` as they were tuned at ``default``."""
+    protocol = load_tuned()["tasks"].get(default, {}).get(names[0], {}).get("tuned_on", {})
+    flags = [
+        f"--{k.replace('_', '-')} {'none' if protocol[k] is None else protocol[k]}"
+        for k in RETUNE_SETTINGS
+        if k in protocol
+    ]
+    if "stop_at_success" in protocol:
+        flags.append("--stop-at-success" if protocol["stop_at_success"] else "--no-stop-at-success")
+    head = f"python -m eval.tune --task {config.task} --eps {config.eps:g} --optimizers {','.join(names)}"
+    return " ".join([head, *flags])
+
+
+def tuned_source(spec: OptimizerSpec, key: str) -> str | None:
+    """The ``tuned.json`` key ``spec``'s values come from: ``key`` if it has some there, else None."""
+    return key if any(tuned_params(name, key) for name in tuned_names(spec)) else None
 
 
 def attack_tasks(config: AttackTableConfig) -> list[AttackTask]:
     """The instances to attack; refuses a family that takes no eps or whose tasks are not attacks."""
-    options = {} if config.eps is None else {"eps": config.eps}
-    try:
-        family = l2l.make_family(config.task, **options)
-    except TypeError as err:
-        raise ValueError(f"task family {config.task!r} takes no eps={config.eps}; leave --eps unset") from err
+    config.tuned_key()  # a clear error when the family takes no eps
+    family = l2l.make_family(config.task, **config.family_options())
     tasks = family.instances(config.split, limit=config.instances)
     if not isinstance(tasks[0], AttackTask):
         raise ValueError(
@@ -172,11 +279,63 @@ def summarize_method(rows: list[dict], optimizer: ZOOptimizer, dim: int, budget:
     }
 
 
+def query_grid(budget: int, points: int = CURVE_POINTS) -> list[int]:
+    """Up to ``points`` evenly spaced integer query counts from 0 to ``budget``, both included."""
+    return sorted({round(x) for x in np.linspace(0, budget, min(points, budget + 1))})
+
+
+def success_curve(rows: list[dict], grid: list[int]) -> list[float]:
+    """The fraction of ``rows`` (runs) that observed success within each query count of ``grid``.
+
+    Counts queries with checks (:func:`queries_with_checks`), so at ``grid[-1] == budget`` it equals
+    ``success_rate_with_checks``; nondecreasing by construction.
+    """
+    checked = np.array(
+        [r["success_query_with_checks"] for r in rows if r["success_query_with_checks"] is not None]
+    )
+    return [float(np.sum(checked <= x)) / len(rows) for x in grid]
+
+
 def attack_table(config: AttackTableConfig, progress: bool = True) -> dict:
     """Run every method on the configured instances and return the result dict (nothing is written)."""
-    names = parse_methods(config.methods)  # fail fast, before the target model loads
+    specs = parse_methods(config)  # fail fast, before the target model loads
     tasks = attack_tasks(config)
-    optimizers = [(name, l2l.make_optimizer(name, task=config.task)) for name in names]
+    optimizers = build_optimizers(specs)
+    records = _run(config, optimizers, tasks, progress)
+    by_name = dict(optimizers)
+    rows = [run_row(r, tasks[r.instance], by_name[r.optimizer]) for r in records]
+    grid = query_grid(config.budget)
+    key = config.tuned_key()
+    results = {}
+    for spec in specs:
+        mine = [r for r in rows if r["optimizer"] == spec.label]
+        results[spec.label] = {
+            **summarize_method(mine, by_name[spec.label], tasks[0].dim, config.budget),
+            "source": spec.source,
+            "tuned_key": tuned_source(spec, key),
+            "success_curve_with_checks": success_curve(mine, grid),
+        }
+    settings = {k: getattr(config, k) for k in ("task", "split", "instances", "trials", "budget", "seed")}
+    return {
+        **settings,
+        "eps": tasks[0].eps,
+        "tuned_key": key,
+        "threads": config.threads,
+        "version": l2l.__version__,
+        "sources": {spec.label: spec.source for spec in specs},
+        "success_curve_queries": grid,
+        "results": results,
+        "per_run": rows,
+    }
+
+
+def _run(
+    config: AttackTableConfig,
+    optimizers: list[tuple[str, ZOOptimizer]],
+    tasks: list[AttackTask],
+    progress: bool,
+) -> list[RunRecord]:
+    """Every (method, instance, trial) run, stopping at success or before exceeding the budget."""
     with pinned_threads(config.threads):
         records = run_grid(
             optimizers,
@@ -188,21 +347,7 @@ def attack_table(config: AttackTableConfig, progress: bool = True) -> dict:
             stop_at_success=True,
             progress=progress,
         )
-    by_name = dict(optimizers)
-    rows = [run_row(r, tasks[r.instance], by_name[r.optimizer]) for r in records]
-    results = {
-        name: summarize_method([r for r in rows if r["optimizer"] == name], opt, tasks[0].dim, config.budget)
-        for name, opt in optimizers
-    }
-    settings = {k: getattr(config, k) for k in ("task", "split", "instances", "trials", "budget", "seed")}
-    return {
-        **settings,
-        "eps": tasks[0].eps,
-        "threads": config.threads,
-        "version": l2l.__version__,
-        "results": results,
-        "per_run": rows,
-    }
+    return records
 
 
 def markdown_table(result: dict) -> str:
@@ -247,20 +392,77 @@ def markdown_report(result: dict) -> str:
             "",
             note,
             "",
+            sources_note(r),
+            "",
         ]
     )
 
 
+def sources_note(result: dict) -> str:
+    """Where each method's settings came from: a tuned.json key, class defaults, or a checkpoint."""
+    parts = []
+    for label, res in result["results"].items():
+        if res["tuned_key"] is not None:
+            origin = f"tuned on val as {res['tuned_key']}"
+        elif res["source"] == label:
+            origin = "class defaults (never tuned for this key)"
+        else:
+            origin = f"checkpoint {res['source']}"
+        parts.append(f"{label}: {origin}")
+    return "Settings: " + "; ".join(parts) + "."
+
+
+def success_png_path(json_path: Path) -> Path:
+    """``<stem>_success.png`` beside the result JSON."""
+    return json_path.with_name(json_path.stem + "_success.png")
+
+
+def plot_success(result: dict, path: str | Path) -> Path:
+    """Success rate (with checks) against the query budget, one curve per method; white-box dashed."""
+    fig, ax = new_axes()
+    grid = result["success_curve_queries"]
+    for k, (label, res) in enumerate(result["results"].items()):
+        mark = f" {WHITE_BOX_MARK}" if res["white_box"] else ""
+        ax.step(
+            grid,
+            res["success_curve_with_checks"],
+            where="post",
+            label=label + mark,
+            **line_style(k, res["white_box"]),
+        )
+    ax.set_xlim(0, result["budget"])
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("queries (with success checks)")
+    ax.set_ylabel("success rate (fraction of runs)")
+    ax.set_title(f"{plot_title(result)}\neps {result['eps']}, budget {result['budget']}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_png(fig, path)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    """Parse ``argv``, build the table, print it, and write the JSON and markdown atomically."""
+    """Parse ``argv``, build the table, print it, write the JSON, markdown and plot, and log to wandb."""
     config = parse_config(AttackTableConfig, argv)
     result = attack_table(config)
     path = config.json_path()
     write_json_atomic(path, result)
-    report = markdown_report(result)
-    write_text_atomic(path.with_suffix(".md"), report)
-    print(report)
-    print(f"wrote {path} and {path.with_suffix('.md')}")
+    text = markdown_report(result)
+    write_text_atomic(path.with_suffix(".md"), text)
+    png = plot_success(result, success_png_path(path))
+    print(text)
+    print(f"wrote {path}, {path.with_suffix('.md')} and {png}")
+    wandb_config = {**dataclasses.asdict(config), "json": str(path)}
+    run_dir = log_attack_table(
+        result,
+        png,
+        mode=config.wandb,
+        project=config.wandb_project,
+        config=wandb_config,
+        columns=WANDB_COLUMNS,
+    )
+    if run_dir is not None:
+        upload = f" (upload later with: wandb sync {run_dir})" if config.wandb == "offline" else ""
+        print(f"wandb run: {run_dir}{upload}")
     return result
 
 

@@ -12,7 +12,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from matplotlib import colormaps
@@ -139,7 +139,7 @@ def markdown_report(result: dict) -> str:
     mu = "tuned/default" if result["mu"] is None else result["mu"]
     return "\n".join(
         [
-            f"## {_title(result)}",
+            f"## {plot_title(result)}",
             "",
             f"steps {result['steps']}, q {result['q']}, mu {mu}, budget {budget}, seed {result['seed']}, "
             f"l2l {result['version']}",
@@ -153,10 +153,29 @@ def markdown_report(result: dict) -> str:
     )
 
 
-def _title(result: dict) -> str:
+def plot_title(result: dict) -> str:
+    """The first title line of a result's plots: task, split, instances and trials."""
     return (
         f"{result['task']} ({result['split']}): {result['instances']} instances x {result['trials']} trials"
     )
+
+
+def new_axes() -> tuple[Figure, Any]:
+    """A figure of the project's plot size on the Agg canvas (no pyplot state) and its one axes."""
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def line_style(k: int, white_box: bool = False) -> dict[str, Any]:
+    """Plot keywords of the ``k``-th method: a tab10 color; white-box references dashed."""
+    colors = colormaps["tab10"]
+    return {"color": colors(k % colors.N), "linestyle": "--" if white_box else "-"}
+
+
+def save_png(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` atomically as a PNG (the project's dpi) and return the path."""
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
 
 
 def plot_curves(result: dict, x: Literal["iteration", "queries"], path: str | Path) -> Path:
@@ -164,19 +183,16 @@ def plot_curves(result: dict, x: Literal["iteration", "queries"], path: str | Pa
 
     Runs that stopped early (budget, success) count with their last loss at later steps.
     """
-    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    colors = colormaps["tab10"]
+    fig, ax = new_axes()
     for k, (label, res) in enumerate(result["results"].items()):
         mean, std = np.array(res["loss_curve_mean"]), np.array(res["loss_curve_std"])
         xs = np.arange(len(mean)) if x == "iteration" else np.array(res["queries_curve"])
-        color = colors(k % colors.N)
-        ax.plot(xs, mean, color=color, label=label)
-        ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+        style = line_style(k, bool(res.get("white_box")))
+        ax.plot(xs, mean, label=label, **style)
+        ax.fill_between(xs, mean - std, mean + std, color=style["color"], alpha=0.2, linewidth=0)
     ax.set_xlabel("iteration" if x == "iteration" else "oracle queries (mean cumulative)")
     ax.set_ylabel("loss (mean ± std over runs)")
-    title = _title(result)
+    title = plot_title(result)
     if result["budget"] is not None:
         # under a budget, optimizers with different per-step costs stop at different iterations
         title += (
@@ -187,7 +203,7 @@ def plot_curves(result: dict, x: Literal["iteration", "queries"], path: str | Pa
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    return save_png(fig, path)
 
 
 def write_all(result: dict, paths: OutputPaths) -> OutputPaths:

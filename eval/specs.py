@@ -62,15 +62,20 @@ class OptimizerSpec:
     factory: Callable[[], ZOOptimizer]
 
 
-def parse_optimizers(text: str, task: str | None, q: int, mu: float | None = None) -> list[OptimizerSpec]:
+def parse_optimizers(
+    text: str, task: str | None, q: int | None, mu: float | None = None, tuned_key: str | None = None
+) -> list[OptimizerSpec]:
     """Parse a comma-separated optimizer list into specs, checking it before anything runs.
 
     Args:
         text: e.g. ``"zo_sgd,zo_adam,mine=checkpoints/x.pt"``; whitespace around items is ignored.
-        task: the task family whose tuned hyperparameters the registered optimizers use (None: class
+        task: the task family whose shipped checkpoints the bare learned names load, and whose tuned
+            hyperparameters the registered optimizers use unless ``tuned_key`` is given (None: class
             defaults).
-        q: query directions per step for the registered optimizers.
+        q: query directions per step for the registered optimizers; None keeps the tuned (or default) q.
         mu: smoothing radius for the registered optimizers; None keeps the tuned (or default) value.
+        tuned_key: the ``tuned.json`` key to read instead of ``task`` (the registered optimizers and the
+            ``no_update`` ablation's ZO-SGD delta), e.g. ``l2l.tasks.registry.tuning_key(task, eps=0.3)``.
 
     Raises:
         ValueError: an empty item, an empty label or path, a duplicate label, or a bare path.
@@ -81,7 +86,8 @@ def parse_optimizers(text: str, task: str | None, q: int, mu: float | None = Non
         raise ValueError(
             f"optimizer list {text!r} has an empty item; write names or label=path separated by single commas"
         )
-    specs = with_untrained_controls([_parse_item(item, task, q, mu) for item in items], task)
+    tuned = task if tuned_key is None else tuned_key
+    specs = with_untrained_controls([_parse_item(item, task, q, mu, tuned) for item in items], task)
     labels = [spec.label for spec in specs]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
@@ -92,8 +98,10 @@ def parse_optimizers(text: str, task: str | None, q: int, mu: float | None = Non
     return specs
 
 
-def _parse_item(item: str, task: str | None, q: int, mu: float | None) -> OptimizerSpec:
-    """One item of the list: ``name``, ``label=path`` or ``label=path#variant``."""
+def _parse_item(
+    item: str, task: str | None, q: int | None, mu: float | None, tuned: str | None
+) -> OptimizerSpec:
+    """One item of the list: ``name``, ``label=path`` or ``label=path#variant``; ``tuned``: the tuned key."""
     if "=" in item:
         label, _, path = (part.strip() for part in item.partition("="))
         if not label or not path:
@@ -104,14 +112,14 @@ def _parse_item(item: str, task: str | None, q: int, mu: float | None) -> Optimi
         if path.endswith(".zip"):
             return _policy_spec(label, path, variant, task)
         if variant:
-            return _learned_spec(label, path, f"zo_lstm_{variant}", task)
+            return _learned_spec(label, path, f"zo_lstm_{variant}", tuned)
         return OptimizerSpec(label, path, functools.partial(l2l.load_optimizer, path))
     if "/" in item or "\\" in item or item.endswith(_CHECKPOINT_SUFFIXES):
         raise ValueError(f"optimizer item {item!r} looks like a file; label it, as in mine={item}")
     if item in SHIPPED_VARIANTS:
         if task is None:
             raise ValueError(f"{item!r} needs a task to find its shipped checkpoint")
-        return _learned_spec(item, str(shipped_checkpoint(task)), item, task)
+        return _learned_spec(item, str(shipped_checkpoint(task)), item, tuned)
     if item in SHIPPED_POLICIES:
         if task is None:
             raise ValueError(f"{item!r} needs a task to find its shipped policy")
@@ -119,8 +127,9 @@ def _parse_item(item: str, task: str | None, q: int, mu: float | None) -> Optimi
 
         return _policy_spec(item, str(shipped_policy(task)), SHIPPED_POLICIES[item], task)
     optimizer_class(item)  # raises the registry's KeyError, which lists the known names
-    overrides = accepted_params(item, {"q": q} if mu is None else {"q": q, "mu": mu})
-    return OptimizerSpec(item, item, functools.partial(l2l.make_optimizer, item, task=task, **overrides))
+    shared = {k: v for k, v in {"q": q, "mu": mu}.items() if v is not None}
+    overrides = accepted_params(item, shared)
+    return OptimizerSpec(item, item, functools.partial(l2l.make_optimizer, item, task=tuned, **overrides))
 
 
 def _learned_spec(label: str, path: str, variant: str, task: str | None) -> OptimizerSpec:

@@ -10,6 +10,10 @@ mu matters as much as delta on float32 attacks, so it is tuned too (``--mu-grid`
 the grids of their papers (:data:`SEARCH_SPACES`). The search is coordinatewise: each stage tries its
 values at the best point so far. The score is the mean final loss over the val instances (under
 ``--budget`` queries when given); test instances are never touched.
+
+``--eps`` builds the family at that radius (attack families) and records the winners under the key
+:func:`l2l.tasks.registry.tuning_key` gives (``mnist_attack_linf@eps=0.3``; the family's name alone at
+its default eps), which is the key ``eval.attack_table --eps 0.3`` reads.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import l2l
 from eval.headtohead import run_grid
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import write_json_atomic
+from l2l.estimators import check_mu, check_q
 from l2l.optimizers import registry
 from l2l.optimizers.registry import TUNED_FORMAT, accepted_params, load_tuned, optimizer_class
 from l2l.tasks.base import Task
+from l2l.tasks.registry import tuning_key
 
 LOG_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 LINEAR_FACTORS = (0.25, 0.5, 0.75, 1.25, 1.5, 2.0, 3.0, 5.0)
@@ -105,7 +111,10 @@ class TuneConfig:
     """Tune optimizer hyperparameters on the val split of a task and record them in tuned.json."""
 
     task: str = doc_field("mnist_attack", "task family name")
-    optimizers: str = doc_field("zo_sgd,zo_signsgd,zo_adam", "comma-separated optimizer names to tune")
+    eps: float | None = doc_field(
+        None, "perturbation radius passed to the task family (none: its default); recorded as task@eps=..."
+    )
+    optimizers: str = doc_field("zo_sgd,zo_signsgd,zo_adam", "comma-separated registered optimizer names")
     instances: int = doc_field(10, "val instances per candidate")
     trials: int = doc_field(1, "seeds per instance")
     steps: int = doc_field(200, "optimizer steps per run (an upper bound when --budget is set)")
@@ -117,6 +126,49 @@ class TuneConfig:
     seed: int = doc_field(0, "base seed (tuning seeds never coincide with eval.compare's)")
     threads: int = doc_field(1, "torch CPU threads (pin it: results depend on it bit for bit)")
     write: bool = doc_field(True, "record the winners in l2l/optimizers/tuned.json")
+
+    def __post_init__(self) -> None:
+        for name in ("instances", "trials", "steps", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.budget is not None and self.budget < 1:
+            raise ValueError(f"budget={self.budget} must be >= 1 (or none for --steps alone)")
+        if self.eps is not None and not self.eps > 0:
+            raise ValueError(f"eps={self.eps} must be > 0 (or none for the family's default)")
+        if self.q is not None:
+            check_q(self.q)
+        if self.mu is not None:
+            check_mu(self.mu)
+        for mu in parse_float_list(self.mu_grid, "mu_grid"):
+            check_mu(mu)
+
+    def family_options(self) -> dict[str, float]:
+        """The options the task family is built with: ``eps`` when given."""
+        return {} if self.eps is None else {"eps": self.eps}
+
+    def tuned_key(self) -> str:
+        """The ``tuned.json`` key the winners go under (raises ValueError if the family takes no eps)."""
+        return tuning_key(self.task, **self.family_options())
+
+
+def parse_names(text: str) -> list[str]:
+    """The registered optimizer names of ``text``, checked before anything runs.
+
+    Raises:
+        ValueError: an empty item, a repeated name, or a checkpoint (``label=path``: nothing to tune).
+        KeyError: an unknown name (the message lists the registered ones).
+    """
+    names = [item.strip() for item in text.split(",")]
+    if not text.strip() or not all(names):
+        raise ValueError(f"optimizers={text!r} has an empty item; write names separated by single commas")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"optimizers={text!r} repeats {repeated}; list each method once")
+    for name in names:
+        if "=" in name or "/" in name:
+            raise ValueError(f"optimizer {name!r} is a checkpoint; eval.tune tunes registered names only")
+        optimizer_class(name)
+    return names
 
 
 def score(name: str, params: dict, tasks: list[Task], cfg: TuneConfig) -> dict[str, float]:
@@ -211,7 +263,13 @@ def stage_sizes(name: str, cfg: TuneConfig) -> int:
 
 
 def record(task: str, results: dict[str, dict], cfg: TuneConfig) -> dict:
-    """Merge ``results`` into the tuned-values file (other tasks and optimizers are kept)."""
+    """Merge ``results`` into the tuned-values file under key ``task`` (other keys and optimizers are kept).
+
+    Args:
+        task: the tuned.json key (``cfg.tuned_key()``: the family name, or ``name@eps=...``).
+        results: each optimizer's :func:`tune_one` result.
+        cfg: the tuning config, recorded with each result.
+    """
     data = load_tuned()
     data = {"format": TUNED_FORMAT, "tasks": {k: dict(v) for k, v in data.get("tasks", {}).items()}}
     stamp = datetime.date.today().isoformat()
@@ -225,23 +283,25 @@ def record(task: str, results: dict[str, dict], cfg: TuneConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:
+    """Parse ``argv``, tune each optimizer on val, print the winners and record them under the task key."""
     cfg = parse_config(TuneConfig, argv)
     torch.set_num_threads(cfg.threads)
-    names = [n.strip() for n in cfg.optimizers.split(",") if n.strip()]
+    names = parse_names(cfg.optimizers)  # fail fast on bad names, before the family loads
+    key = cfg.tuned_key()
     for name in names:
-        optimizer_class(name)  # fail fast on unknown names
-    tasks = l2l.make_family(cfg.task).instances("val", limit=cfg.instances)
-    bar = tqdm(total=sum(stage_sizes(n, cfg) for n in names), desc=f"tune {cfg.task} (val)", unit="cfg")
+        search_space(name)  # fail fast on a method without a search space
+    tasks = l2l.make_family(cfg.task, **cfg.family_options()).instances("val", limit=cfg.instances)
+    bar = tqdm(total=sum(stage_sizes(n, cfg) for n in names), desc=f"tune {key} (val)", unit="cfg")
     results = {}
     for name in names:
         results[name] = tune_one(name, tasks, cfg, bar)
         if cfg.write:  # after each method, so an interrupted run keeps what it finished
-            record(cfg.task, {name: results[name]}, cfg)
+            record(key, {name: results[name]}, cfg)
     bar.close()
     for name, res in results.items():
         print(f"{name:12s} val final loss {res['val_final_loss']:.4f}  {_short(res['params'])}")
     if cfg.write:
-        print(f"wrote {registry.TUNED_PATH}")
+        print(f"wrote {registry.TUNED_PATH} (key {key!r})")
     return results
 
 

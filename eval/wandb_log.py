@@ -1,4 +1,4 @@
-"""Log a comparison result to wandb: curves, the summary table and the PNG plots.
+"""Log a comparison or an attack table to wandb: curves, the summary table and the PNG plots.
 
 ``offline`` (the default of ``eval.compare``) writes a local run folder under ``<output folder>/wandb``
 and never touches the network (upload it later with ``wandb sync <folder>``); ``online`` uploads;
@@ -29,16 +29,10 @@ def log_comparison(
         project: the wandb project.
         config: the run config to record (the comparison's settings).
     """
-    if mode not in WANDB_MODES:
-        raise ValueError(f"wandb mode {mode!r} is not one of {', '.join(WANDB_MODES)}")
-    if mode == "disabled":
+    started = start_run(mode, project, paths.json.parent, config, job_type="compare")
+    if started is None:
         return None
-    os.environ.setdefault("WANDB_SILENT", "true")  # keep wandb's banner out of the printed table
-    import wandb  # imported here: it is slow to import and unused when disabled
-
-    run = wandb.init(
-        project=project, mode=mode, dir=str(paths.json.parent), config=config, job_type="compare"
-    )
+    wandb, run = started
     try:
         _log_curves(run, result)
         _log_line_series(wandb, run, result)
@@ -53,6 +47,74 @@ def log_comparison(
         for row in rows:
             for column in SUMMARY_COLUMNS[1:]:
                 run.summary[f"{row['optimizer']}/{column}"] = row[column]
+        return Path(run.dir).parent
+    finally:
+        run.finish()
+
+
+def start_run(mode: str, project: str, folder: Path, config: dict[str, Any], job_type: str) -> tuple | None:
+    """``(wandb, run)`` for a new run whose folder goes under ``folder``; None when ``mode`` is disabled.
+
+    Args:
+        mode: ``online``, ``offline`` or ``disabled`` (wandb is then not even imported).
+        project: the wandb project.
+        folder: where the ``wandb`` run folder is created (beside the result files).
+        config: the run config to record.
+        job_type: what kind of run it is (``compare``, ``attack_table``).
+
+    Raises:
+        ValueError: an unknown ``mode``.
+    """
+    if mode not in WANDB_MODES:
+        raise ValueError(f"wandb mode {mode!r} is not one of {', '.join(WANDB_MODES)}")
+    if mode == "disabled":
+        return None
+    os.environ.setdefault("WANDB_SILENT", "true")  # keep wandb's banner out of the printed table
+    import wandb  # imported here: it is slow to import and unused when disabled
+
+    run = wandb.init(project=project, mode=mode, dir=str(folder), config=config, job_type=job_type)
+    return wandb, run
+
+
+def log_attack_table(
+    result: dict, png: Path, mode: str, project: str, config: dict[str, Any], columns: tuple[str, ...]
+) -> Path | None:
+    """Log an attack table (``eval.attack_table``) as one run (``job_type="attack_table"``).
+
+    Logs the success-rate-vs-queries curves as one chart, the table (one row per method with
+    ``columns`` of its result), the PNG at ``png``, and each method's ``columns`` as run summary values
+    ``<method>/<column>``. The run folder goes beside the PNG.
+
+    Args:
+        result: the dict of ``eval.attack_table.attack_table``.
+        png: the success-vs-queries plot, already written.
+        mode: ``online``, ``offline`` or ``disabled`` (returns None at once).
+        project: the wandb project.
+        config: the run config to record (the table's settings).
+        columns: the per-method result keys to tabulate.
+    """
+    started = start_run(mode, project, png.parent, config, job_type="attack_table")
+    if started is None:
+        return None
+    wandb, run = started
+    try:
+        methods = result["results"]
+        grid = result["success_curve_queries"]
+        chart = wandb.plot.line_series(
+            xs=[grid] * len(methods),
+            ys=[res["success_curve_with_checks"] for res in methods.values()],
+            keys=list(methods),
+            title="success rate vs queries (with checks)",
+            xname="queries",
+        )
+        rows = [[label, *(res[c] for c in columns)] for label, res in methods.items()]
+        table = wandb.Table(columns=["method", *columns], data=rows)
+        run.log(
+            {"success_vs_queries_chart": chart, "table": table, "success_vs_queries": wandb.Image(str(png))}
+        )
+        for label, res in methods.items():
+            for column in columns:
+                run.summary[f"{label}/{column}"] = res[column]
         return Path(run.dir).parent
     finally:
         run.finish()

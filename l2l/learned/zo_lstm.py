@@ -111,6 +111,11 @@ class ZOLSTM(ZOOptimizer):
     def queries_per_step(self, dim: int) -> int:
         return self.q + 1
 
+    @property
+    def evaluates_iterate(self) -> bool:
+        # every step's forward difference queries f at the step's own iterate (the "+1" of q + 1)
+        return True
+
     def init_slots(self, state: ZOState) -> None:
         state.slots.update(self.initial_carry(state.x.shape[0]))
 

@@ -1,8 +1,10 @@
-"""Task families looked up by name."""
+"""Task families looked up by name, and the key under which a family's tuned values are recorded."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 from l2l.tasks.base import Task, TaskFamily
 
@@ -35,3 +37,53 @@ def make_family(name: str, **kwargs) -> TaskFamily:
 def make_task(name: str, split: str = "test", index: int = 0, **kwargs) -> Task:
     """Instance ``index`` of ``split`` of the family ``name``."""
     return make_family(name, **kwargs).instance(split, index)
+
+
+def check_family_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse ``options`` that the family ``name`` does not take, before anything is built.
+
+    Raises:
+        KeyError: ``name`` is not a registered family.
+        ValueError: an option the family's constructor has no parameter for (the message lists them).
+    """
+    if name not in _FAMILIES:
+        raise KeyError(f"unknown task {name!r}; registered tasks: {', '.join(family_names())}")
+    params = inspect.signature(_FAMILIES[name]).parameters
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise ValueError(
+            f"task family {name!r} takes no option(s) {unknown}; its options: {sorted(params) or 'none'}"
+        )
+
+
+def tuning_key(name: str, **options: Any) -> str:
+    """The ``tuned.json`` key of family ``name`` built with ``options``: ``name`` or ``name@k=v,...``.
+
+    ``tuning_key("mnist_attack_linf")`` is ``"mnist_attack_linf"``; ``tuning_key("mnist_attack_linf",
+    eps=0.3)`` is ``"mnist_attack_linf@eps=0.3"``. Options that are None or equal the family's default
+    (its constructor's default, or its ``default_<option>`` attribute where the constructor resolves a
+    None default itself, as the attack families' eps) are left out, so ``--eps 0.2`` and no ``--eps``
+    share one key. Numbers are written as floats (``eps=2`` and ``eps=2.0`` are one key); options are
+    sorted by name. ``eval.tune`` records under this key and ``eval.attack_table`` reads it.
+
+    Args:
+        name: a registered task family.
+        **options: the options the family is built with (e.g. ``eps=0.3``).
+
+    Raises:
+        KeyError, ValueError: as :func:`check_family_options`.
+    """
+    check_family_options(name, options)
+    factory, params = _FAMILIES[name], inspect.signature(_FAMILIES[name]).parameters
+    parts = []
+    for key in sorted(options):
+        value = options[key]
+        default = params[key].default
+        if default is None:
+            default = getattr(factory, f"default_{key}", None)
+        if value is None or value == default:
+            continue
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = float(value)
+        parts.append(f"{key}={value!r}")
+    return f"{name}@{','.join(parts)}" if parts else name
