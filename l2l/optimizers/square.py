@@ -170,7 +170,9 @@ class Square(SearchAttack):
             ImageNet and 0.8 on MNIST (eps 0.3); 0.8 is the default. Tune it on val.
         schedule_budget: the query budget the p schedule is laid out for: the breakpoints 10, 50, ...,
             8000 are scaled by schedule_budget / 10000, as the authors' code rescales them to the budget.
-            The default 2000 matches the attack table's budget.
+            The default 2000 matches the attack table's budget; on 10 mnist_attack_linf val images at
+            eps 0.2 (p_init 0.8) it needed 174 mean / 67 median queries, against 360 / 197 with the
+            paper's 10,000-query layout.
         norm: ``linf`` or ``l2``; None (the default) follows the task's ball. A norm that differs from
             the task's ball is an error (the ball is the threat model; the norm is only a check).
     """
