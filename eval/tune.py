@@ -69,6 +69,8 @@ def refine(key: str) -> Stage:
 MU_STAGE = Stage(("mu",), "mu_grid")
 BETAS_STAGE = Stage(("beta1", "beta2"), BETA_PAIRS)
 EAD_BETA = grid("beta", (0.0, 1e-4, 1e-3, 1e-2))  # papers/001 Table 5 spans 1e-5 .. 1e-2
+#: one candidate that changes nothing: a method with no hyperparameters (SignHunter) scores its defaults once
+NO_TUNING = Stage((), ((),))
 #: the grids of the papers (papers/001 for ZOO and EAD, papers/000 for NGD, papers/004 for NES/SPSA);
 #: any other delta-based method gets :func:`default_space`
 SEARCH_SPACES: dict[str, list[Stage]] = {
@@ -88,6 +90,11 @@ SEARCH_SPACES: dict[str, list[Stage]] = {
     # popsize: pycma's default 4 + floor(3 ln d) (17 at d = 100, 14 at d = 31), then about 2x and 4x it;
     # tune it under --budget: at equal --steps a larger population simply spends more queries
     "cma_es": [grid("sigma0", (0.01, 0.03, 0.1, 0.3, 1.0)), grid("popsize", (None, 32, 64))],
+    # score-based attacks (docs/references.md): Square's p_init spans the
+    # paper's 0.05 (ImageNet) to 0.8 (MNIST); Parsimonious's block side brackets the paper's ~1/9 image
+    "square": [grid("p_init", (0.05, 0.1, 0.3, 0.5, 0.8))],
+    "signhunter": [NO_TUNING],
+    "parsimonious": [grid("block_size", (2, 4, 7, 14))],
 }  # fmt: skip
 
 
