@@ -47,7 +47,6 @@ from l2l.common.paths import shipped_file
 from l2l.estimators import Estimate, Objective, check_mu, forward_difference, gaussian_directions
 from l2l.learned.checkpoint import load_zo_lstm
 from l2l.learned.zo_lstm import ZOLSTM
-from l2l.loading import register_loader
 from l2l.optimizers.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task
@@ -310,7 +309,12 @@ def shipped_policy(task: str) -> Path:
     return shipped_file("ZO-RL policy", SHIPPED, task, "python -m train.ddpg_policy")
 
 
-@register_loader(".zip")
-def _load_zip(path: Path) -> ZORL:
-    """The ``.zip`` loader behind ``l2l.load_optimizer``."""
+def load_policy_file(path: Path) -> ZORL | None:
+    """The loader plugin behind ``l2l.load_optimizer`` (entry point ``l2l.loaders: zo_rl``).
+
+    Returns None for a file that is not a stable-baselines3 zip, so that other plugins may try it; a
+    stable-baselines3 zip that is not a valid ZO-RL policy raises the error that says why.
+    """
+    if not zipfile.is_zipfile(path) or "data" not in _zip_names(path):
+        return None
     return load_zo_rl(path)
