@@ -25,7 +25,6 @@ import torch
 
 import l2l
 from l2l.common.io import save_torch_atomic
-from l2l.common.paths import shipped_file
 from l2l.learned.protocol import FORMAT_PREFIX, LearnedOptimizer, learned_class
 from l2l.learned.zo_lstm import ZOLSTM, make_variant
 from l2l.loading import register_format
@@ -193,12 +192,30 @@ def load_learned(
 
 
 #: the shipped checkpoint of each task family (under ``checkpoints/``), trained by ``train.zo_lstm``
-SHIPPED = {"mnist_attack": "zo_lstm_mnist.pt", "binary_classification": "zo_lstm_binary.pt"}
+SHIPPED = ZOLSTM.shipped_files
 
 
 def shipped_checkpoint(task: str) -> Path:
     """The shipped ZO-LSTM checkpoint trained on ``task``."""
-    return shipped_file("ZO-LSTM checkpoint", SHIPPED, task, "python -m train.zo_lstm")
+    return ZOLSTM.shipped_checkpoint(task)
+
+
+def checkpoint_name(path: str | os.PathLike) -> str | None:
+    """The learned optimizer that the file at ``path`` holds (its registry name, read from the marker).
+
+    Returns ``""`` for a torch file of another kind and None for a file that torch cannot read (a
+    policy zip, say) or that does not exist.
+    """
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    marker = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if marker == LEGACY_ZO_LSTM:
+        return ZOLSTM.learned_name
+    if isinstance(marker, str) and marker.startswith(FORMAT_PREFIX):
+        return marker.removeprefix(FORMAT_PREFIX)
+    return ""
 
 
 def load_zo_lstm(

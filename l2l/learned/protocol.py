@@ -26,12 +26,14 @@ import copy
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import nn
 
 from l2l.common.config import doc_field
+from l2l.common.paths import shipped_file
 from l2l.estimators import Objective
 from l2l.learned.optimizee_grad import OPTIMIZEE_GRADS
 from l2l.optimizers.base import ZOOptimizer
@@ -140,6 +142,12 @@ class LearnedOptimizer(ZOOptimizer):
     variants: ClassVar[dict[str, dict[str, Any]]] = {}
     #: options that define the modules' shapes and so cannot change on a built optimizer
     architecture: ClassVar[tuple[str, ...]] = ()
+    #: its name in messages (e.g. ``ZO-LSTM``); the registry name when empty
+    title: ClassVar[str] = ""
+    #: task family -> shipped checkpoint file (under ``checkpoints/``), selectable by name in comparisons
+    shipped_files: ClassVar[dict[str, str]] = {}
+    #: the command that trains one (named in messages about missing checkpoints)
+    train_command: ClassVar[str] = "python -m train.learned --optimizer <name>"
 
     @abc.abstractmethod
     def modules(self) -> dict[str, nn.Module]:
@@ -234,6 +242,12 @@ class LearnedOptimizer(ZOOptimizer):
                 module.eval().requires_grad_(False)
             return fresh
         return self.frozen_copy(**changes)
+
+    @classmethod
+    def shipped_checkpoint(cls, task: str) -> Path:
+        """The shipped checkpoint of this optimizer trained on ``task`` (a KeyError names the others)."""
+        what, command = f"{cls.title or cls.learned_name} checkpoint", cls.train_command
+        return shipped_file(what, cls.shipped_files, task, command.replace("<name>", cls.learned_name))
 
     @classmethod
     def variant_names(cls) -> list[str]:

@@ -151,6 +151,11 @@ class ZOLSTM(LearnedOptimizer):
     init_seed: int = 0
 
     title: ClassVar[str] = "ZO-LSTM"
+    shipped_files: ClassVar[dict[str, str]] = {
+        "mnist_attack": "zo_lstm_mnist.pt",
+        "binary_classification": "zo_lstm_binary.pt",
+    }
+    train_command: ClassVar[str] = "python -m train.zo_lstm"
     config_class: ClassVar[type[LearnedConfig]] = MetaConfig
     #: format 1 is the layout of the shipped files (marker ``l2l-zo-lstm``), read as this format
     format_version: ClassVar[int] = 2
