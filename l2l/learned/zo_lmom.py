@@ -66,7 +66,7 @@ class ZOLMomConfig(LearnedConfig):
     hidden: int = doc_field(8, "hidden units of the coordinatewise MLP")
     delta: float = doc_field(0.5, "base step size: x <- x - (delta / d) * learned scale * m")
     beta: float = doc_field(0.9, "base momentum, in (0, 1): beta_i = sigmoid(logit(beta) + a_i)")
-    meta_lr: float = doc_field(3e-3, "Adam learning rate of the MLP")
+    meta_lr: float = doc_field(1e-2, "Adam learning rate of the MLP")
 
     def __post_init__(self) -> None:
         check_q(self.q)
