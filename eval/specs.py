@@ -8,8 +8,8 @@ Each comma-separated item is either
   the label is the name;
 - ``label=path``: a saved optimizer loaded by ``l2l.load_optimizer(path)`` exactly as it was saved
   (a learned optimizer keeps its own q and mu; the overrides do not apply to it);
-- ``label=path.pt#variant``: an ablation of a ZO-LSTM checkpoint (``no_query``, ``no_update``,
-  ``guided_es``, ``untrained``);
+- ``label=path#variant``: a variant of a learned optimizer's checkpoint, as its class declares them
+  (ZO-LSTM: ``no_query``, ``no_update``, ``guided_es``; every learned optimizer: ``untrained``);
 - ``zo_lstm``, ``zo_lstm_no_query``, ``zo_lstm_no_update``, ``zo_lstm_guided_es``: the task's shipped
   ZO-LSTM checkpoint, or that ablation of it;
 - ``label=policy.zip``: a ZO-RL sampling policy as the ``zo_rl`` optimizer (papers/003);

@@ -396,8 +396,9 @@ def options_help() -> str:
     """The ``--options`` fields of every registered learned optimizer, for ``--help``."""
     lines = ["options of each learned optimizer (--options key=value,...; steps has its own flag):"]
     for name in learned_names():
-        cls = learned_class(name)
-        lines.append(f"  {name} ({cls.config_class.__name__}):")
+        cls, defaults = learned_class(name), learned_class(name).config_class()
+        stages = ", ".join(stage.name for stage in defaults.new_optimizer().stages(defaults))
+        lines.append(f"  {name} ({cls.config_class.__name__}; stages: {stages}):")
         for f in dataclasses.fields(cls.config_class):
             if f.name != "steps":
                 lines.append(f"    {f.name} = {f.default!r}: {f.metadata.get('help', '')}")

@@ -36,7 +36,7 @@ from l2l.common.config import doc_field
 from l2l.common.paths import shipped_file
 from l2l.estimators import Objective
 from l2l.learned.optimizee_grad import OPTIMIZEE_GRADS
-from l2l.optimizers.base import ZOOptimizer
+from l2l.optimizers.base import ZOOptimizer, ZOState
 
 #: how the meta-loss sum_t t f(x_t) is scaled: divided by sum_t t (``mean``) or as written (``sum``)
 META_LOSS_SCALES = ("mean", "sum")
@@ -179,7 +179,7 @@ class LearnedOptimizer(ZOOptimizer):
     def stages(self, config: LearnedConfig) -> tuple[Stage, ...]:
         """The meta-training stages, in order."""
 
-    def init_slots(self, state: Any) -> None:
+    def init_slots(self, state: ZOState) -> None:
         state.slots.update(self.initial_carry(state.x.shape[0]))
 
     def config(self) -> dict:
