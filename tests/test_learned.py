@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import l2l
-from l2l.learned import (  # importing l2l.learned registers the .pt loader and zo_lstm_untrained
+from l2l.learned import (  # importing l2l.learned registers the checkpoint formats and zo_lstm_untrained
     MetaConfig,
     MetaTrainer,
     load_zo_lstm,

@@ -129,7 +129,8 @@ class ZOLMom(LearnedOptimizer):
         return {"momentum": torch.zeros(dim)}
 
     def stages(self, config: LearnedConfig) -> tuple[Stage, ...]:
-        assert isinstance(config, ZOLMomConfig)
+        if not isinstance(config, ZOLMomConfig):
+            raise TypeError(f"ZO-LMom trains with a ZOLMomConfig, not a {type(config).__name__}")
         return (Stage("train", ("net",), config.meta_lr),)
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:

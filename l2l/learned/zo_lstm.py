@@ -185,7 +185,8 @@ class ZOLSTM(LearnedOptimizer):
         return {"update_rnn": self.update_net, "query_rnn": self.query_net}
 
     def stages(self, config: LearnedConfig) -> tuple[Stage, ...]:
-        assert isinstance(config, MetaConfig)
+        if not isinstance(config, MetaConfig):
+            raise TypeError(f"the ZO-LSTM trains with a MetaConfig, not a {type(config).__name__}")
         return (
             Stage("update", ("update_rnn",), config.update_lr, {"directions": "gaussian"}),
             Stage("query", ("query_rnn",), config.query_lr, {"directions": "query"}),
