@@ -5,7 +5,8 @@
 - :class:`ZORL`, :class:`ZORLLSTM`: a trained policy as a ZO optimizer (``zo_rl``), and as the
   direction sampler of a trained ZO-LSTM (``zo_rl_lstm``).
 
-Importing this package registers the ``.zip`` loader behind ``l2l.load_optimizer``.
+``l2l.load_optimizer`` reads policy zips through :func:`agents.zo_rl.load_policy_file`, declared as the
+``zo_rl`` entry point of the ``l2l.loaders`` group in pyproject.toml (l2l never imports agents by name).
 """
 
 from agents.ddpg import ZORLAgent

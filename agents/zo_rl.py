@@ -30,6 +30,7 @@ val metrics and the l2l version. Importing :mod:`agents` registers the ``.zip`` 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import zipfile
 from collections.abc import Iterator
@@ -45,9 +46,8 @@ import l2l
 from envs.mdp import action_to_direction, observation
 from l2l.common.paths import shipped_file
 from l2l.estimators import Estimate, Objective, check_mu, forward_difference, gaussian_directions
-from l2l.learned.checkpoint import load_zo_lstm
+from l2l.learned.checkpoint import load_zo_lstm, shipped_checkpoint
 from l2l.learned.zo_lstm import ZOLSTM
-from l2l.loading import register_loader
 from l2l.optimizers.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task
@@ -59,6 +59,10 @@ FORMAT = "l2l-zo-rl"
 FORMAT_VERSION = 1
 #: the shipped policy of each task family, under ``checkpoints/`` (trained by ``train.ddpg_policy``)
 SHIPPED = {"mnist_attack": "zo_rl_mnist.zip", "binary_classification": "zo_rl_binary.zip"}
+#: the task's shipped policy by name, alone and as the shipped ZO-LSTM's direction sampler (papers/003)
+SHIPPED_POLICIES = {"zo_rl": "", "zo_rl_lstm": "lstm"}
+#: variants of a policy zip: as trained, its untrained control, sampling for a ZO-LSTM, or that control
+POLICY_VARIANTS = ("", "untrained", "lstm", "lstm_untrained")
 VARIANTS = ("zo_rl", "untrained")
 
 
@@ -310,7 +314,54 @@ def shipped_policy(task: str) -> Path:
     return shipped_file("ZO-RL policy", SHIPPED, task, "python -m train.ddpg_policy")
 
 
-@register_loader(".zip")
-def _load_zip(path: Path) -> ZORL:
-    """The ``.zip`` loader behind ``l2l.load_optimizer``."""
+def load_policy_file(path: Path) -> ZORL | None:
+    """The loader plugin behind ``l2l.load_optimizer`` (entry point ``l2l.loaders: zo_rl``).
+
+    Returns None for a file that is not a stable-baselines3 zip, so that other plugins may try it; a
+    stable-baselines3 zip that is not a valid ZO-RL policy raises the error that says why.
+    """
+    if not zipfile.is_zipfile(path) or "data" not in _zip_names(path):
+        return None
     return load_zo_rl(path)
+
+
+def policy_variant(label: str, path: str, variant: str, task: str | None) -> tuple[str, Any]:
+    """The source and factory of a comparison item ``label=path#variant`` for a policy zip.
+
+    The variant grammar of a policy: ``""`` (``zo_rl``), ``untrained`` (its control),
+    ``lstm[=<ZO-LSTM .pt>]`` (the policy as that ZO-LSTM's sampler; without a file, the task's shipped
+    ZO-LSTM) and ``lstm_untrained[=<.pt>]`` (the same ZO-LSTM with an untrained policy).
+
+    Raises:
+        ValueError: an unknown variant, or ``#lstm`` without a file and without a task.
+    """
+    kind, _, lstm = variant.partition("=")
+    if kind not in POLICY_VARIANTS or (lstm and not kind.startswith("lstm")):
+        raise ValueError(
+            f"unknown ZO-RL variant in {label}={path}#{variant}; write {path}, {path}#untrained, "
+            f"{path}#lstm, {path}#lstm_untrained, or either lstm form with =<zo_lstm checkpoint .pt>"
+        )
+    if kind.startswith("lstm") and not lstm:
+        if task is None:
+            raise ValueError(
+                f"{label}={path}#lstm needs a task to find its shipped ZO-LSTM; name one with #lstm=<.pt>"
+            )
+        lstm = str(shipped_checkpoint(task))
+    source = f"{path}#{variant}" if variant else path
+    return source, functools.partial(_load_policy_variant, path, kind, lstm)
+
+
+def policy_control(variant: str) -> str | None:
+    """The variant of a policy's untrained control (the same ZO-LSTM, if any), or None for a control."""
+    kind, eq, lstm = variant.partition("=")
+    if kind not in ("", "lstm"):
+        return None
+    return (f"{kind}_untrained" if kind else "untrained") + eq + lstm
+
+
+def _load_policy_variant(path: str, kind: str, lstm: str) -> ZOOptimizer:
+    """A policy zip as ``zo_rl`` or as the sampler of the ZO-LSTM at ``lstm`` (or their controls)."""
+    variant = "untrained" if kind.endswith("untrained") else "zo_rl"
+    if kind.startswith("lstm"):
+        return load_zo_rl_lstm(path, lstm, variant)
+    return load_zo_rl(path, variant)

@@ -8,8 +8,8 @@ Each comma-separated item is either
   the label is the name;
 - ``label=path``: a saved optimizer loaded by ``l2l.load_optimizer(path)`` exactly as it was saved
   (a learned optimizer keeps its own q and mu; the overrides do not apply to it);
-- ``label=path.pt#variant``: an ablation of a ZO-LSTM checkpoint (``no_query``, ``no_update``,
-  ``guided_es``, ``untrained``);
+- ``label=path#variant``: a variant of a learned optimizer's checkpoint, as its class declares them
+  (ZO-LSTM: ``no_query``, ``no_update``, ``guided_es``; every learned optimizer: ``untrained``);
 - ``zo_lstm``, ``zo_lstm_no_query``, ``zo_lstm_no_update``, ``zo_lstm_guided_es``: the task's shipped
   ZO-LSTM checkpoint, or that ablation of it;
 - ``label=policy.zip``: a ZO-RL sampling policy as the ``zo_rl`` optimizer (papers/003);
@@ -18,9 +18,16 @@ Each comma-separated item is either
   and ``#lstm_untrained[=zo_lstm.pt]`` the same ZO-LSTM sampling with an untrained policy;
 - ``zo_rl``, ``zo_rl_lstm``: the task's shipped policy, alone or with the shipped ZO-LSTM.
 
-Every trained ZO-LSTM and ZO-RL policy brings its untrained control (``<label>_untrained``) into the
-comparison; for ZO-RL-LSTM that is the trained ZO-LSTM with an untrained policy (what the policy adds).
-Policies load through :mod:`agents` (stable-baselines3), imported only when one is listed.
+Every trained learned optimizer and ZO-RL policy brings its untrained control (``<label>_untrained``)
+into the comparison; for ZO-RL-LSTM that is the trained ZO-LSTM with an untrained policy (what the
+policy adds).
+
+The variants are declared by each optimizer, not here: a learned optimizer's by its class
+(``LearnedOptimizer.variants``, ``untrained`` its control; the file's format marker says which
+optimizer it holds), a policy's by :func:`agents.zo_rl.policy_variant` (stable-baselines3 is imported
+only when a policy is listed). This module only dispatches. A file that does not exist yet (it is
+loaded lazily) is taken by its name: ``.zip`` a policy, anything else a ZO-LSTM checkpoint, the only
+learned optimizer whose files predate the marker.
 """
 
 from __future__ import annotations
@@ -28,23 +35,18 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import l2l
-from l2l.learned import VARIANTS, load_zo_lstm
-from l2l.learned.checkpoint import shipped_checkpoint
+from l2l.learned.checkpoint import checkpoint_name, load_learned
+from l2l.learned.protocol import UNTRAINED, LearnedOptimizer, learned_class, learned_names
 from l2l.optimizers.base import ZOOptimizer
-from l2l.optimizers.registry import accepted_params, optimizer_class
-
-#: ablations selectable by name; they load the task's shipped checkpoint (papers/002 sec. 4.4, app. B)
-SHIPPED_VARIANTS = ("zo_lstm", "zo_lstm_no_query", "zo_lstm_no_update", "zo_lstm_guided_es")
-
-#: the task's shipped ZO-RL policy, alone and as the shipped ZO-LSTM's direction sampler (papers/003)
-SHIPPED_POLICIES = {"zo_rl": "", "zo_rl_lstm": "lstm"}
-#: variants of a policy zip: as trained, its untrained control, sampling for a ZO-LSTM, or that control
-POLICY_VARIANTS = ("", "untrained", "lstm", "lstm_untrained")
+from l2l.optimizers.registry import accepted_params, optimizer_class, optimizer_names
 
 #: file endings that mark an unlabeled item as a checkpoint path rather than a mistyped name
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".zip")
+#: what a path whose file does not exist yet is taken for (see the module docstring)
+_DEFAULT_LEARNED = "zo_lstm"
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,13 @@ class OptimizerSpec:
         label: the name it carries in tables, plots and JSON keys (unique within a comparison).
         source: the registered name or the checkpoint path it comes from.
         factory: builds the optimizer; called once per comparison, before any run starts.
+        control: its untrained control (labeled ``<label>_untrained``), or None when it has none.
     """
 
     label: str
     source: str
     factory: Callable[[], ZOOptimizer]
+    control: OptimizerSpec | None = None
 
 
 def parse_optimizers(
@@ -109,86 +113,98 @@ def _parse_item(
                 f"optimizer item {item!r} needs both a label and a path, as in mine=checkpoints/x.pt"
             )
         path, _, variant = path.partition("#")
-        if path.endswith(".zip"):
-            return _policy_spec(label, path, variant, task)
-        if variant:
-            return _learned_spec(label, path, f"zo_lstm_{variant}", tuned)
-        return OptimizerSpec(label, path, functools.partial(l2l.load_optimizer, path))
+        return _path_spec(label, path, variant, task, tuned)
     if "/" in item or "\\" in item or item.endswith(_CHECKPOINT_SUFFIXES):
         raise ValueError(f"optimizer item {item!r} looks like a file; label it, as in mine={item}")
-    if item in SHIPPED_VARIANTS:
+    shipped = _shipped_learned(item)
+    if shipped is not None:
         if task is None:
             raise ValueError(f"{item!r} needs a task to find its shipped checkpoint")
-        return _learned_spec(item, str(shipped_checkpoint(task)), item, tuned)
-    if item in SHIPPED_POLICIES:
-        if task is None:
-            raise ValueError(f"{item!r} needs a task to find its shipped policy")
-        from agents.zo_rl import shipped_policy  # imports stable-baselines3: only when a policy is listed
+        return _learned_spec(item, str(shipped.shipped_checkpoint(task)), shipped, item, tuned)
+    if item not in optimizer_names():
+        from agents.zo_rl import SHIPPED_POLICIES, shipped_policy  # imports stable-baselines3
 
-        return _policy_spec(item, str(shipped_policy(task)), SHIPPED_POLICIES[item], task)
+        if item in SHIPPED_POLICIES:
+            if task is None:
+                raise ValueError(f"{item!r} needs a task to find its shipped policy")
+            return _policy_spec(item, str(shipped_policy(task)), SHIPPED_POLICIES[item], task)
     optimizer_class(item)  # raises the registry's KeyError, which lists the known names
     shared = {k: v for k, v in {"q": q, "mu": mu}.items() if v is not None}
     overrides = accepted_params(item, shared)
     return OptimizerSpec(item, item, functools.partial(l2l.make_optimizer, item, task=tuned, **overrides))
 
 
-def _learned_spec(label: str, path: str, variant: str, task: str | None) -> OptimizerSpec:
-    if variant not in VARIANTS:
-        known = ", ".join(v.removeprefix("zo_lstm_") for v in VARIANTS if v != "zo_lstm")
-        raise ValueError(f"unknown ZO-LSTM variant in {label}={path}#...: {variant!r}; choose one of {known}")
-    return OptimizerSpec(label, f"{path}#{variant}", functools.partial(load_zo_lstm, path, variant, task))
+def _shipped_learned(item: str) -> type[LearnedOptimizer] | None:
+    """The learned optimizer that ships checkpoints named ``item`` (``NAME``, ``NAME_<variant>``)."""
+    for name in learned_names():
+        cls = learned_class(name)
+        variants = [f"{name}_{v}" for v in cls.variant_names() if v != UNTRAINED]
+        if cls.shipped_files and item in (name, *variants):
+            return cls
+    return None
+
+
+def _path_spec(label: str, path: str, variant: str, task: str | None, tuned: str | None) -> OptimizerSpec:
+    """``label=path[#variant]``: dispatched on what the file holds (its format marker).
+
+    ``task`` finds shipped policies; ``tuned`` is the tuned-values key that learned variants read.
+    """
+    name = checkpoint_name(path) if Path(path).is_file() else None
+    if name is None and (Path(path).is_file() or path.endswith(".zip")):
+        return _policy_spec(label, path, variant, task)  # not a torch file: a policy zip
+    if name == "" and not variant:  # a torch file of another kind: load_optimizer names the problem
+        return OptimizerSpec(label, path, functools.partial(l2l.load_optimizer, path))
+    cls = learned_class(name or _DEFAULT_LEARNED)
+    return _learned_spec(label, path, cls, cls.learned_name + "_" + variant if variant else "", tuned)
+
+
+def _learned_spec(
+    label: str, path: str, cls: type[LearnedOptimizer], variant: str, task: str | None
+) -> OptimizerSpec:
+    """A learned optimizer's checkpoint as saved (``variant`` ``""`` or ``NAME``) or one of its variants.
+
+    ``variant`` is ``NAME_<variant>``, ``NAME`` or ``""``; the source reads ``path[#variant]``. An
+    optimizer as saved comes with its untrained control. ``task`` is the tuned-values key that variants
+    read (e.g. the ``no_update`` ablation's ZO-SGD delta).
+    """
+    name = cls.learned_name
+    short = "" if variant in ("", name) else variant.removeprefix(name + "_")
+    if short and short not in cls.variant_names():
+        known = ", ".join(cls.variant_names())
+        title = cls.title or name
+        raise ValueError(f"unknown {title} variant in {label}={path}#...: {short!r}; choose one of {known}")
+    source = f"{path}#{variant}" if variant else path
+    spec = OptimizerSpec(label, source, functools.partial(load_learned, path, short, task))
+    if short:
+        return spec
+    untrained = _learned_spec(f"{label}_untrained", path, cls, f"{name}_{UNTRAINED}", task)
+    return OptimizerSpec(label, source, spec.factory, untrained)
 
 
 def _policy_spec(label: str, path: str, variant: str, task: str | None) -> OptimizerSpec:
-    """A policy zip: ``zo_rl``, ``#untrained``, ``#lstm[=<ZO-LSTM .pt>]`` or ``#lstm_untrained[=<.pt>]``."""
-    kind, _, lstm = variant.partition("=")
-    if kind not in POLICY_VARIANTS or (lstm and not kind.startswith("lstm")):
-        raise ValueError(
-            f"unknown ZO-RL variant in {label}={path}#{variant}; write {path}, {path}#untrained, "
-            f"{path}#lstm, {path}#lstm_untrained, or either lstm form with =<zo_lstm checkpoint .pt>"
-        )
-    if kind.startswith("lstm") and not lstm:
-        if task is None:
-            raise ValueError(
-                f"{label}={path}#lstm needs a task to find its shipped ZO-LSTM; name one with #lstm=<.pt>"
-            )
-        lstm = str(shipped_checkpoint(task))
-    source = f"{path}#{variant}" if variant else path
-    return OptimizerSpec(label, source, functools.partial(_load_policy, path, kind, lstm))
+    """A policy zip, in the variant grammar of :func:`agents.zo_rl.policy_variant`."""
+    from agents.zo_rl import policy_control, policy_variant  # imports stable-baselines3
+
+    source, factory = policy_variant(label, path, variant, task)
+    other = policy_control(variant)
+    untrained = _policy_spec(f"{label}_untrained", path, other, task) if other is not None else None
+    return OptimizerSpec(label, source, factory, untrained)
 
 
-def _load_policy(path: str, kind: str, lstm: str) -> ZOOptimizer:
-    """Load a policy zip as ``zo_rl`` or as the sampler of the ZO-LSTM at ``lstm`` (or their controls)."""
-    from agents.zo_rl import load_zo_rl, load_zo_rl_lstm  # imports stable-baselines3
-
-    variant = "untrained" if kind.endswith("untrained") else "zo_rl"
-    if kind.startswith("lstm"):
-        return load_zo_rl_lstm(path, lstm, variant)
-    return load_zo_rl(path, variant)
-
-
-def with_untrained_controls(specs: list[OptimizerSpec], task: str | None) -> list[OptimizerSpec]:
-    """``specs`` plus, after each trained ZO-LSTM or ZO-RL policy, its control ``<label>_untrained``.
+def with_untrained_controls(specs: list[OptimizerSpec], task: str | None = None) -> list[OptimizerSpec]:
+    """``specs`` plus, after each trained learned optimizer or ZO-RL policy, its ``<label>_untrained``.
 
     The control has the same architecture and options with random initial weights; only the gap to it
-    shows what meta-training bought (DESIGN.md: an untrained LSTM can already match tuned ZO-Adam).
+    shows what meta-training bought (DESIGN.md: an untrained LSTM can already match tuned ZO-Adam). A
+    control whose label the list already uses is left out. ``task`` is unused (the controls are built
+    with their specs).
     """
     out, labels = [], {spec.label for spec in specs}
     for spec in specs:
         out.append(spec)
-        path, _, variant = spec.source.partition("#")
-        control = f"{spec.label}_untrained"
-        if control in labels:
-            continue
-        if path.endswith(".pt") and variant in ("", "zo_lstm"):
-            out.append(_learned_spec(control, path, "zo_lstm_untrained", task))
-            labels.add(control)
-        elif path.endswith(".zip"):
-            kind, eq, lstm = variant.partition("=")
-            if kind in ("", "lstm"):  # the same ZO-LSTM (if any) with an untrained policy
-                untrained = f"{kind}_untrained" if kind else "untrained"
-                out.append(_policy_spec(control, path, untrained + eq + lstm, task))
-                labels.add(control)
+        if spec.control is not None and spec.control.label not in labels:
+            out.append(spec.control)
+            labels.add(spec.control.label)
     return out
 
 

@@ -1,42 +1,164 @@
-"""Load a saved optimizer (learned or policy-based) from its file, by the file's format."""
+"""Load a saved optimizer (learned or policy-based) from its file, by the format marker inside the file.
+
+Two kinds of file:
+
+- **torch checkpoints** (a dict saved with ``torch.save``) carry a ``format`` marker; a handler
+  registered with :func:`register_format` for that marker (or for a prefix of it ending in ``/``, such
+  as ``l2l.learned/``) builds the optimizer. The file's suffix plays no part.
+- **other formats** (e.g. the stable-baselines3 zips of ZO-RL policies) are read by *loader plugins*:
+  functions ``loader(path) -> ZOOptimizer | None`` that return None for a file that is not theirs. A
+  package outside l2l declares one as a Python entry point in the group ``l2l.loaders``::
+
+      [project.entry-points."l2l.loaders"]
+      zo_rl = "agents.zo_rl:load_policy_file"
+
+  so that l2l never imports that package by name (it would be circular: ``agents`` imports l2l).
+  Code in the same process may also call :func:`register_loader`.
+
+Stale metadata: an editable install records its entry points when it is installed, so a checkout whose
+``pyproject.toml`` gained an entry point since then has none in its metadata. When the group is empty
+in the metadata, the ``[project.entry-points."l2l.loaders"]`` table of the ``pyproject.toml`` beside the
+``l2l`` package (a source checkout) is read instead; the entry points still come from that one
+declaration, never from a list kept in l2l.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+import tomllib
+import torch
 
 from l2l.optimizers.base import ZOOptimizer
 
-_LOADERS: dict[str, Callable[[Path], ZOOptimizer]] = {}
-#: loaders that live outside l2l, imported on first use: ``agents`` imports stable-baselines3 and l2l
-#: itself, so importing it eagerly would be circular and slow down every ``import l2l``
-_LAZY_LOADERS = {".zip": "agents"}
+ENTRY_POINT_GROUP = "l2l.loaders"
+#: builds an optimizer from a checked torch checkpoint dict; ``path`` is for messages
+FormatHandler = Callable[[dict, Path], ZOOptimizer]
+#: reads a file of its own format, or returns None for a file that is not its format
+Loader = Callable[[Path], "ZOOptimizer | None"]
+
+_FORMATS: dict[str, FormatHandler] = {}
+_LOADERS: dict[str, Loader] = {}
 
 
-def register_loader(suffix: str) -> Callable[[Callable[[Path], ZOOptimizer]], Callable[[Path], ZOOptimizer]]:
-    """Register a loader for files ending in ``suffix`` (e.g. ``.pt``)."""
+def register_format(marker: str) -> Callable[[FormatHandler], FormatHandler]:
+    """Register the handler of torch checkpoints whose ``format`` is ``marker`` (``.../``: a prefix)."""
 
-    def deco(fn: Callable[[Path], ZOOptimizer]) -> Callable[[Path], ZOOptimizer]:
-        if suffix in _LOADERS:
+    def deco(fn: FormatHandler) -> FormatHandler:
+        if marker in _FORMATS:
             raise ValueError(
-                f"a loader for {suffix!r} files is already registered ({_LOADERS[suffix].__name__})"
+                f"a handler for format {marker!r} is already registered ({_FORMATS[marker].__name__})"
             )
-        _LOADERS[suffix] = fn
+        _FORMATS[marker] = fn
+        return fn
+
+    return deco
+
+
+def register_loader(name: str) -> Callable[[Loader], Loader]:
+    """Register a loader plugin under ``name`` in this process (entry points need no call)."""
+
+    def deco(fn: Loader) -> Loader:
+        if name in _LOADERS:
+            raise ValueError(f"a loader named {name!r} is already registered ({_LOADERS[name].__name__})")
+        _LOADERS[name] = fn
         return fn
 
     return deco
 
 
 def load_optimizer(path: str | os.PathLike) -> ZOOptimizer:
-    """A frozen optimizer from a checkpoint file; it needs nothing but the file."""
+    """A frozen optimizer from a checkpoint file; it needs nothing but the file.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is corrupt, has an unknown format marker, or no loader recognises it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no optimizer checkpoint at {str(path)!r}")
-    if path.suffix not in _LOADERS and path.suffix in _LAZY_LOADERS:
-        importlib.import_module(_LAZY_LOADERS[path.suffix])  # registers its loader
-    if path.suffix not in _LOADERS:
-        known = ", ".join(sorted(_LOADERS)) or "none yet"
-        raise ValueError(f"cannot load {str(path)!r}: no loader for {path.suffix!r} files (known: {known})")
-    return _LOADERS[path.suffix](path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        return _load_with_plugins(path, f"{type(err).__name__}: {str(err)[:200]}")
+    return _load_torch_checkpoint(path, payload)
+
+
+def format_handler(marker: Any) -> FormatHandler | None:
+    """The handler registered for ``marker`` (exactly, or by the longest registered prefix), or None."""
+    if not isinstance(marker, str):
+        return None
+    if marker in _FORMATS:
+        return _FORMATS[marker]
+    prefixes = [p for p in _FORMATS if p.endswith("/") and marker.startswith(p)]
+    return _FORMATS[max(prefixes, key=len)] if prefixes else None
+
+
+def _load_torch_checkpoint(path: Path, payload: Any) -> ZOOptimizer:
+    if not isinstance(payload, dict):
+        raise ValueError(f"{str(path)!r} holds a {type(payload).__name__}, not an optimizer checkpoint dict")
+    _import_learned()
+    handler = format_handler(payload.get("format"))
+    if handler is None:
+        hint = " (it looks like a target-model checkpoint)" if "heldout_accuracy" in payload else ""
+        raise ValueError(
+            f"{str(path)!r} is not an optimizer checkpoint{hint}: its format marker is "
+            f"{payload.get('format')!r} (known: {', '.join(sorted(_FORMATS))}); its keys are "
+            f"{sorted(map(str, payload))[:10]}"
+        )
+    return handler(payload, path)
+
+
+def _import_learned() -> None:
+    """The learned optimizers register their formats on import (l2l imports l2l.learned anyway)."""
+    importlib.import_module("l2l.learned")
+
+
+def _load_with_plugins(path: Path, torch_error: str) -> ZOOptimizer:
+    loaders = loader_plugins()
+    for loader in loaders.values():
+        optimizer = loader(path)
+        if optimizer is not None:
+            return optimizer
+    raise ValueError(
+        f"cannot load {str(path)!r}: it is not a readable torch checkpoint (corrupt, truncated, or not "
+        f"written by torch.save: {torch_error}) and no loader plugin recognises it (tried: "
+        f"{', '.join(loaders) or 'none'}; plugins register in the entry-point group {ENTRY_POINT_GROUP!r})"
+    )
+
+
+def loader_plugins() -> dict[str, Loader]:
+    """Every loader plugin: those registered in-process, then the entry points, by name."""
+    plugins = dict(_LOADERS)
+    for name, target in entry_point_targets().items():
+        if name not in plugins:
+            plugins[name] = _resolve(target)
+    return plugins
+
+
+def entry_point_targets() -> dict[str, str]:
+    """name -> ``module:function`` of the ``l2l.loaders`` entry points (see the module docstring)."""
+    found = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    return found or source_tree_entry_points()
+
+
+def source_tree_entry_points(pyproject: Path | None = None) -> dict[str, str]:
+    """The ``l2l.loaders`` table of the checkout's pyproject.toml ({} outside a source checkout)."""
+    pyproject = pyproject or Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if not pyproject.is_file():
+        return {}
+    with pyproject.open("rb") as handle:
+        project = tomllib.load(handle).get("project", {})
+    return dict(project.get("entry-points", {}).get(ENTRY_POINT_GROUP, {}))
+
+
+def _resolve(target: str) -> Loader:
+    module, _, attribute = target.partition(":")
+    if not module or not attribute:
+        raise ValueError(f"loader entry point {target!r} must read 'module:function'")
+    return getattr(importlib.import_module(module), attribute)

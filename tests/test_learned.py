@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import l2l
-from l2l.learned import (  # importing l2l.learned registers the .pt loader and zo_lstm_untrained
+from l2l.learned import (  # importing l2l.learned registers the checkpoint formats and zo_lstm_untrained
     MetaConfig,
     MetaTrainer,
     load_zo_lstm,
@@ -205,9 +205,9 @@ def test_checkpoint_errors(trained, tmp_path):
         l2l.load_optimizer(mnist_checkpoint_path())
     for name, change, message in (
         ("version.pt", {"format_version": FORMAT_VERSION + 1}, "format version"),
-        ("partial.pt", {"query_rnn": None}, "does not describe a valid ZO-LSTM"),
-        ("hidden.pt", {"optimizer": {**trained.config(), "hidden": 3}}, "does not describe a valid ZO-LSTM"),
-        ("option.pt", {"optimizer": {**trained.config(), "q": 0}}, "q=0"),
+        ("partial.pt", {"modules": {"update_rnn": {}}}, "does not describe a valid ZO-LSTM"),
+        ("hidden.pt", {"config": {**trained.config(), "hidden": 3}}, "does not describe a valid ZO-LSTM"),
+        ("option.pt", {"config": {**trained.config(), "q": 0}}, "q=0"),
     ):
         torch.save({**checkpoint_dict(trained), **change}, tmp_path / name)
         with pytest.raises(ValueError, match=message):
@@ -230,7 +230,7 @@ def test_cli_trains_saves_and_resumes_bit_for_bit(tmp_path):
     train_cli.main(_cli_argv(resumed, "--update-iterations", "4", "--query-iterations", "4", "--resume"))
     a, b = (torch.load(d / "last.pt", weights_only=True)["trainer"] for d in (straight, resumed))
     for net in ("update_rnn", "query_rnn"):
-        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net])
+        assert all(torch.equal(a["modules"][net][k], b["modules"][net][k]) for k in a["modules"][net])
     for name in ("best.pt", "stage1.pt"):
         assert isinstance(l2l.load_optimizer(straight / name), ZOLSTM)
     with pytest.raises(ValueError, match="different options"):
@@ -259,7 +259,7 @@ def test_cli_selects_the_update_scale_on_val(tmp_path):
     assert set(tried) == {"0.25", "1.0", "4.0"}
     best = min(tried, key=tried.get)
     ckpt = read_checkpoint(out / "best.pt")
-    assert ckpt["optimizer"]["alpha"] == float(best) == summary["alpha"]["alpha"]
+    assert ckpt["config"]["alpha"] == float(best) == summary["alpha"]["alpha"]
     assert ckpt["val"]["alpha_grid"] == tried and ckpt["val"]["weighted_loss_mean"] == tried[best]
     assert len(set(tried.values())) == 3  # the scale changes what the optimizer does
 

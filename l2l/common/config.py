@@ -68,10 +68,17 @@ def _program_name() -> str | None:
     return f"python -m {spec.name}" if spec is not None and spec.name else None
 
 
-def parse_config(cls: type[T], argv: list[str] | None = None, description: str | None = None) -> T:
-    """Parse ``argv`` into an instance of the dataclass ``cls`` (``--help`` lists every field)."""
+def parse_config(
+    cls: type[T], argv: list[str] | None = None, description: str | None = None, epilog: str | None = None
+) -> T:
+    """Parse ``argv`` into an instance of the dataclass ``cls`` (``--help`` lists every field).
+
+    ``epilog`` (shown as written, after the options) documents what the fields cannot, such as the
+    options of each registered plugin.
+    """
     parser = argparse.ArgumentParser(
-        prog=_program_name(), description=description or (cls.__doc__ or "").strip()
+        prog=_program_name(), description=description or (cls.__doc__ or "").strip(), epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter,
     )
     add_dataclass_arguments(parser, cls)
     namespace = parser.parse_args(argv)

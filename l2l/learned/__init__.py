@@ -1,26 +1,49 @@
-"""Learned zeroth-order optimizers: the ZO-LSTM of papers/002 (UpdateRNN + QueryRNN) and its checkpoints.
+"""Learned zeroth-order optimizers behind one protocol (:mod:`l2l.learned.protocol`), and their checkpoints.
 
-Importing this package registers ``zo_lstm_untrained`` with ``l2l.make_optimizer`` and the ``.pt``
-loader behind ``l2l.load_optimizer``.
+Registered learned optimizers: the ZO-LSTM of papers/002 (UpdateRNN + QueryRNN, ``zo_lstm``) and a
+learned per-coordinate momentum over the ZO estimate (``zo_lmom``). Importing this package registers
+them, ``zo_lstm_untrained`` with ``l2l.make_optimizer``, and their checkpoint formats behind
+``l2l.load_optimizer``.
 """
 
-from l2l.learned.checkpoint import load_zo_lstm, read_checkpoint, save_zo_lstm
+from l2l.learned.checkpoint import load_learned, load_zo_lstm, read_checkpoint, save_learned, save_zo_lstm
 from l2l.learned.meta import MetaConfig, MetaTrainer, Validation, validate
 from l2l.learned.networks import QueryRNN, UpdateRNN
+from l2l.learned.protocol import (
+    LearnedConfig,
+    LearnedOptimizer,
+    Stage,
+    TrainStep,
+    learned_class,
+    learned_names,
+    register_learned,
+)
+from l2l.learned.zo_lmom import ZOLMom, ZOLMomConfig
 from l2l.learned.zo_lstm import VARIANTS, ZOLSTM, UntrainedZOLSTM, make_variant
 
 __all__ = [
     "VARIANTS",
     "ZOLSTM",
+    "LearnedConfig",
+    "LearnedOptimizer",
     "MetaConfig",
     "MetaTrainer",
     "QueryRNN",
+    "Stage",
+    "TrainStep",
     "UntrainedZOLSTM",
     "UpdateRNN",
     "Validation",
+    "ZOLMom",
+    "ZOLMomConfig",
+    "learned_class",
+    "learned_names",
+    "load_learned",
     "load_zo_lstm",
     "make_variant",
     "read_checkpoint",
+    "register_learned",
+    "save_learned",
     "save_zo_lstm",
     "validate",
 ]

@@ -17,18 +17,19 @@ weights (``untrained``, the control of every comparison with a learned optimizer
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
+from torch import nn
 
+from l2l.common.config import doc_field
 from l2l.estimators import Estimate, Objective, check_mu, check_q, forward_difference, gaussian_directions
-from l2l.learned.networks import SIGMA_NORMS, build_networks
+from l2l.learned.networks import SIGMA_NORMS, build_networks, sigma_penalty
+from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Project, Stage, TrainStep, register_learned
 from l2l.learned.sampling import DIRECTION_MODES, guided_es_directions
-from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.optimizers.base import ZOState
 from l2l.optimizers.registry import register_optimizer, tuned_params
 from l2l.oracle import Oracle
 
@@ -48,6 +49,56 @@ ARCHITECTURE = ("hidden", "sigma_norm")
 
 
 @dataclass
+class MetaConfig(LearnedConfig):
+    """The ZO-LSTM and its meta-training procedure (papers/002 sec. 3-4; official-code defaults).
+
+    Two stages, for stability (sec. 3.3): ``update`` trains the UpdateRNN with standard Gaussian query
+    directions; ``query`` freezes it and trains the QueryRNN, whose covariance every training step then
+    samples along (the Bernoulli mix with the identity is a test-time device). The meta-loss adds eq.
+    4's ``lambda ||Sigma_t - I||^2`` to the t-weighted losses.
+    """
+
+    q: int = doc_field(20, "query directions per optimizee step (a step costs q + 1 queries)")
+    mu: float = doc_field(1e-4, "finite-difference smoothing radius of the ZO estimate")
+    hidden: int = doc_field(10, "LSTM hidden units of the UpdateRNN and the QueryRNN")
+    alpha: float = doc_field(1.0, "update scale: x <- x + alpha * UpdateRNN(g)")
+    query_prob: float = doc_field(
+        0.5, "P: chance that a test-time step samples along the QueryRNN covariance (training: always)"
+    )
+    sigma_norm: Literal["trace", "frobenius"] = doc_field(
+        "trace",
+        "Sigma normalization: trace (E||u||^2 = d, paper's intent) or frobenius (||Sigma||_F = ||I||_F)",
+    )
+    reg_lambda: float = doc_field(0.005, "lambda of the ||Sigma_t - I||^2 term of the meta-loss")
+    update_lr: float = doc_field(1e-3, "Adam learning rate of stage 1 (UpdateRNN)")
+    query_lr: float = doc_field(5e-3, "Adam learning rate of stage 2 (QueryRNN)")
+
+    def __post_init__(self) -> None:
+        check_q(self.q)
+        check_mu(self.mu)
+        check_mu(self.coord_mu)
+        if self.hidden < 1:
+            raise ValueError(f"hidden={self.hidden} must be >= 1")
+        for name in ("alpha", "update_lr", "query_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
+        if self.reg_lambda < 0 or not 0 <= self.query_prob <= 1:
+            raise ValueError(
+                f"reg_lambda={self.reg_lambda!r} must be >= 0 and query_prob={self.query_prob!r} in [0, 1]"
+            )
+        if self.sigma_norm not in SIGMA_NORMS:
+            raise ValueError(f"sigma_norm={self.sigma_norm!r} must be one of {SIGMA_NORMS}")
+        super().__post_init__()
+
+    def new_optimizer(self) -> ZOLSTM:
+        """The ZOLSTM this config describes, with random initial weights from ``seed``."""
+        return ZOLSTM(
+            q=self.q, mu=self.mu, query_prob=self.query_prob, alpha=self.alpha,
+            sigma_norm=self.sigma_norm, hidden=self.hidden, init_seed=self.seed,
+        )  # fmt: skip
+
+
+@dataclass
 class Advance:
     """What one ZO-LSTM step produced.
 
@@ -64,9 +115,13 @@ class Advance:
     std: torch.Tensor | None
 
 
+@register_learned("zo_lstm")
 @dataclass
-class ZOLSTM(ZOOptimizer):
+class ZOLSTM(LearnedOptimizer):
     """The learned ZO optimizer; a new instance has random weights until a checkpoint's are loaded.
+
+    Its meta-parameters are ``update_rnn`` and ``query_rnn`` (attributes ``update_net``, ``query_net``);
+    the carry holds both LSTM states and the previous estimate and update.
 
     Args:
         q: query directions per step (q + 1 queries).
@@ -95,6 +150,21 @@ class ZOLSTM(ZOOptimizer):
     hidden: int = 10
     init_seed: int = 0
 
+    title: ClassVar[str] = "ZO-LSTM"
+    shipped_files: ClassVar[dict[str, str]] = {
+        "mnist_attack": "zo_lstm_mnist.pt",
+        "binary_classification": "zo_lstm_binary.pt",
+    }
+    train_command: ClassVar[str] = "python -m train.zo_lstm"
+    config_class: ClassVar[type[LearnedConfig]] = MetaConfig
+    #: format 1 is the layout of the shipped files (marker ``l2l-zo-lstm``), read as this format
+    format_version: ClassVar[int] = 2
+    variants: ClassVar[dict[str, dict[str, Any]]] = {
+        name.removeprefix("zo_lstm_"): changes for name, changes in VARIANTS.items() if name != "zo_lstm"
+    }
+    architecture: ClassVar[tuple[str, ...]] = ARCHITECTURE
+    module_attributes: ClassVar[dict[str, str]] = {"update_rnn": "update_net", "query_rnn": "query_net"}
+
     def __post_init__(self) -> None:
         check_q(self.q)
         check_mu(self.mu)
@@ -116,8 +186,28 @@ class ZOLSTM(ZOOptimizer):
         # every step's forward difference queries f at the step's own iterate (the "+1" of q + 1)
         return True
 
-    def init_slots(self, state: ZOState) -> None:
-        state.slots.update(self.initial_carry(state.x.shape[0]))
+    def modules(self) -> dict[str, nn.Module]:
+        return {"update_rnn": self.update_net, "query_rnn": self.query_net}
+
+    def stages(self, config: LearnedConfig) -> tuple[Stage, ...]:
+        if not isinstance(config, MetaConfig):
+            raise TypeError(f"the ZO-LSTM trains with a MetaConfig, not a {type(config).__name__}")
+        return (
+            Stage("update", ("update_rnn",), config.update_lr, {"directions": "gaussian"}),
+            Stage("query", ("query_rnn",), config.query_lr, {"directions": "query"}),
+        )
+
+    def train_step(
+        self, x: torch.Tensor, carry: dict, f: Objective, rng: torch.Generator, project: Project
+    ) -> TrainStep:
+        """:meth:`advance` with the QueryRNN covariance on every step (sec. 3.3: training always uses it)."""
+        out = self.advance(x, carry, f, rng, use_query=True, project=project)
+        return TrainStep(x=out.x, aux={"std": out.std})
+
+    def regularizer(self, step: TrainStep, config: LearnedConfig) -> torch.Tensor | None:
+        """lambda ||Sigma_t - I||^2 of eq. 4, for steps that sampled along the QueryRNN covariance."""
+        std = step.aux.get("std")
+        return None if std is None else config.reg_lambda * sigma_penalty(std)  # type: ignore[attr-defined]
 
     def initial_carry(self, dim: int) -> dict[str, torch.Tensor]:
         """Zero LSTM states and zero 'previous' estimate and update for a d-dimensional optimizee."""
@@ -210,21 +300,14 @@ class ZOLSTM(ZOOptimizer):
         )
         return self.alpha * out
 
-    def config(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def with_options(self, **changes: Any) -> ZOLSTM:
-        """A ZOLSTM with some options changed that *shares* this one's networks (no copy)."""
-        fixed = sorted(set(changes) & set(ARCHITECTURE))
-        if fixed:
-            raise ValueError(f"cannot change {fixed} of an existing ZOLSTM: they define its networks")
-        other = dataclasses.replace(self, **changes)
-        other.update_net, other.query_net = self.update_net, self.query_net
-        return other
-
-    def frozen_copy(self, **changes: Any) -> ZOLSTM:
-        """An independent copy (networks included), with ``changes`` to its options."""
-        return copy.deepcopy(self.with_options(**changes))
+    def make_variant(self, variant: str, task: str | None = None, **overrides: Any) -> ZOLSTM:
+        """An ablation (see :data:`VARIANTS`, without the ``zo_lstm_`` prefix); ``no_update`` takes
+        ``task``'s tuned ZO-SGD delta as ``sgd_delta`` unless that is overridden."""
+        if variant == "no_update" and task is not None and "sgd_delta" not in overrides:
+            delta = tuned_params("zo_sgd", task).get("delta")
+            if delta is not None:
+                overrides = {**overrides, "sgd_delta": float(delta)}
+        return super().make_variant(variant, task, **overrides)
 
 
 @register_optimizer("zo_lstm_untrained")
@@ -245,14 +328,8 @@ def make_variant(optimizer: ZOLSTM, variant: str, task: str | None = None, **ove
     """
     if variant not in VARIANTS:
         raise KeyError(f"unknown ZO-LSTM variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    changes = {**VARIANTS[variant], **overrides}
-    if variant == "zo_lstm_no_update" and task is not None and "sgd_delta" not in overrides:
-        delta = tuned_params("zo_sgd", task).get("delta")
-        if delta is not None:
-            changes["sgd_delta"] = float(delta)
-    if variant == "zo_lstm_untrained":
-        return dataclasses.replace(optimizer, **changes)  # __post_init__ draws fresh weights
-    return optimizer.frozen_copy(**changes)
+    short = "" if variant == "zo_lstm" else variant.removeprefix("zo_lstm_")
+    return optimizer.make_variant(short, task, **overrides)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -27,6 +27,13 @@ def family_names() -> list[str]:
     return sorted(_FAMILIES)
 
 
+def family_default_steps(name: str) -> int:
+    """The ``default_steps`` that the family ``name`` declares, without building the family."""
+    if name not in _FAMILIES:
+        raise KeyError(f"unknown task {name!r}; registered tasks: {', '.join(family_names())}")
+    return int(getattr(_FAMILIES[name], "default_steps", TaskFamily.default_steps))
+
+
 def make_family(name: str, **kwargs) -> TaskFamily:
     """The task family registered as ``name``; ``kwargs`` go to its constructor."""
     if name not in _FAMILIES:

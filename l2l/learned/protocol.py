@@ -1,0 +1,295 @@
+"""The learned-optimizer protocol: what ``MetaTrainer``, checkpoints, the CLIs and ``eval.specs`` rely on.
+
+In the spirit of learned_optimization's split between a ``LearnedOptimizer`` (meta-parameters and an
+optimizer built from them) and a ``TruncatedStep`` (how a truncated unroll advances and is scored), a
+learned ZO optimizer declares
+
+- its meta-parameter modules (:meth:`LearnedOptimizer.modules`, by name: what is trained and saved);
+- its recurrent carry (:meth:`LearnedOptimizer.initial_carry`, fresh for every run and every training
+  trajectory; evaluation keeps it in ``ZOState.slots``);
+- a differentiable step (:meth:`LearnedOptimizer.train_step`) that meta-training unrolls;
+- a meta-loss regularizer (:meth:`LearnedOptimizer.regularizer`, one term per step, or None);
+- its training stages (:meth:`LearnedOptimizer.stages`: names, trained modules, learning rate and the
+  options the optimizer trains, validates and is saved with);
+- its variants (ablations selectable as ``path#variant``) and its untrained control.
+
+Its meta-training configuration is a :class:`LearnedConfig` subclass: the truncated-BPTT procedure
+shared by every learned optimizer plus the optimizer's own options. :func:`register_learned` makes it
+trainable by ``python -m train.learned --optimizer NAME`` and loadable from its checkpoint, whose
+format marker is ``l2l.learned/NAME``.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+import torch
+from torch import nn
+
+from l2l.common.config import doc_field
+from l2l.common.paths import shipped_file
+from l2l.estimators import Objective
+from l2l.learned.optimizee_grad import OPTIMIZEE_GRADS
+from l2l.optimizers.base import ZOOptimizer, ZOState
+
+#: how the meta-loss sum_t t f(x_t) is scaled: divided by sum_t t (``mean``) or as written (``sum``)
+META_LOSS_SCALES = ("mean", "sum")
+#: the variant name of every learned optimizer's untrained control (same options, fresh weights)
+UNTRAINED = "untrained"
+#: the prefix of a learned optimizer's checkpoint format marker
+FORMAT_PREFIX = "l2l.learned/"
+
+Project = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One meta-training stage of a learned optimizer.
+
+    Attributes:
+        name: the stage's name (``update``, ``query``, ...), used in logs, history and resume files.
+        trains: names of the modules (keys of :meth:`LearnedOptimizer.modules`) that this stage trains;
+            the others are frozen (no gradient, no update).
+        lr: the Adam learning rate of the stage.
+        options: optimizer options in force while the stage trains, validates and saves.
+    """
+
+    name: str
+    trains: tuple[str, ...]
+    lr: float
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainStep:
+    """What one differentiable step produced.
+
+    Attributes:
+        x: the new iterate (carries the autograd graph to the meta-parameters).
+        aux: whatever the optimizer's :meth:`LearnedOptimizer.regularizer` reads (e.g. a covariance).
+    """
+
+    x: torch.Tensor
+    aux: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LearnedConfig:
+    """The truncated-BPTT procedure every learned optimizer is meta-trained with (papers/002 sec. 3.2).
+
+    Subclasses add the optimizer's own options and implement :meth:`new_optimizer`.
+    """
+
+    steps: int = doc_field(200, "optimizee steps T per training trajectory")
+    unroll: int = doc_field(20, "steps per truncated-BPTT window; one window is one meta-iteration")
+    clip: float = doc_field(1.0, "meta-gradients are clipped elementwise to [-clip, clip]")
+    meta_loss_scale: Literal["mean", "sum"] = doc_field(
+        "mean",
+        "mean: divide sum_t t f(x_t) by sum_t t (a t-weighted mean loss, so clipping only trims spikes); "
+        "sum: as written (most meta-gradient elements then exceed the clip)",
+    )
+    trajectories: int = doc_field(1, "optimizee trajectories unrolled per meta-iteration (losses averaged)")
+    optimizee_grad: Literal["autograd", "zo-coordinate"] = doc_field(
+        "autograd",
+        "optimizee gradient for BPTT: autograd through the task's torch loss, or zo-coordinate "
+        "(eq. 5 of papers/002, 2d evaluations per use)",
+    )
+    coord_mu: float = doc_field(1e-4, "smoothing radius of the eq.-5 estimator (zo-coordinate only)")
+    seed: int = doc_field(0, "seed of the initial weights, the instance order and the query directions")
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "unroll", "trajectories"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if not self.clip > 0 or not self.coord_mu > 0:
+            raise ValueError(f"clip={self.clip!r} and coord_mu={self.coord_mu!r} must both be > 0")
+        if self.meta_loss_scale not in META_LOSS_SCALES:
+            raise ValueError(
+                f"meta_loss_scale={self.meta_loss_scale!r} must be one of {', '.join(META_LOSS_SCALES)}"
+            )
+        if self.optimizee_grad not in OPTIMIZEE_GRADS:
+            raise ValueError(f"optimizee_grad={self.optimizee_grad!r} must be one of {OPTIMIZEE_GRADS}")
+
+    def loss_divisor(self) -> float:
+        """What the meta-loss is divided by: sum_{t=1}^T t for ``mean``, 1 for ``sum``."""
+        return self.steps * (self.steps + 1) / 2 if self.meta_loss_scale == "mean" else 1.0
+
+    def new_optimizer(self) -> LearnedOptimizer:
+        """The optimizer this config describes, with random initial weights from ``seed``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement new_optimizer()")
+
+
+class LearnedOptimizer(ZOOptimizer):
+    """A ZO optimizer with meta-trained modules (see the module docstring for the protocol).
+
+    Subclasses are dataclasses whose fields are their options (what :meth:`config` returns and a
+    checkpoint stores); constructing one with the same options gives the same initial weights.
+    """
+
+    #: the learned-registry name (set by :func:`register_learned`); also the checkpoint format's suffix
+    learned_name: ClassVar[str] = ""
+    #: the meta-training config class (procedure + this optimizer's options)
+    config_class: ClassVar[type[LearnedConfig]] = LearnedConfig
+    #: the version of this optimizer's checkpoint layout (bump it when its options or modules change)
+    format_version: ClassVar[int] = 1
+    #: variant name -> the options it changes (the ablations; ``untrained`` is the control)
+    variants: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: options that define the modules' shapes and so cannot change on a built optimizer
+    architecture: ClassVar[tuple[str, ...]] = ()
+    #: its name in messages (e.g. ``ZO-LSTM``); the registry name when empty
+    title: ClassVar[str] = ""
+    #: task family -> shipped checkpoint file (under ``checkpoints/``), selectable by name in comparisons
+    shipped_files: ClassVar[dict[str, str]] = {}
+    #: the command that trains one (named in messages about missing checkpoints)
+    train_command: ClassVar[str] = "python -m train.learned --optimizer <name>"
+
+    @abc.abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """The meta-parameter modules by name (the same objects on every call)."""
+
+    @abc.abstractmethod
+    def initial_carry(self, dim: int) -> dict[str, torch.Tensor]:
+        """The recurrent state at the start of a run on a ``dim``-dimensional optimizee."""
+
+    @abc.abstractmethod
+    def train_step(
+        self, x: torch.Tensor, carry: dict, f: Objective, rng: torch.Generator, project: Project
+    ) -> TrainStep:
+        """One differentiable step from ``x`` at meta-training time; ``carry`` is updated in place.
+
+        Args:
+            x: the iterate [d] (part of the autograd graph within a window).
+            carry: the recurrent state, updated in place.
+            f: the step's objective on rows [B, d] -> [B] (the queries of one estimate).
+            rng: draws the step's randomness (query directions).
+            project: maps the stepped iterate onto the task's feasible set.
+        """
+
+    def regularizer(self, step: TrainStep, config: LearnedConfig) -> torch.Tensor | None:
+        """The meta-loss term that ``step`` adds (before the scaling), or None for none."""
+        return None
+
+    @abc.abstractmethod
+    def stages(self, config: LearnedConfig) -> tuple[Stage, ...]:
+        """The meta-training stages, in order."""
+
+    def init_slots(self, state: ZOState) -> None:
+        state.slots.update(self.initial_carry(state.x.shape[0]))
+
+    def config(self) -> dict:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def with_options(self: L, **changes: Any) -> L:
+        """The optimizer with some options changed that *shares* this one's modules (no copy)."""
+        fixed = sorted(set(changes) & set(self.architecture))
+        if fixed:
+            raise ValueError(
+                f"cannot change {fixed} of an existing {self.learned_name}: they define its modules"
+            )
+        other = dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        other.adopt_modules(self)
+        return other
+
+    def adopt_modules(self, other: LearnedOptimizer) -> None:
+        """Use ``other``'s module objects as this optimizer's (both then train the same weights)."""
+        for name in self.modules():
+            setattr(self, _attribute(self, name), other.modules()[name])
+
+    def frozen_copy(self: L, **changes: Any) -> L:
+        """An independent, gradient-free copy (modules included), with ``changes`` to its options."""
+        other = copy.deepcopy(self.with_options(**changes))
+        for module in other.modules().values():
+            module.eval().requires_grad_(False)
+        return other
+
+    def load_modules(self, states: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        """Copy the weights of ``states`` (module name -> state_dict) into the modules."""
+        missing = sorted(set(self.modules()) - set(states))
+        if missing:
+            raise ValueError(f"the weights of {self.learned_name} lack the modules {missing}")
+        for name, module in self.modules().items():
+            module.load_state_dict(states[name])
+
+    def module_states(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Detached copies of every module's weights (module name -> state_dict)."""
+        return {
+            name: {k: v.detach().clone() for k, v in module.state_dict().items()}
+            for name, module in self.modules().items()
+        }
+
+    def make_variant(self: L, variant: str, task: str | None = None, **overrides: Any) -> L:
+        """An independent copy with variant ``variant``'s options (see :attr:`variants`).
+
+        ``""`` is the optimizer as it is; ``untrained`` (the control) keeps every option and redraws
+        the weights; ``task`` lets a subclass read task-tuned values; ``overrides`` win over the
+        variant's options.
+        """
+        if variant and variant not in self.variant_names():
+            raise KeyError(
+                f"unknown {self.learned_name} variant {variant!r}; choose one of "
+                f"{', '.join(self.variant_names())}"
+            )
+        changes = {**self.variants.get(variant, {}), **overrides}
+        if variant == UNTRAINED:
+            fresh = dataclasses.replace(self, **changes)  # type: ignore[type-var]  # fresh weights
+            for module in fresh.modules().values():
+                module.eval().requires_grad_(False)
+            return fresh
+        return self.frozen_copy(**changes)
+
+    @classmethod
+    def shipped_checkpoint(cls, task: str) -> Path:
+        """The shipped checkpoint of this optimizer trained on ``task`` (a KeyError names the others)."""
+        what, command = f"{cls.title or cls.learned_name} checkpoint", cls.train_command
+        return shipped_file(what, cls.shipped_files, task, command.replace("<name>", cls.learned_name))
+
+    @classmethod
+    def variant_names(cls) -> list[str]:
+        """Every variant a checkpoint of this optimizer can be loaded as (the control included)."""
+        return [*cls.variants, UNTRAINED] if UNTRAINED not in cls.variants else list(cls.variants)
+
+
+L = TypeVar("L", bound=LearnedOptimizer)
+
+
+def _attribute(optimizer: LearnedOptimizer, name: str) -> str:
+    """The attribute that holds module ``name`` (a subclass may map names via ``module_attributes``)."""
+    return getattr(optimizer, "module_attributes", {}).get(name, name)
+
+
+_LEARNED: dict[str, type[LearnedOptimizer]] = {}
+
+
+def register_learned(name: str) -> Callable[[type[L]], type[L]]:
+    """Class decorator: register a learned optimizer under ``name`` (format ``l2l.learned/<name>``).
+
+    Args:
+        name: the registry name (``train.learned --optimizer NAME``).
+    """
+
+    def deco(cls: type[L]) -> type[L]:
+        if name in _LEARNED:
+            raise ValueError(f"learned optimizer {name!r} is already registered ({_LEARNED[name].__name__})")
+        cls.learned_name = name
+        _LEARNED[name] = cls
+        return cls
+
+    return deco
+
+
+def learned_names() -> list[str]:
+    """The registered learned optimizers."""
+    return sorted(_LEARNED)
+
+
+def learned_class(name: str) -> type[LearnedOptimizer]:
+    """The learned optimizer registered as ``name``."""
+    if name not in _LEARNED:
+        raise KeyError(f"unknown learned optimizer {name!r}; registered: {', '.join(learned_names())}")
+    return _LEARNED[name]

@@ -1,0 +1,64 @@
+"""Pinned losses of the shipped ZO-LSTM checkpoints: refactors of l2l.learned must keep them bit for bit.
+
+The numbers were recorded from the code before the learned-optimizer protocol (issue 11) with one torch
+thread; a change here means a result figure changed.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import l2l
+from l2l.learned import load_zo_lstm
+
+#: (family, checkpoint) -> losses after steps 1..5 and after step 20 of a 20-step run (test index 0, seed 0)
+PINNED = {
+    ("mnist_attack", "checkpoints/zo_lstm_mnist.pt"): (
+        [11.0997314453125, 11.102195739746094, 11.046061515808105, 10.947734832763672, 10.860308647155762],
+        9.237086296081543,
+    ),
+    ("binary_classification", "checkpoints/zo_lstm_binary.pt"): (
+        [0.2359236180782318, 0.22683340311050415, 0.22453945875167847, 0.22161975502967834,
+         0.2196059376001358],
+        0.15204490721225739,
+    ),
+}  # fmt: skip
+
+#: ablations of the shipped binary checkpoint: variant -> (losses after steps 1..3, after step 20)
+PINNED_VARIANTS = {
+    "zo_lstm_no_query": ([0.2359236180782318, 0.22683340311050415, 0.22453945875167847], 0.15201906859874725),
+    "zo_lstm_untrained": ([0.2493259161710739, 0.24888941645622253, 0.2485935091972351], 0.24317625164985657),
+    "zo_lstm_guided_es": ([0.2359236180782318, 0.21875546872615814, 0.21031810343265533], 0.1507200002670288),
+    "zo_lstm_no_update": (
+        [0.23265738785266876, 0.24617208540439606, 0.24680478870868683], 0.14994071424007416
+    ),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Trajectories are bit-identical only for a fixed torch thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(("family", "path"), list(PINNED))
+def test_shipped_checkpoint_trajectory_is_pinned(family: str, path: str) -> None:
+    first, last = PINNED[(family, path)]
+    traj = l2l.run(l2l.load_optimizer(path), l2l.make_task(family, split="test", index=0), steps=20, seed=0)
+    assert len(traj.losses) == 21
+    assert traj.losses[1:6] == first
+    assert traj.losses[-1] == last
+
+
+@pytest.mark.parametrize("variant", list(PINNED_VARIANTS))
+def test_shipped_checkpoint_variant_trajectory_is_pinned(variant: str) -> None:
+    first, last = PINNED_VARIANTS[variant]
+    family = "binary_classification"
+    optimizer = load_zo_lstm("checkpoints/zo_lstm_binary.pt", variant, task=family)
+    traj = l2l.run(optimizer, l2l.make_task(family, split="test", index=0), steps=20, seed=0)
+    assert traj.losses[1:4] == first
+    assert traj.losses[-1] == last

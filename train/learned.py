@@ -1,0 +1,429 @@
+"""Meta-train any registered learned optimizer, stage by stage; keep the best of each stage on val.
+
+    python -m train.learned --optimizer zo_lmom --task quadratic --iterations 200
+    python -m train.learned --optimizer zo_lstm --task mnist_attack --iterations 1000,500 \\
+        --options q=20,update_lr=1e-3
+    python -m train.learned --optimizer zo_lmom --task quadratic --iterations 200 --resume
+
+The optimizer's own options and its meta-training procedure (the fields of its config class, listed at
+the end of ``--help``) go in ``--options`` as ``key=value`` pairs. Training trajectories come from the
+**train** split; every ``--val-every`` meta-iterations (and at the start and end of each stage) the
+frozen optimizer runs through ``l2l.run`` on the first ``--val-instances`` **val** instances with fixed
+seeds, and the best mean final loss is kept. The test split is never touched. Written to ``--out``:
+
+- ``best.pt``: the best-on-val optimizer of the last stage (``l2l.load_optimizer("…/best.pt")``);
+- ``stage<k>.pt``: the best-on-val optimizer of stage k, for every stage but the last (stage k + 1
+  starts from it);
+- ``last.pt``: the whole training state, for ``--resume`` (bit-for-bit continuation);
+- ``history.json``: every validation; and the wandb run folder (offline by default).
+
+``python -m train.zo_lstm`` is the ZO-LSTM's own entry point on top of this loop (its flags, its alpha
+selection on val).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from tqdm import tqdm
+
+import l2l
+from l2l.common.config import doc_field, parse_config
+from l2l.common.io import save_torch_atomic, write_json_atomic
+from l2l.learned.checkpoint import TRAINING_PREFIX, read_checkpoint, save_learned
+from l2l.learned.meta import MetaTrainer, Validation, is_better, validate
+from l2l.learned.protocol import LearnedConfig, learned_class, learned_names
+from l2l.tasks.base import Task
+from l2l.tasks.registry import family_default_steps
+
+#: the format version of the training states (last.pt) this loop writes
+TRAINING_VERSION = 1
+
+
+@dataclass
+class Job:
+    """One meta-training run, as the loop needs it (built by a CLI from its config).
+
+    Attributes:
+        meta: the optimizer's config (options and procedure; ``meta.new_optimizer()`` builds it).
+        task: the task family's name.
+        iterations: meta-iterations per stage, by stage name (0 skips the stage).
+        out: the output folder.
+        record: the CLI's whole config, stored in checkpoints and compared on ``--resume``.
+        training_format: the marker of this run's last.pt.
+        train_instances: use the first N train instances (None: all).
+        val_instances: val instances scored at each validation.
+        val_every: meta-iterations between validations.
+        val_steps: steps of a validation run.
+        images: attack tasks: adversarial examples logged to wandb per validation.
+        init_from: a checkpoint whose weights training starts from, or None.
+        resume: continue from ``out/last.pt``.
+        wandb: wandb mode.
+        wandb_project: wandb project.
+        resumable: fields of ``record`` that may differ on ``--resume``.
+        saved_before: the value fields had in runs saved before they existed.
+    """
+
+    meta: LearnedConfig
+    task: str
+    iterations: dict[str, int]
+    out: Path
+    record: dict
+    training_format: str
+    train_instances: int | None = None
+    val_instances: int = 10
+    val_every: int = 100
+    val_steps: int = 200
+    images: int = 4
+    init_from: str | None = None
+    resume: bool = False
+    wandb: str = "offline"
+    wandb_project: str = "l2l-zo"
+    resumable: frozenset[str] = frozenset()
+    saved_before: dict = field(default_factory=dict)
+
+
+@dataclass
+class LearnedTrainConfig:
+    """Meta-train a registered learned optimizer on a task family's train split, selecting on val."""
+
+    optimizer: str = doc_field("zo_lmom", "the learned optimizer to train (see l2l.learned.learned_names())")
+    task: str = doc_field("quadratic", "task family to train on (see l2l.family_names())")
+    options: str = doc_field(
+        "", "the optimizer's options and procedure as key=value pairs, comma-separated (fields below)"
+    )
+    steps: int | None = doc_field(None, "optimizee steps T per trajectory (none: the family's default_steps)")
+    iterations: str = doc_field(
+        "100", "meta-iterations per stage, comma-separated in stage order (one number: every stage); 0 skips"
+    )
+    train_instances: int | None = doc_field(None, "use the first N train instances (none: all)")
+    val_instances: int = doc_field(10, "val instances scored at each validation")
+    val_every: int = doc_field(100, "meta-iterations between validations (and saves of last.pt)")
+    val_steps: int | None = doc_field(None, "steps of a validation run (none: --steps)")
+    images: int = doc_field(4, "attack tasks: adversarial examples logged to wandb per validation")
+    init_from: str | None = doc_field(None, "start from this checkpoint's weights (none: random)")
+    out: str = doc_field(
+        "results/learned/{optimizer}/{task}", "output folder ({optimizer}, {task} filled in)"
+    )
+    threads: int = doc_field(1, "torch CPU threads (pin it: results depend on it bit for bit)")
+    wandb: Literal["online", "offline", "disabled"] = doc_field(
+        "offline", "wandb mode: offline needs no account or network; online uploads"
+    )
+    wandb_project: str = doc_field("l2l-zo", "wandb project name")
+    resume: bool = doc_field(False, "continue from <out>/last.pt (pass the same options as the first run)")
+
+    def __post_init__(self) -> None:
+        learned_class(self.optimizer)  # a clear KeyError listing the registered ones
+        if self.steps is None:
+            self.steps = family_default_steps(self.task)
+        if self.val_steps is None:
+            self.val_steps = self.steps
+        check_loop_fields(self, ("val_instances", "val_every", "val_steps", "threads"), ("images",))
+
+    def job(self) -> Job:
+        """The run this config describes."""
+        cls = learned_class(self.optimizer)
+        meta = cls.config_class(**{**parse_options(self.options, cls.config_class), "steps": self.steps})
+        stages = [stage.name for stage in meta.new_optimizer().stages(meta)]
+        assert self.val_steps is not None
+        return Job(
+            meta=meta, task=self.task, iterations=parse_iterations(self.iterations, stages),
+            out=Path(self.out.replace("{optimizer}", self.optimizer).replace("{task}", self.task)),
+            record=dataclasses.asdict(self), training_format=TRAINING_PREFIX + self.optimizer,
+            train_instances=self.train_instances, val_instances=self.val_instances,
+            val_every=self.val_every, val_steps=self.val_steps, images=self.images,
+            init_from=self.init_from, resume=self.resume, wandb=self.wandb,
+            wandb_project=self.wandb_project, resumable=frozenset({"iterations", "resume", "wandb",
+                                                                   "wandb_project", "threads"}),
+        )  # fmt: skip
+
+
+def check_loop_fields(cfg: Any, positive: tuple[str, ...], nonnegative: tuple[str, ...]) -> None:
+    """Raise a clear ValueError for a field of ``positive`` below 1 or of ``nonnegative`` below 0."""
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name}={getattr(cfg, name)} must be >= 1")
+    for name in nonnegative:
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name}={getattr(cfg, name)} must be >= 0")
+
+
+def parse_options(text: str, config_class: type[LearnedConfig]) -> dict[str, Any]:
+    """``"q=10,unroll=5"`` -> {"q": 10, "unroll": 5}, each value converted to its field's type.
+
+    Raises:
+        ValueError: an item without ``=``, an unknown field (the message lists them), ``steps`` (a
+            flag of its own) or a value of the wrong type.
+    """
+    hints = typing.get_type_hints(config_class)
+    fields = [f.name for f in dataclasses.fields(config_class) if f.name != "steps"]
+    values: dict[str, Any] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, eq, raw = (part.strip() for part in item.partition("="))
+        if not eq or key not in fields:
+            raise ValueError(
+                f"--options item {item!r} must be key=value with key one of {', '.join(fields)}"
+                + (" (steps has its own flag, --steps)" if key == "steps" else "")
+            )
+        values[key] = _convert(raw, hints[key], key)
+    return values
+
+
+def _convert(raw: str, tp: Any, key: str) -> Any:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is Literal:
+        if raw not in args:
+            raise ValueError(f"--options {key}={raw!r} must be one of {', '.join(map(str, args))}")
+        return raw
+    if tp is bool:
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"--options {key}={raw!r} must be true or false")
+        return raw.lower() in ("true", "1")
+    try:
+        return tp(raw)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"--options {key}={raw!r} is not a valid {getattr(tp, '__name__', tp)}") from err
+
+
+def parse_iterations(text: str, stages: list[str]) -> dict[str, int]:
+    """``"1000,500"`` -> {stage 1: 1000, stage 2: 500}; a single number applies to every stage."""
+    try:
+        counts = [int(item) for item in text.split(",")]
+    except ValueError as err:
+        raise ValueError(
+            f"iterations={text!r} must be comma-separated whole numbers, e.g. '1000,500'"
+        ) from err
+    if len(counts) == 1:
+        counts = counts * len(stages)
+    if len(counts) != len(stages) or any(n < 0 for n in counts):
+        raise ValueError(
+            f"iterations={text!r} must give one count >= 0 per stage ({', '.join(stages)}), or one for all"
+        )
+    return dict(zip(stages, counts, strict=True))
+
+
+def new_progress() -> dict[str, Any]:
+    """What the loop tracks besides the trainer: best record per stage, all validations, the wandb run."""
+    return {"best": {}, "history": [], "global_step": 0, "wandb_id": None}
+
+
+def save_training_state(job: Job, trainer: MetaTrainer, progress: dict) -> None:
+    """Write ``last.pt`` (for ``--resume``) and ``history.json``."""
+    state = {
+        "format": job.training_format,
+        "format_version": TRAINING_VERSION,
+        "version": l2l.__version__,
+        "config": job.record,
+        "trainer": trainer.state_dict(),
+        "progress": progress,
+    }
+    save_torch_atomic(job.out / "last.pt", state)
+    write_json_atomic(job.out / "history.json", progress["history"])
+
+
+def load_training_state(job: Job, trainer: MetaTrainer) -> dict:
+    """Restore ``trainer`` from ``out/last.pt`` and return the loop's progress."""
+    path = job.out / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no training state at {str(path)!r}; run without --resume first")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != job.training_format:
+        raise ValueError(f"{str(path)!r} is not a training state of this run ({job.training_format})")
+    saved, now = {**job.saved_before, **state["config"]}, job.record
+    changed = sorted(k for k in now if k not in job.resumable and saved.get(k) != now[k])
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise ValueError(f"--resume with different options ({diffs}); pass the options of the first run")
+    trainer.load_state_dict(state["trainer"])
+    return state["progress"]
+
+
+def start_wandb(job: Job, progress: dict) -> Any:
+    """A wandb run (resumed when the training is), or None when --wandb disabled."""
+    if job.wandb == "disabled":
+        return None
+    os.environ.setdefault("WANDB_SILENT", "true")
+    import wandb  # imported here: slow, and unused when disabled
+
+    progress["wandb_id"] = progress["wandb_id"] or uuid.uuid4().hex[:12]  # kept in last.pt for --resume
+    return wandb.init(
+        project=job.wandb_project, mode=job.wandb, dir=str(job.out), config=job.record,
+        job_type=f"train_{job.meta.new_optimizer().learned_name}", id=progress["wandb_id"], resume="allow",
+    )  # fmt: skip
+
+
+def adversarial_images(val: Validation, tasks: list[Task], count: int) -> list[Any]:
+    """wandb images of (clean | adversarial) pairs for classifier attacks; [] for other tasks."""
+    import wandb
+
+    images = []
+    for task, traj in list(zip(tasks, val.trajectories, strict=True))[:count]:
+        if not task.classifier_attack:
+            return []
+        attack: Any = task  # a classifier attack has model, image, label and adversarial (Task docs)
+        adv = attack.adversarial(traj.x.unsqueeze(0))[0]
+        with torch.no_grad():
+            predicted = int(attack.model(adv.unsqueeze(0)).argmax(dim=1))
+        pair = torch.cat([attack.image, adv], dim=-1).clamp(0, 1)
+        caption = f"label {attack.label} -> {predicted}, loss {traj.final_loss:.3f}"
+        images.append(wandb.Image(pair, caption=caption))
+    return images
+
+
+def log_validation(run: Any, val: Validation, record: dict, tasks: list[Task], job: Job) -> None:
+    """Log one validation (numbers, the mean loss curve, attack images) to wandb."""
+    import wandb
+
+    curve = val.loss_curve_mean
+    name = f"{record['stage']} it {record['iteration']}"
+    row = {f"val/{k}": v for k, v in record.items() if isinstance(v, int | float) and v is not None}
+    row["val/loss_curve"] = wandb.plot.line_series(
+        xs=[list(range(len(curve)))], ys=[curve], keys=[name], title=f"val loss curve ({name})", xname="step"
+    )
+    images = adversarial_images(val, tasks, job.images)
+    if images:
+        row["val/adversarial"] = images
+    run.log(row, step=record["global_step"])
+
+
+def evaluate(trainer: MetaTrainer, job: Job, val_tasks: list[Task], progress: dict, run: Any) -> dict:
+    """Validate the current optimizer, keep it if it is the stage's best, and save the training state."""
+    stage = trainer.stage
+    assert stage is not None
+    optimizer = trainer.frozen()
+    val = validate(optimizer, val_tasks, job.val_steps, seed=job.meta.seed)
+    record = {"stage": stage, "iteration": trainer.iteration, "global_step": progress["global_step"]}
+    record.update({k: v for k, v in val.summary().items() if k != "loss_curve_mean"})
+    progress["history"].append(record)
+    best = progress["best"].get(stage)
+    if is_better(val.final_loss_mean, None if best is None else best["final_loss_mean"]):
+        progress["best"][stage] = record
+        for name in stage_files(job, trainer.stage_names(), stage):
+            save_learned(
+                job.out / name, optimizer, train_config=job.record, task=task_info(job, trainer),
+                val={**val.summary(), "stage": stage, "iteration": trainer.iteration, "split": "val"},
+            )  # fmt: skip
+    if run is not None:
+        log_validation(run, val, record, val_tasks, job)
+    save_training_state(job, trainer, progress)
+    return record
+
+
+def stage_file(stages: list[str], stage: str) -> str:
+    """The checkpoint of a stage's best: ``stage<k>.pt``, or ``best.pt`` for the last declared stage."""
+    k = stages.index(stage) + 1
+    return "best.pt" if k == len(stages) else f"stage{k}.pt"
+
+
+def stage_files(job: Job, stages: list[str], stage: str) -> list[str]:
+    """The files a stage's best goes to: its own, and best.pt when it is the last stage that runs."""
+    files = [stage_file(stages, stage)]
+    ran = [s for s in stages if job.iterations[s] > 0]
+    if ran and ran[-1] == stage and "best.pt" not in files:
+        files.append("best.pt")
+    return files
+
+
+def task_info(job: Job, trainer: MetaTrainer) -> dict:
+    """What the optimizer was trained on, for its checkpoint."""
+    return {
+        "family": job.task, "split": "train", "instances": len(trainer.tasks),
+        "val_instances": job.val_instances,
+    }  # fmt: skip
+
+
+def begin_stage(trainer: MetaTrainer, job: Job, stage: str) -> None:
+    """A stage after the first starts from the previous stage's best-on-val weights (if saved here)."""
+    stages = trainer.stage_names()
+    k = stages.index(stage)
+    previous = job.out / stage_file(stages, stages[k - 1]) if k > 0 else None
+    if previous is not None and previous.is_file():
+        trainer.load_weights(read_checkpoint(previous))
+    trainer.begin_stage(stage)
+
+
+def train(job: Job) -> dict:
+    """Run ``job`` (or continue it with ``job.resume``); returns the best record of each stage and ``out``."""
+    job.out.mkdir(parents=True, exist_ok=True)
+    family = l2l.make_family(job.task)
+    train_tasks = family.instances("train", limit=job.train_instances)
+    val_tasks = family.instances("val", limit=job.val_instances)
+    trainer = MetaTrainer(job.meta, train_tasks)
+    if job.resume:
+        progress = load_training_state(job, trainer)
+    else:
+        progress = new_progress()
+        if job.init_from:
+            trainer.load_weights(read_checkpoint(job.init_from))
+    run = start_wandb(job, progress)
+    stages = trainer.stage_names()
+    plan = [(stage, job.iterations[stage]) for stage in stages if job.iterations[stage] > 0]
+    bar = tqdm(total=sum(n for _, n in plan), initial=progress["global_step"], unit="meta-it")
+    for stage, iterations in plan:
+        if trainer.stage is not None and stages.index(stage) < stages.index(trainer.stage):
+            continue  # resumed after this stage (an unfinished or extended stage continues below)
+        if trainer.stage != stage:  # a fresh stage (not one resumed mid-way)
+            begin_stage(trainer, job, stage)
+            record = evaluate(trainer, job, val_tasks, progress, run)
+            bar.set_postfix_str(f"{stage} val {record['final_loss_mean']:.4f}")
+        while trainer.iteration < iterations:
+            stats = trainer.meta_step()
+            progress["global_step"] += 1
+            bar.update(1)
+            if run is not None:
+                run.log({"stage": 1 + stages.index(stage), **{f"meta/{k}": v for k, v in stats.items()}},
+                        step=progress["global_step"])  # fmt: skip
+            if trainer.iteration % job.val_every == 0 or trainer.iteration == iterations:
+                record = evaluate(trainer, job, val_tasks, progress, run)
+                val_loss = record["final_loss_mean"]
+                bar.set_postfix_str(f"{stage} meta-loss {stats['meta_loss']:.3g} val {val_loss:.4f}")
+        save_training_state(job, trainer, progress)
+    bar.close()
+    return {"best": progress["best"], "out": str(job.out), "run": run, "val_tasks": val_tasks}
+
+
+def options_help() -> str:
+    """The ``--options`` fields of every registered learned optimizer, for ``--help``."""
+    lines = ["options of each learned optimizer (--options key=value,...; steps has its own flag):"]
+    for name in learned_names():
+        cls, defaults = learned_class(name), learned_class(name).config_class()
+        stages = ", ".join(stage.name for stage in defaults.new_optimizer().stages(defaults))
+        lines.append(f"  {name} ({cls.config_class.__name__}; stages: {stages}):")
+        for f in dataclasses.fields(cls.config_class):
+            if f.name != "steps":
+                lines.append(f"    {f.name} = {f.default!r}: {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def finish(result: dict, extra: dict | None = None, wandb_summary: dict | None = None) -> dict:
+    """Close the wandb run (with ``wandb_summary``), print the summary (with ``extra``) as JSON, return it."""
+    run = result.pop("run")
+    result.pop("val_tasks")
+    summary = {**result, **(extra or {})}
+    if run is not None:
+        for key, value in (wandb_summary or {}).items():
+            run.summary[key] = value
+        run.finish()
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m train.learned``: parse the command line, train, print the summary as JSON."""
+    cfg = parse_config(LearnedTrainConfig, argv, epilog=options_help())
+    torch.set_num_threads(cfg.threads)
+    return finish(train(cfg.job()))
+
+
+if __name__ == "__main__":
+    main()
