@@ -36,9 +36,9 @@ from agents.zo_rl import ZORL, load_zo_rl
 from envs.zo_env import default_mu_eta
 from eval import report
 from eval.compare import CompareConfig, head_to_head
-from eval.cosine import true_gradient
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import write_text_atomic
+from l2l.diagnostics import true_gradient
 from l2l.estimators import gaussian_directions
 from l2l.optimizers import make_optimizer
 from l2l.optimizers.base import ZOOptimizer, ZOState

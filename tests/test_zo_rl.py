@@ -19,8 +19,8 @@ import l2l
 from agents import ZORL, ZORLAgent, ZORLPolicy, attach_info, load_zo_rl, load_zo_rl_lstm
 from envs import ZOEnv, action_to_direction, direction_to_action
 from eval import cosine as cosine_cli
-from eval.cosine import cosine_trace
 from eval.specs import build_optimizers, parse_optimizers
+from l2l.diagnostics import cosine_trace
 from l2l.learned import save_zo_lstm
 from l2l.learned.zo_lstm import ZOLSTM
 from train import ddpg_policy

@@ -44,13 +44,13 @@ from agents.ddpg import ZORLAgent
 from agents.monitoring import TqdmCallback, WandbWriter
 from agents.networks import ZORLPolicy
 from agents.zo_rl import SHIPPED, ZORL, attach_info, read_policy, zo_rl_from_agent
-from envs import DEFAULT_STEPS
 from envs.zo_env import ZOEnv
-from eval.cosine import cosine_trace
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import atomic_write, write_json_atomic
 from l2l.common.paths import checkpoints_dir
+from l2l.diagnostics import cosine_trace
 from l2l.learned.meta import is_better, validate
+from l2l.tasks import default_steps
 from l2l.tasks.base import Task
 
 #: config fields that may differ between a run and its --resume
@@ -65,7 +65,9 @@ class TrainConfig:
     """Train a ZO-RL sampling policy (DDPG) on a task family's train split, selecting on its val split."""
 
     task: str = doc_field("mnist_attack", "task family to train on (see l2l.family_names())")
-    steps: int | None = doc_field(None, "steps per episode, the iteration budget (none: 200; 500 for binary)")
+    steps: int | None = doc_field(
+        None, "steps per episode, the iteration budget (none: the family default_steps, 200; 500 for binary)"
+    )
     mu: float | None = doc_field(None, "finite-difference radius (none: the task's tuned ZO-SGD mu)")
     eta: float | None = doc_field(None, "learning rate of a step (none: tuned ZO-SGD delta / (d q))")
     observe: Literal["iterate", "image", "image_delta", "auto"] = doc_field(
@@ -130,7 +132,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.steps is None:
-            self.steps = DEFAULT_STEPS.get(self.task, 200)
+            self.steps = default_steps(self.task)
         if self.val_steps is None:
             self.val_steps = self.steps
         for name in (
@@ -175,7 +177,7 @@ def make_env(cfg: TrainConfig) -> ZOEnv:
     observe = cfg.observe
     if observe == "auto":
         probe = l2l.make_family(cfg.task).instance("train", 0)
-        observe = "image" if hasattr(probe, "adversarial") else "iterate"
+        observe = "image" if probe.classifier_attack else "iterate"
     return ZOEnv(
         cfg.task, split="train", index=None, instances=cfg.train_instances, mu=cfg.mu, eta=cfg.eta,
         steps=cfg.steps or 200, observe=observe, reward_scale=cfg.reward_scale,
