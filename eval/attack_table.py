@@ -32,6 +32,7 @@ import l2l
 from eval.compare import pinned_threads
 from eval.headtohead import RunRecord, run_grid
 from eval.report import WHITE_BOX_MARK, fmt_cell
+from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import write_json_atomic, write_text_atomic
 from l2l.optimizers.base import ZOOptimizer
@@ -174,9 +175,10 @@ def summarize_method(rows: list[dict], optimizer: ZOOptimizer, dim: int, budget:
 
 def attack_table(config: AttackTableConfig, progress: bool = True) -> dict:
     """Run every method on the configured instances and return the result dict (nothing is written)."""
-    names = parse_methods(config.methods)  # fail fast, before the target model loads
-    tasks = attack_tasks(config)
-    optimizers = [(name, l2l.make_optimizer(name, task=config.task)) for name in names]
+    with user_input():  # bad names are the command line's errors
+        names = parse_methods(config.methods)  # fail fast, before the target model loads
+        tasks = attack_tasks(config)
+        optimizers = [(name, l2l.make_optimizer(name, task=config.task)) for name in names]
     with pinned_threads(config.threads):
         records = run_grid(
             optimizers,
@@ -265,4 +267,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 import l2l
+from l2l.common.cli import run_cli
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import write_json_atomic
 from l2l.learned.meta import MetaConfig, MetaTrainer
@@ -182,4 +183,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -29,6 +29,7 @@ from tqdm import tqdm
 import l2l
 from eval.compare import pinned_threads
 from eval.headtohead import run_seed
+from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import atomic_write, write_json_atomic
 from l2l.diagnostics import cosine_trace
@@ -109,8 +110,9 @@ def summarize_traces(traces: list[tuple[list[int], list[float]]]) -> dict:
 
 def cosine_study(config: CosineConfig, progress: bool = True) -> dict:
     """Run every method on every (instance, trial) and return the result dict (nothing is written)."""
-    tasks = l2l.make_family(config.task).instances(config.split, limit=config.instances)
-    methods = {name: build_method(name, config) for name in config.method_list()}
+    with user_input():  # bad names and checkpoints are the command line's errors
+        tasks = l2l.make_family(config.task).instances(config.split, limit=config.instances)
+        methods = {name: build_method(name, config) for name in config.method_list()}
     results = {}
     runs = [(i, t) for i in range(len(tasks)) for t in range(config.trials)]
     with (
@@ -169,4 +171,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

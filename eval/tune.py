@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 import l2l
 from eval.headtohead import run_grid
+from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import write_json_atomic
 from l2l.optimizers import registry
@@ -224,9 +225,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     cfg = parse_config(TuneConfig, argv)
     torch.set_num_threads(cfg.threads)
     names = [n.strip() for n in cfg.optimizers.split(",") if n.strip()]
-    for name in names:
-        optimizer_class(name)  # fail fast on unknown names
-    tasks = l2l.make_family(cfg.task).instances("val", limit=cfg.instances)
+    with user_input():  # bad names are the command line's errors
+        for name in names:
+            optimizer_class(name)  # fail fast on unknown names
+        tasks = l2l.make_family(cfg.task).instances("val", limit=cfg.instances)
     bar = tqdm(total=sum(stage_sizes(n, cfg) for n in names), desc=f"tune {cfg.task} (val)", unit="cfg")
     results = {}
     for name in names:
@@ -242,4 +244,4 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
