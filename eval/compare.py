@@ -27,7 +27,8 @@ from l2l.common.config import doc_field, parse_config
 from l2l.estimators import check_mu, check_q
 from l2l.optimizers.base import ZOOptimizer
 
-#: steps per run when neither --steps nor --budget is given
+#: steps per run when neither --steps nor --budget is given; deliberately the same for every family (not
+#: TaskFamily.default_steps, the training horizon: binary_classification trains on 500 but is reported at 200)
 DEFAULT_STEPS = 200
 
 
