@@ -18,11 +18,11 @@ import gymnasium
 
 from envs.mdp import OBSERVE_MODES, action_to_direction, direction_to_action, image_shape, observation
 from envs.zo_env import ZOEnv, default_mu_eta
+from l2l.tasks import default_steps
 
-#: gymnasium id -> the task family it wraps
+#: gymnasium id -> the task family it wraps; episodes last the family's ``default_steps`` (papers/002
+#: sec. 4: 200 steps for attacks, 500 for binary)
 ENV_IDS = {"l2l/ZOAttack-v0": "mnist_attack", "l2l/ZOBinary-v0": "binary_classification"}
-#: episode lengths of the papers' runs (papers/002 sec. 4: 200 steps for attacks, 500 for binary)
-DEFAULT_STEPS = {"mnist_attack": 200, "binary_classification": 500}
 
 
 def _register() -> None:
@@ -31,14 +31,13 @@ def _register() -> None:
             gymnasium.register(
                 id=env_id,
                 entry_point="envs.zo_env:ZOEnv",
-                kwargs={"task": family, "split": "train", "index": None, "steps": DEFAULT_STEPS[family]},
+                kwargs={"task": family, "split": "train", "index": None, "steps": default_steps(family)},
             )
 
 
 _register()
 
 __all__ = [
-    "DEFAULT_STEPS",
     "ENV_IDS",
     "OBSERVE_MODES",
     "ZOEnv",

@@ -57,13 +57,13 @@ def direction_to_action(direction: torch.Tensor) -> np.ndarray:
 
 
 def check_observe(observe: str, task: Task) -> str:
-    """``observe`` checked against the task: the image modes need an attack task (with ``adversarial``)."""
+    """``observe`` checked against the task: the image modes need a classifier attack (``adversarial``)."""
     if observe not in OBSERVE_MODES:
         raise ValueError(f"observe={observe!r} must be one of {', '.join(OBSERVE_MODES)}")
-    if observe != "iterate" and not hasattr(task, "adversarial"):
+    if observe != "iterate" and not task.classifier_attack:
         raise ValueError(
-            f"observe={observe!r} needs an attack task (with an adversarial(X) method); "
-            f"{type(task).__name__} has none: use observe='iterate'"
+            f"observe={observe!r} needs a classifier attack task (Task.classifier_attack, with an "
+            f"adversarial(X) method); {type(task).__name__} is none: use observe='iterate'"
         )
     return observe
 
@@ -92,9 +92,8 @@ def observed_image_shape(task: Task, observe: str) -> tuple[int, ...] | None:
 def image_shape(task: Task) -> tuple[int, ...] | None:
     """The (channels, height, width) the iterate has as an image, or None for a plain vector.
 
-    Attack tasks perturb an image; the agent's networks then use convolutions over this shape.
+    Attack tasks perturb an image (:attr:`Task.image_shape`); the agent's networks then use
+    convolutions over this shape, so an image that is not (C, H, W) counts as a plain vector.
     """
-    image = getattr(task, "image", None)
-    if isinstance(image, torch.Tensor) and image.dim() == 3 and image.numel() == task.dim:
-        return tuple(int(s) for s in image.shape)
-    return None
+    shape = task.image_shape
+    return shape if shape is not None and len(shape) == 3 else None

@@ -80,7 +80,8 @@ class ZOEnv(gym.Env):
         mu: finite-difference radius; None takes the family's tuned ZO-SGD mu (see :func:`default_mu_eta`).
         eta: learning rate of the step; None takes the family's tuned ZO-SGD learning rate over its q,
             delta / (d q) (see :func:`default_mu_eta`).
-        steps: the iteration budget of an episode (truncation).
+        steps: the iteration budget of an episode (truncation); the registered ids and
+            ``train.ddpg_policy`` pass the family's ``default_steps``.
         instances: with ``index=None``, draw among the first ``instances`` of the split (None: all).
         observe: ``iterate`` or ``image`` (attack tasks: the attacked image; see :mod:`envs.mdp`).
         reward_scale: factor on every reward (small losses, e.g. binary classification's ~1e-3

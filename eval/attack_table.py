@@ -53,6 +53,7 @@ from eval.headtohead import RunRecord, run_grid
 from eval.report import WHITE_BOX_MARK, fmt_cell, line_style, new_axes, plot_title, save_png
 from eval.specs import OptimizerSpec, build_optimizers, parse_optimizers
 from eval.wandb_log import log_attack_table
+from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import write_json_atomic, write_text_atomic
 from l2l.optimizers.base import ZOOptimizer
@@ -298,9 +299,10 @@ def success_curve(rows: list[dict], grid: list[int]) -> list[float]:
 
 def attack_table(config: AttackTableConfig, progress: bool = True) -> dict:
     """Run every method on the configured instances and return the result dict (nothing is written)."""
-    specs = parse_methods(config)  # fail fast, before the target model loads
-    tasks = attack_tasks(config)
-    optimizers = build_optimizers(specs)
+    with user_input():  # bad names and values are the command line's errors
+        specs = parse_methods(config)  # fail fast, before the target model loads
+        tasks = attack_tasks(config)
+        optimizers = build_optimizers(specs)
     records = _run(config, optimizers, tasks, progress)
     by_name = dict(optimizers)
     rows = [run_row(r, tasks[r.instance], by_name[r.optimizer]) for r in records]
@@ -467,4 +469,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

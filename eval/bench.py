@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 import l2l
+from l2l.common.cli import run_cli
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import write_json_atomic
 from l2l.learned.meta import MetaConfig, MetaTrainer
-from train.zo_lstm import TrainConfig
+from l2l.learned.schedule import ZO_LSTM_SCHEDULE
 
 ATTACK_OVERHEAD_TARGET = 1.25
 #: a full two-stage MNIST meta-training must fit in this many seconds on 2 CPU cores
@@ -116,13 +117,13 @@ def bench_meta_training(cfg: BenchConfig) -> dict:
     The total is estimated from these measurements with the default ``train.zo_lstm`` schedule:
     iterations of each stage plus every validation (each a 200-step ``l2l.run`` per val instance).
     """
-    defaults = TrainConfig()
+    defaults, unroll = ZO_LSTM_SCHEDULE, MetaConfig().unroll
     family = l2l.make_family("mnist_attack")
     trainer = MetaTrainer(MetaConfig(), family.instances("train", limit=20))
     update_s = time_meta_iterations(trainer, "update", cfg.meta_iterations)
     query_s = time_meta_iterations(trainer, "query", cfg.meta_iterations)
     val_task = family.instance("val", 0)
-    val_run_s = median_seconds(lambda: l2l.run(trainer.frozen(), val_task, defaults.steps, seed=0), 1)
+    val_run_s = median_seconds(lambda: l2l.run(trainer.frozen(), val_task, family.default_steps, seed=0), 1)
     validations = sum(
         n // defaults.val_every + 2 for n in (defaults.update_iterations, defaults.query_iterations)
     )
@@ -133,7 +134,7 @@ def bench_meta_training(cfg: BenchConfig) -> dict:
         + validations * defaults.val_instances * val_run_s
     )
     return {
-        "unroll": defaults.unroll,
+        "unroll": unroll,
         "stage1_s_per_meta_iteration": update_s,
         "stage2_s_per_meta_iteration": query_s,
         "val_run_s": val_run_s,
@@ -182,4 +183,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -3,11 +3,12 @@
     python -m eval.cosine --task binary_classification --budget 5000
     python -m eval.cosine --task quadratic --methods zo_gs,zo_rl --zo-rl results/zo_rl/quadratic/best.zip
 
-Every method optimizes the same instances from the same seeds (and, on stochastic tasks, the same
-minibatch stream as ``l2l.run``). At each step, before the method moves, the true gradient of the
-step's loss (the minibatch the step's queries share) is taken by autograd at the iterate; after the
-step, the estimate the method formed there is compared with it. The curves are the mean (and std) over
-runs of cos(estimate_k, gradient_k), plotted against the cumulative queries at the end of step k.
+Every method optimizes the same instances from the same seeds through ``l2l.run`` (so, on stochastic
+tasks, with the same minibatch stream). After each step, :func:`l2l.diagnostics.cosine_trace` compares
+the estimate the method formed with the true gradient of the step's loss (the minibatch the step's
+queries shared) at the iterate the step started from, taken by autograd and not counted as a query.
+The curves are the mean (and std) over runs of cos(estimate_k, gradient_k), plotted against the
+cumulative queries at the end of step k.
 
 Methods (papers/003 sec. 4): ``zo_gs`` (ZO-SGD with q Gaussian directions, tuned for the task),
 ``guided_es`` (:func:`l2l.estimators.guided_directions`), ``zo_lstm`` (a ZO-LSTM checkpoint),
@@ -16,13 +17,10 @@ Methods (papers/003 sec. 4): ``zo_gs`` (ZO-SGD with q Gaussian directions, tuned
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -31,12 +29,11 @@ from tqdm import tqdm
 import l2l
 from eval.compare import pinned_threads
 from eval.headtohead import run_seed
+from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import atomic_write, write_json_atomic
+from l2l.diagnostics import cosine_trace
 from l2l.estimators import check_q
-from l2l.oracle import Oracle
-from l2l.run import batch_seed
-from l2l.tasks.base import Task
 
 METHODS = ("zo_gs", "guided_es", "zo_lstm", "zo_rl", "zo_rl_lstm")
 
@@ -98,60 +95,6 @@ def build_method(name: str, config: CosineConfig) -> l2l.optimizers.ZOOptimizer:
     return load_zo_rl(policy) if name == "zo_rl" else load_zo_rl_lstm(policy, lstm)
 
 
-@contextlib.contextmanager
-def tapped_estimates(optimizer: object) -> Iterator[list[torch.Tensor]]:
-    """Record the gradient estimate of every step the optimizer takes inside the block.
-
-    Wraps the instance's ``advance`` (ZO-LSTM: returns an ``Advance`` with ``.est``) or ``estimate``
-    (estimate-then-update optimizers and ZO-RL: returns an ``Estimate``); the instance attribute
-    shadows the method and is removed afterwards.
-    """
-    name = "advance" if hasattr(optimizer, "advance") else "estimate"
-    if not hasattr(optimizer, name):
-        raise TypeError(f"{type(optimizer).__name__} exposes no estimate() or advance() to measure")
-    original: Callable = getattr(optimizer, name)
-    seen: list[torch.Tensor] = []
-
-    def record(*args, **kwargs):
-        out = original(*args, **kwargs)
-        seen.append((out.est if name == "advance" else out).grad.detach().clone())
-        return out
-
-    setattr(optimizer, name, record)
-    try:
-        yield seen
-    finally:
-        delattr(optimizer, name)
-
-
-def true_gradient(task: Task, x: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
-    """The autograd gradient of the loss on ``batch`` at ``x`` (analysis only; no query is counted)."""
-    x = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        value = task.loss(x.unsqueeze(0), batch)[0]
-        return torch.autograd.grad(value, x)[0]
-
-
-def cosine_trace(
-    optimizer: object, task: Task, steps: int, seed: int = 0, budget: int | None = None
-) -> tuple[list[int], list[float]]:
-    """(cumulative queries, cosine) after each step of one run, as in the module docstring."""
-    oracle, batch_rng = Oracle(task, budget), torch.Generator().manual_seed(batch_seed(seed))
-    state = optimizer.init(task.project(task.x0()), seed=seed)  # type: ignore[attr-defined]
-    queries, cosines = [], []
-    with tapped_estimates(optimizer) as seen:
-        for _ in range(steps):
-            if budget is not None and oracle.queries + optimizer.next_step_queries(state, task.dim) > budget:  # type: ignore[attr-defined]
-                break
-            batch = task.sample_batch(batch_rng)
-            oracle.set_batch(batch)
-            grad = true_gradient(task, state.x, batch)
-            state = optimizer.step(state, oracle)  # type: ignore[attr-defined]
-            cosines.append(float(torch.nn.functional.cosine_similarity(seen[-1], grad, dim=0, eps=1e-30)))
-            queries.append(oracle.queries)
-    return queries, cosines
-
-
 def summarize_traces(traces: list[tuple[list[int], list[float]]]) -> dict:
     """Mean and std of the cosine per step index over runs (runs of one method share their query counts)."""
     shortest = min(len(c) for _, c in traces)
@@ -167,8 +110,9 @@ def summarize_traces(traces: list[tuple[list[int], list[float]]]) -> dict:
 
 def cosine_study(config: CosineConfig, progress: bool = True) -> dict:
     """Run every method on every (instance, trial) and return the result dict (nothing is written)."""
-    tasks = l2l.make_family(config.task).instances(config.split, limit=config.instances)
-    methods = {name: build_method(name, config) for name in config.method_list()}
+    with user_input():  # bad names and checkpoints are the command line's errors
+        tasks = l2l.make_family(config.task).instances(config.split, limit=config.instances)
+        methods = {name: build_method(name, config) for name in config.method_list()}
     results = {}
     runs = [(i, t) for i in range(len(tasks)) for t in range(config.trials)]
     with (
@@ -227,4 +171,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -36,9 +36,10 @@ from agents.zo_rl import ZORL, load_zo_rl
 from envs.zo_env import default_mu_eta
 from eval import report
 from eval.compare import CompareConfig, head_to_head
-from eval.cosine import true_gradient
+from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import write_text_atomic
+from l2l.diagnostics import true_gradient
 from l2l.estimators import gaussian_directions
 from l2l.optimizers import make_optimizer
 from l2l.optimizers.base import ZOOptimizer, ZOState
@@ -191,7 +192,8 @@ def bound_table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     """Parse ``argv``, run every row, print the bound table and write the files; returns the result."""
     config = parse_config(BoundConfig, argv)
-    rows = bound_rows(config)
+    with user_input():  # bad names, values and policy paths are the command line's errors
+        rows = bound_rows(config)
     sources = {label: "white-box synthetic policy" if opt.white_box else label for label, opt in rows}
     if config.zo_rl:
         sources["zo_rl"] = config.zo_rl
@@ -207,4 +209,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 import l2l
 from eval.headtohead import run_grid
+from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import write_json_atomic
 from l2l.estimators import check_mu, check_q
@@ -293,11 +294,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     """Parse ``argv``, tune each optimizer on val, print the winners and record them under the task key."""
     cfg = parse_config(TuneConfig, argv)
     torch.set_num_threads(cfg.threads)
-    names = parse_names(cfg.optimizers)  # fail fast on bad names, before the family loads
-    key = cfg.tuned_key()
-    for name in names:
-        search_space(name)  # fail fast on a method without a search space
-    tasks = l2l.make_family(cfg.task, **cfg.family_options()).instances("val", limit=cfg.instances)
+    with user_input():  # bad names are the command line's errors
+        names = parse_names(cfg.optimizers)  # fail fast on bad names, before the family loads
+        key = cfg.tuned_key()
+        for name in names:
+            search_space(name)  # fail fast on a method without a search space
+        tasks = l2l.make_family(cfg.task, **cfg.family_options()).instances("val", limit=cfg.instances)
     bar = tqdm(total=sum(stage_sizes(n, cfg) for n in names), desc=f"tune {key} (val)", unit="cfg")
     results = {}
     for name in names:
@@ -313,4 +315,4 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

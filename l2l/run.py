@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from l2l.optimizers.base import ZOOptimizer, check_compatible
+from l2l.optimizers.base import ZOOptimizer, ZOState, check_compatible
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task
 
@@ -48,6 +49,10 @@ def batch_seed(seed: int) -> int:
     return zlib.crc32(f"minibatches/{seed}".encode())
 
 
+#: an observer of a run: ``callback(state, oracle, traj)`` (see :func:`run`)
+Callback = Callable[[ZOState, Oracle, "Trajectory"], None]
+
+
 def _record(traj: Trajectory, oracle: Oracle, x: torch.Tensor) -> None:
     """Append the full-objective loss at ``x``: the experimenter's measurement, not a query."""
     task, queries = oracle.task, oracle.queries
@@ -60,6 +65,20 @@ def _record(traj: Trajectory, oracle: Oracle, x: torch.Tensor) -> None:
             traj.success_query = queries
 
 
+def _observe(callback: Callback | None, state: ZOState, oracle: Oracle, traj: Trajectory) -> None:
+    """Call ``callback`` and refuse one that queried the oracle: observing must not change the run."""
+    if callback is None:
+        return
+    before = (oracle.queries, oracle.calls, oracle.white_box_calls)
+    callback(state, oracle, traj)
+    if (oracle.queries, oracle.calls, oracle.white_box_calls) != before:
+        raise RuntimeError(
+            f"the run's callback queried the oracle ({oracle.queries - before[0]} queries) after step "
+            f"{traj.steps}; an observer must not spend the run's queries: probe oracle.task directly "
+            "(e.g. l2l.diagnostics.true_gradient)"
+        )
+
+
 def run(
     optimizer: ZOOptimizer,
     task: Task,
@@ -67,6 +86,7 @@ def run(
     budget: int | None = None,
     seed: int = 0,
     stop_at_success: bool = False,
+    callback: Callback | None = None,
 ) -> Trajectory:
     """Optimize ``task`` with ``optimizer`` for ``steps`` steps through a counted oracle.
 
@@ -75,6 +95,16 @@ def run(
     stochastic tasks it also fixes the minibatch sequence, so optimizers compared under one seed see
     the same minibatches.
 
+    The ``callback`` observes the run: ``callback(state, oracle, traj)`` is called once at the start
+    (``traj.steps == 0``, ``state.x`` is x0) and after every step k (``traj.steps == k``, with f(x_k)
+    already recorded). ``oracle.batch`` is still the minibatch step k's queries shared, and
+    ``oracle.queries`` what the run has spent. The state is live (optimizers update it in place): copy
+    what you keep. A callback may read everything and compute anything *outside* the oracle, e.g.
+    white-box gradients of ``oracle.task`` by autograd (analysis only, uncounted; see
+    :mod:`l2l.diagnostics`); it must not change ``state``, ``traj`` or the oracle's batch, and it must
+    not query the oracle: the run raises RuntimeError if its query count moved. Its return value is
+    ignored, so the trajectory is the one the run gives without it.
+
     Args:
         optimizer: any object with the ``init``/``step``/``queries_per_step`` protocol.
         task: the problem instance.
@@ -82,6 +112,7 @@ def run(
         budget: the most oracle queries, or None.
         seed: seeds the optimizer's randomness and the minibatch stream.
         stop_at_success: stop at the first successful iterate.
+        callback: an observer called after x0 and after every step, as above, or None.
     """
     if steps < 0:
         raise ValueError(f"steps={steps} must be >= 0")
@@ -92,6 +123,7 @@ def run(
     state = optimizer.init(task.project(task.x0()), seed=seed)
     traj = Trajectory()
     _record(traj, oracle, state.x)
+    _observe(callback, state, oracle, traj)
     for _ in range(steps):
         if stop_at_success and traj.success_step is not None:
             break
@@ -106,6 +138,7 @@ def run(
                 f"{oracle.queries - spent}; fix its next_step_queries so budgets and tables stay honest"
             )
         _record(traj, oracle, state.x)
+        _observe(callback, state, oracle, traj)
     traj.x = state.x.detach().clone()
     traj.wall_s = time.perf_counter() - start
     return traj

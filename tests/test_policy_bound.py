@@ -10,8 +10,8 @@ import torch
 
 import l2l
 from eval import policy_bound
-from eval.cosine import true_gradient
 from eval.policy_bound import BoundConfig, GradientCosinePolicy, blend_with_gradient
+from l2l.diagnostics import true_gradient
 
 COS = torch.nn.functional.cosine_similarity
 

@@ -19,8 +19,8 @@ import l2l
 from agents import ZORL, ZORLAgent, ZORLPolicy, attach_info, load_zo_rl, load_zo_rl_lstm
 from envs import ZOEnv, action_to_direction, direction_to_action
 from eval import cosine as cosine_cli
-from eval.cosine import cosine_trace
 from eval.specs import build_optimizers, parse_optimizers
+from l2l.diagnostics import cosine_trace
 from l2l.learned import save_zo_lstm
 from l2l.learned.zo_lstm import ZOLSTM
 from train import ddpg_policy
@@ -390,3 +390,15 @@ def test_training_cli_saves_and_resumes(tmp_path):
 
 def test_importing_agents_registered_the_loader():
     assert agents.ZORL is ZORL and "l2l/ZOAttack-v0" in gym.registry and envs.ENV_IDS
+
+
+def test_image_observations_and_cnn_shapes_come_from_the_task_capabilities():
+    from envs.mdp import image_shape
+
+    with pytest.raises(ValueError, match=r"observe='image' needs a classifier attack task"):
+        ZOEnv("quadratic", observe="image", family_kwargs={"dim": DIM})
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    square = l2l.tasks.AttackTask(model, torch.rand(1, 4, 4), label=0)
+    flat = l2l.tasks.AttackTask(model, torch.rand(16), label=0)  # an image that is no (C, H, W)
+    assert image_shape(square) == (1, 4, 4) and image_shape(flat) is None
+    assert image_shape(l2l.make_task("quadratic", split="test", index=0)) is None

@@ -44,13 +44,14 @@ from agents.ddpg import ZORLAgent
 from agents.monitoring import TqdmCallback, WandbWriter
 from agents.networks import ZORLPolicy
 from agents.zo_rl import SHIPPED, ZORL, attach_info, read_policy, zo_rl_from_agent
-from envs import DEFAULT_STEPS
 from envs.zo_env import ZOEnv
-from eval.cosine import cosine_trace
+from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import atomic_write, write_json_atomic
 from l2l.common.paths import checkpoints_dir
+from l2l.diagnostics import cosine_trace
 from l2l.learned.meta import is_better, validate
+from l2l.tasks import default_steps
 from l2l.tasks.base import Task
 
 #: config fields that may differ between a run and its --resume
@@ -65,7 +66,9 @@ class TrainConfig:
     """Train a ZO-RL sampling policy (DDPG) on a task family's train split, selecting on its val split."""
 
     task: str = doc_field("mnist_attack", "task family to train on (see l2l.family_names())")
-    steps: int | None = doc_field(None, "steps per episode, the iteration budget (none: 200; 500 for binary)")
+    steps: int | None = doc_field(
+        None, "steps per episode, the iteration budget (none: the family default_steps, 200; 500 for binary)"
+    )
     mu: float | None = doc_field(None, "finite-difference radius (none: the task's tuned ZO-SGD mu)")
     eta: float | None = doc_field(None, "learning rate of a step (none: tuned ZO-SGD delta / (d q))")
     observe: Literal["iterate", "image", "image_delta", "auto"] = doc_field(
@@ -130,7 +133,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.steps is None:
-            self.steps = DEFAULT_STEPS.get(self.task, 200)
+            self.steps = default_steps(self.task)
         if self.val_steps is None:
             self.val_steps = self.steps
         for name in (
@@ -175,7 +178,7 @@ def make_env(cfg: TrainConfig) -> ZOEnv:
     observe = cfg.observe
     if observe == "auto":
         probe = l2l.make_family(cfg.task).instance("train", 0)
-        observe = "image" if hasattr(probe, "adversarial") else "iterate"
+        observe = "image" if probe.classifier_attack else "iterate"
     return ZOEnv(
         cfg.task, split="train", index=None, instances=cfg.train_instances, mu=cfg.mu, eta=cfg.eta,
         steps=cfg.steps or 200, observe=observe, reward_scale=cfg.reward_scale,
@@ -315,8 +318,8 @@ def val_instances(cfg: TrainConfig) -> list[Task]:
     return family.instances("val", limit=min(cfg.val_instances, family.split_size("val")))
 
 
-def select_step_options(cfg: TrainConfig, policy: Path, out: Path, val_tasks: list[Task]) -> dict | None:
-    """Choose P and eta of the policy zip at ``policy`` on val, and publish it with them as ``best.zip``.
+def select_step_options(cfg: TrainConfig, agent: ZORLAgent, out: Path, val_tasks: list[Task]) -> dict | None:
+    """Choose P and eta of a trained policy (``read_policy``) on val; publish it with them as ``best.zip``.
 
     P is the chance of querying along the policy's direction; eta, the step size, is the MDP's times a
     value of ``--eta-scale-grid`` (a 2-query step wants a smaller eta than the q-direction estimate it
@@ -329,7 +332,6 @@ def select_step_options(cfg: TrainConfig, policy: Path, out: Path, val_tasks: li
     scales = parse_float_list(cfg.eta_scale_grid, "eta_scale_grid")
     if not probs and not scales:
         return None
-    agent = read_policy(policy)
     trained = zo_rl_from_agent(agent)
     mdp_eta = agent.zo_rl["env"]["eta"]  # not a previous choice: the grid means the same on every zip
     pairs = [(p, mdp_eta * a) for p in probs or [trained.policy_prob] for a in scales or [1.0]]
@@ -385,14 +387,17 @@ def main(argv: list[str] | None = None) -> dict:
     out = cfg.out_dir()
     out.mkdir(parents=True, exist_ok=True)
     if cfg.select_from is not None:
-        choice = select_step_options(cfg, Path(cfg.select_from), out, val_instances(cfg))
+        with user_input():  # a bad task or policy path is the command line's error
+            val_tasks, trained = val_instances(cfg), read_policy(cfg.select_from)
+        choice = select_step_options(cfg, trained, out, val_tasks)
         print(json.dumps({"step_options": choice, "checkpoint": str(cfg.checkpoint_path())}, indent=2))
         return {"step_options": choice, "out": str(out)}
-    env = make_env(cfg)
-    if cfg.resume:
-        agent, progress = resume_agent(cfg, env, out)
-    else:
-        agent, progress = build_agent(cfg, env), {"history": [], "best": None, "wandb_id": None}
+    with user_input():  # a bad task, observation or --resume folder is the command line's error
+        env = make_env(cfg)
+        if cfg.resume:
+            agent, progress = resume_agent(cfg, env, out)
+        else:
+            agent, progress = build_agent(cfg, env), {"history": [], "best": None, "wandb_id": None}
     attach_info(agent, env, dataclasses.asdict(cfg))
     run = start_wandb(cfg, out, progress)
     attach_logger(agent, out, run)
@@ -401,7 +406,7 @@ def main(argv: list[str] | None = None) -> dict:
     if remaining > 0:
         agent.learn(remaining, callback=callbacks(cfg, agent, env, progress, run, val_tasks), log_interval=1,
                     reset_num_timesteps=not cfg.resume)  # fmt: skip
-    choice = select_step_options(cfg, out / "best.zip", out, val_tasks)
+    choice = select_step_options(cfg, read_policy(out / "best.zip"), out, val_tasks)
     if run is not None:
         if choice is not None:
             run.summary.update({"policy_prob": choice["policy_prob"], "eta": choice["eta"]})
@@ -413,4 +418,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

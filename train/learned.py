@@ -36,13 +36,14 @@ import torch
 from tqdm import tqdm
 
 import l2l
+from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import save_torch_atomic, write_json_atomic
 from l2l.learned.checkpoint import TRAINING_PREFIX, read_checkpoint, save_learned
 from l2l.learned.meta import MetaTrainer, Validation, is_better, validate
 from l2l.learned.protocol import LearnedConfig, learned_class, learned_names
 from l2l.tasks.base import Task
-from l2l.tasks.registry import family_default_steps
+from l2l.tasks.registry import default_steps
 
 #: the format version of the training states (last.pt) this loop writes
 TRAINING_VERSION = 1
@@ -123,7 +124,7 @@ class LearnedTrainConfig:
     def __post_init__(self) -> None:
         learned_class(self.optimizer)  # a clear KeyError listing the registered ones
         if self.steps is None:
-            self.steps = family_default_steps(self.task)
+            self.steps = default_steps(self.task)
         if self.val_steps is None:
             self.val_steps = self.steps
         check_loop_fields(self, ("val_instances", "val_every", "val_steps", "threads"), ("images",))
@@ -422,8 +423,10 @@ def main(argv: list[str] | None = None) -> dict:
     """``python -m train.learned``: parse the command line, train, print the summary as JSON."""
     cfg = parse_config(LearnedTrainConfig, argv, epilog=options_help())
     torch.set_num_threads(cfg.threads)
-    return finish(train(cfg.job()))
+    with user_input():  # a bad optimizer, task or option is the command line's error
+        job = cfg.job()
+    return finish(train(job))
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import l2l
+from l2l.common.cli import run_cli
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import save_torch_atomic
 from l2l.tasks.mnist_data import heldout_split, model_train_split
@@ -101,4 +102,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

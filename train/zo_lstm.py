@@ -27,11 +27,12 @@ from typing import Literal
 
 import torch
 
+from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.learned.checkpoint import TRAINING_FORMAT, optimizer_from_checkpoint, read_checkpoint, save_zo_lstm
 from l2l.learned.meta import MetaConfig, validate
 from l2l.tasks.base import Task
-from l2l.tasks.registry import family_default_steps
+from l2l.tasks.registry import default_steps
 from train.learned import Job, check_loop_fields, finish, train
 
 #: validation horizon when --val-steps is none: the 200 steps eval.compare reports on binary (training
@@ -82,7 +83,7 @@ class TrainConfig(MetaConfig):
 
     def __post_init__(self) -> None:
         if self.steps is None:
-            self.steps = family_default_steps(self.task)
+            self.steps = default_steps(self.task)
         if self.val_steps is None:
             self.val_steps = DEFAULT_VAL_STEPS.get(self.task, self.steps)
         super().__post_init__()
@@ -138,11 +139,12 @@ def main(argv: list[str] | None = None) -> dict:
     """``python -m train.zo_lstm``: train both stages, choose alpha on val, print the summary as JSON."""
     cfg = parse_config(TrainConfig, argv)
     torch.set_num_threads(cfg.threads)
-    job = cfg.job()
+    with user_input():  # a bad task or option is the command line's error
+        job = cfg.job()
     result = train(job)
     alpha = select_alpha(cfg, job.out, result["val_tasks"])
     return finish(result, {"alpha": alpha}, {"alpha": alpha["alpha"]} if alpha is not None else None)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -2,7 +2,8 @@
 
 A field documents itself with ``field(default=..., metadata={"help": "..."})``. Supported types:
 ``int``, ``float``, ``str``, ``bool`` (``--flag`` / ``--no-flag``), ``X | None`` (``none`` on the
-command line), and ``Literal[...]`` (choices).
+command line), and ``Literal[...]`` (choices). A malformed option prints one ``error:`` line and exits
+with status 2; so does a value the config's validation refuses, under :func:`l2l.common.cli.run_cli`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import dataclasses
 import sys
 import types
 import typing
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
+
+from l2l.common.cli import USAGE_STATUS, user_input
 
 T = TypeVar("T")
 DEFAULT = "(default: %(default)s)"
@@ -68,21 +71,36 @@ def _program_name() -> str | None:
     return f"python -m {spec.name}" if spec is not None and spec.name else None
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one ``error:`` line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_STATUS, f"error: {message} (see {self.prog} --help)\n")
+
+
 def parse_config(
     cls: type[T], argv: list[str] | None = None, description: str | None = None, epilog: str | None = None
 ) -> T:
     """Parse ``argv`` into an instance of the dataclass ``cls`` (``--help`` lists every field).
 
-    ``epilog`` (shown as written, after the options) documents what the fields cannot, such as the
-    options of each registered plugin.
+    The config's own validation (``__post_init__``) runs inside :func:`l2l.common.cli.user_input`, so
+    the values it refuses are reported as command-line errors by ``run_cli``.
+
+    Args:
+        cls: the config dataclass.
+        argv: the arguments (None: ``sys.argv[1:]``).
+        description: the ``--help`` description (default: the class docstring).
+        epilog: shown as written after the options; documents what the fields cannot, such as the
+            options of each registered plugin.
     """
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog=_program_name(), description=description or (cls.__doc__ or "").strip(), epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter,
     )
     add_dataclass_arguments(parser, cls)
     namespace = parser.parse_args(argv)
-    return cls(**vars(namespace))
+    with user_input():
+        return cls(**vars(namespace))
 
 
 def parse_float_list(text: str, name: str) -> list[float]:

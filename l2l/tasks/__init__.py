@@ -5,7 +5,7 @@ from l2l.tasks.attack import AttackTask
 from l2l.tasks.base import SPLITS, NormBall, Task, TaskFamily
 from l2l.tasks.binary import BinaryClassificationTask
 from l2l.tasks.quadratic import QuadraticTask
-from l2l.tasks.registry import family_names, make_family, make_task, register_family
+from l2l.tasks.registry import default_steps, family_names, make_family, make_task, register_family
 
 __all__ = [
     "SPLITS",
@@ -15,6 +15,7 @@ __all__ = [
     "QuadraticTask",
     "Task",
     "TaskFamily",
+    "default_steps",
     "family_names",
     "make_family",
     "make_task",

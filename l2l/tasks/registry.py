@@ -27,18 +27,31 @@ def family_names() -> list[str]:
     return sorted(_FAMILIES)
 
 
-def family_default_steps(name: str) -> int:
-    """The ``default_steps`` that the family ``name`` declares, without building the family."""
+def _factory(name: str) -> Callable[..., TaskFamily]:
     if name not in _FAMILIES:
         raise KeyError(f"unknown task {name!r}; registered tasks: {', '.join(family_names())}")
-    return int(getattr(_FAMILIES[name], "default_steps", TaskFamily.default_steps))
+    return _FAMILIES[name]
 
 
 def make_family(name: str, **kwargs) -> TaskFamily:
     """The task family registered as ``name``; ``kwargs`` go to its constructor."""
-    if name not in _FAMILIES:
-        raise KeyError(f"unknown task {name!r}; registered tasks: {', '.join(family_names())}")
-    return _FAMILIES[name](**kwargs)
+    return _factory(name)(**kwargs)
+
+
+def default_steps(name: str) -> int:
+    """The default horizon (:attr:`TaskFamily.default_steps`) of the family registered as ``name``.
+
+    Read from the class without building the family: building one can load models and data
+    (``mnist_attack``), which registering environments or defaulting a config option should not pay
+    for. A family registered through a factory function is built.
+
+    Args:
+        name: a registered family name (KeyError otherwise, listing them).
+    """
+    factory = _factory(name)
+    if isinstance(factory, type) and issubclass(factory, TaskFamily):
+        return int(factory.default_steps)
+    return int(factory().default_steps)
 
 
 def make_task(name: str, split: str = "test", index: int = 0, **kwargs) -> Task:
