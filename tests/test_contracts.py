@@ -29,7 +29,7 @@ from l2l.learned.checkpoint import save_zo_lstm
 from l2l.optimizers.base import CAPABILITIES, ZOOptimizer, ZOState, task_capabilities
 from l2l.optimizers.registry import accepted_params
 from l2l.oracle import Oracle
-from l2l.tasks.base import Task, TaskFamily
+from l2l.tasks.base import NORMS, Task, TaskFamily
 
 OPTIMIZERS = l2l.optimizer_names()
 FAMILIES = l2l.family_names()
@@ -41,8 +41,12 @@ STEPS = 5
 #: instances per split when a family takes ``sizes``
 SMALL_SIZES = (3, 2, 2)
 #: candidate tasks, cheapest first: (family, constructor kwargs); an optimizer gets the first one that
-#: offers every capability it requires
-TASK_CANDIDATES = (("quadratic", {}), ("mnist_attack_linf", {"sizes": SMALL_SIZES}))
+#: offers every capability it requires (and a ball norm it searches)
+TASK_CANDIDATES = (
+    ("quadratic", {}),
+    ("mnist_attack_linf", {"sizes": SMALL_SIZES}),
+    ("mnist_attack_l2", {"sizes": SMALL_SIZES}),
+)
 #: families whose instances carry a norm ball, for the feasibility contract
 BALL_FAMILIES = ("mnist_attack_linf", "mnist_attack_l2")
 FEASIBILITY_TOL = 1e-6
@@ -69,6 +73,16 @@ def candidate_task(index: int) -> Task:
     return l2l.make_family(family, **kwargs).instance("val", 0)
 
 
+def searches_ball_of(name: str, task: Task) -> bool:
+    """Whether optimizer ``name`` accepts ``task``'s ball norm.
+
+    Methods that search only some norms say so in a ``norms`` class attribute (as the score-based
+    attacks of ``l2l.optimizers.search_attack`` do); the others accept every norm.
+    """
+    norms = getattr(l2l.optimizers.registry.optimizer_class(name), "norms", NORMS)
+    return task.ball is None or task.ball.norm in norms
+
+
 def task_for(name: str) -> Task:
     """The cheapest candidate task that offers every capability optimizer ``name`` requires."""
     needs = set(l2l.optimizers.registry.optimizer_class(name).requires)
@@ -76,7 +90,7 @@ def task_for(name: str) -> Task:
     assert not unknown, f"{name} requires undeclared capabilities {sorted(unknown)}; add them to CAPABILITIES"
     for index in range(len(TASK_CANDIDATES)):
         task = candidate_task(index)
-        if needs <= task_capabilities(task):
+        if needs <= task_capabilities(task) and searches_ball_of(name, task):
             return task
     raise AssertionError(f"no task in TASK_CANDIDATES offers {sorted(needs)} for {name}; add one")
 
@@ -173,7 +187,9 @@ def assert_feasible(task: Task, x: torch.Tensor, what: str) -> None:
 def test_every_iterate_is_feasible_on_a_ball_task(name, ball_tasks):
     # a huge step size where the optimizer has one, so that the projection has work to do
     big = accepted_params(name, {"delta": 1000.0})
-    for task in ball_tasks:
+    tasks = [task for task in ball_tasks if searches_ball_of(name, task)]
+    assert tasks, f"{name} searches none of the ball norms {NORMS}"
+    for task in tasks:
         rec = Recorder(cheap_optimizer(name, **big))
         l2l.run(rec, task, steps=4, seed=0)
         assert len(rec.iterates) == 4
