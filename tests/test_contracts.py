@@ -37,6 +37,8 @@ FAMILIES = l2l.family_names()
 CHEAP = {"q": 3, "batch": 4, "q0": 6, "epoch": 2}
 #: steps per contract run: enough for an epoch boundary (zo_szvrg) and a few recurrent updates
 STEPS = 5
+#: steps of the reproducibility runs, long enough for float differences to compound
+REPRO_STEPS = 40
 #: instances per split when a family takes ``sizes``
 SMALL_SIZES = (3, 2, 2)
 #: candidate tasks, cheapest first: (family, constructor kwargs); an optimizer gets the first one that
@@ -98,7 +100,7 @@ class Recorder(ZOOptimizer):
 
     A ``ZOOptimizer`` itself, so ``l2l.run`` treats it as the optimizer it wraps (same name, required
     capabilities and costs). ``announced`` also holds the announcement of a step that ``l2l.run``
-    then refused (the budget stop).
+    then refused (the budget stop); ``drew_random`` says whether a step drew from ``state.rng``.
 
     Args:
         inner: the optimizer under test.
@@ -110,6 +112,8 @@ class Recorder(ZOOptimizer):
         self.announced: list[int] = []
         self.spent: list[int] = []
         self.iterates: list[torch.Tensor] = []
+        #: whether any step drew from the run's generator ``state.rng``
+        self.drew_random = False
 
     def init(self, x0: torch.Tensor, seed: int = 0) -> ZOState:
         return self.inner.init(x0, seed=seed)
@@ -123,10 +127,11 @@ class Recorder(ZOOptimizer):
         return cost
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
-        before = oracle.queries
+        before, rng_before = oracle.queries, state.rng.get_state()
         state = self.inner.step(state, oracle)
         self.spent.append(oracle.queries - before)
         self.iterates.append(state.x.detach().clone())
+        self.drew_random |= not torch.equal(state.rng.get_state(), rng_before)
         return state
 
     @property
@@ -157,11 +162,13 @@ def test_announced_queries_are_the_queries_spent(name):
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_same_seed_gives_the_same_trajectory_bit_for_bit(name):
-    task = task_for(name)
-    a = l2l.run(cheap_optimizer(name), task, steps=2 * STEPS, seed=11)
-    b = l2l.run(cheap_optimizer(name), task, steps=2 * STEPS, seed=11)  # a fresh instance: no hidden state
+    task, rec = task_for(name), Recorder(cheap_optimizer(name))
+    a = l2l.run(rec, task, steps=REPRO_STEPS, seed=11)
+    b = l2l.run(cheap_optimizer(name), task, steps=REPRO_STEPS, seed=11)  # a fresh instance: no hidden state
     assert same_trajectory(a, b)
     assert all(math.isfinite(v) for v in a.losses)
+    if rec.drew_random:  # then the seed must matter: another one draws other directions
+        assert l2l.run(cheap_optimizer(name), task, steps=REPRO_STEPS, seed=12).losses != a.losses
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
