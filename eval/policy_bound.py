@@ -12,8 +12,8 @@ references, marked † in the tables):
   a fresh unit direction orthogonal to it (Gaussian before normalizing): a policy that keeps up with
   the iterate, with c of its signal on the gradient and the rest new exploration;
 - ``fixed``: the same u, built at the run's first policy step and then reused: the best that a policy
-  whose output does not change along a run can do (the shipped ZO-RL policies are such policies:
-  consecutive directions have cosine 1.000).
+  whose output does not change along a run can do (the shipped ZO-RL policies are such policies; see
+  docs/results.md).
 
 Every (mode, c, P) runs at each step size eta, on the same instances and seeds. Tuned ZO-SGD with q
 directions per step is the reference, and ``--zo-rl`` adds a trained policy with its own P and eta.

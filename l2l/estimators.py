@@ -111,6 +111,13 @@ def guided_directions(
     N(0, I) (papers/002 app. B normalizes the norm "to keep it invariant"). With no basis yet (the first
     steps), u ~ N(0, I). Drawn as u = sqrt(alpha) z + sqrt((1 - alpha) d / k) U w, z ~ N(0, I_d),
     w ~ N(0, I_k).
+
+    The ZO-LSTM's ``guided_es`` ablation samples differently, on purpose
+    (:func:`l2l.learned.sampling.guided_es_directions`): it reproduces papers/002's eq. 7, Sigma =
+    alpha I + (1 - alpha) U U^T, each direction rescaled to the norm of its z. There the guided subspace
+    holds k / (alpha d + (1 - alpha) k) of E||u||^2 (0.5% at d = 784, k = 2), here 1 - alpha (50%), as
+    in Maheswaranathan et al.'s Guided ES. This baseline keeps the original method's strength;
+    the ablation keeps the paper's experiment and the figure measured with it (docs/results.md).
     """
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha={alpha!r} must be in [0, 1] (the weight of the full space)")

@@ -108,21 +108,7 @@ def test_ngd_needs_a_score_based_task(quadratic_task):
         quadratic_task.loss_and_log_likelihood(quadratic_task.x0()[None])
 
 
-# --- every new optimizer: feasibility, descent, query counts ------------------------------------
-
-
-@pytest.mark.parametrize("name", NEW)
-def test_iterates_stay_in_the_eps_ball_and_the_image_box(name, linf_family):
-    task = linf_family.instance("val", 2)
-    # a big step, so that projection has work to do
-    opt = l2l.make_optimizer(name, **{**ATTACK_SETTINGS[name], "delta": 1000.0})
-    state, oracle = opt.init(task.project(task.x0())), Oracle(task)
-    image = task.image.flatten()
-    for _ in range(4):
-        state = opt.step(state, oracle)
-        assert state.x.abs().max() <= task.eps + 1e-6
-        assert (image + state.x).min() >= -1e-6 and (image + state.x).max() <= 1 + 1e-6
-    assert state.x.abs().max() > 0.5 * task.eps  # it moved
+# --- every new optimizer: descent, query counts (feasibility: test_contracts.py) ----------------------
 
 
 @pytest.mark.parametrize("name", NEW)

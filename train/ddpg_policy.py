@@ -171,9 +171,9 @@ class TrainConfig:
 def make_env(cfg: TrainConfig) -> ZOEnv:
     """The training MDP: train-split instances, a fresh one at every reset.
 
-    ``observe=auto`` shows attack tasks' policies the attacked image: in a 2-minute MNIST smoke run the
-    policy's cosine to the true gradient reached 0.11 that way and stayed at chance (0.036) on the
-    perturbation alone, which starts at 0 for every image (see :mod:`envs.mdp`).
+    ``observe=auto`` shows attack tasks' policies the attacked image: the perturbation alone starts at 0
+    for every image, so it cannot tell the policy which image it attacks (see :mod:`envs.mdp`; a smoke
+    run's cosines are in docs/results.md).
     """
     observe = cfg.observe
     if observe == "auto":

@@ -22,6 +22,11 @@ def guided_es_directions(
     rescaled to the norm of its z, so the query norm does not change (papers/002 app. B). Without a
     usable surrogate (all zero, as at the first step) the directions are plain N(0, I_d).
 
+    Not the ``guided_es`` baseline's sampler (:func:`l2l.estimators.guided_directions`, Maheswaranathan
+    et al.'s covariance, where the guided subspace holds 1 - alpha of E||u||^2): this one follows
+    papers/002's eq. 7, where it holds about 0.5% at d = 784, k = 2. It stays separate so that the
+    ablation reproduces the paper's and the published ``zo_lstm_guided_es`` figure (docs/results.md).
+
     Args:
         q: number of directions.
         generator: draws z (first, [q, d]) and then e ([q, k]).
