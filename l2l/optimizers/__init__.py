@@ -1,11 +1,13 @@
 """Hand-designed zeroth-order optimizers, one small module each, registered by name."""
 
 from l2l.optimizers import (  # noqa: F401  (registration)
+    bandits_td,
     fo_ead,
     fo_ngd,
     fo_pgd,
     guided_es,
     nes,
+    simba,
     spsa,
     zo_adam,
     zo_ead,
