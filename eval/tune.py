@@ -79,6 +79,15 @@ SEARCH_SPACES: dict[str, list[Stage]] = {
              refine("delta")],
     "zo_ead": [grid("delta", LOG_GRID), EAD_BETA, MU_STAGE, refine("delta")],
     "fo_ead": [grid("delta", LOG_GRID), EAD_BETA, refine("delta")],
+    # Bandits-TD (Ilyas et al. 2019): grids around the published L-inf and L2 settings (image_lr 0.01 /
+    # 0.5, online_lr 100 / 0.1, fd_eta 0.1 / 0.01, tile 6 px on 299 px); one grid serves both norms, and
+    # no relative refinement follows, since the untuned fields are None (the norm's MNIST defaults)
+    "bandits_td": [grid("image_lr", (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)),
+                   grid("online_lr", (0.1, 1.0, 10.0, 100.0)), grid("fd_eta", (0.01, 0.03, 0.1, 0.3)),
+                   grid("tile", (1, 2, 4, 7))],
+    # SimBA (Guo et al. 2019): eps around the published 0.2, both bases
+    "simba": [grid("step_size", (0.1, 0.2, 0.4, 0.8, 1.6)), grid("basis", ("dct", "pixel")),
+              refine("step_size")],
 }  # fmt: skip
 
 
@@ -164,7 +173,9 @@ def best_of(name: str, candidates: list[dict], tasks: list[Task], cfg: TuneConfi
 
 
 def _short(params: dict) -> str:
-    return " ".join(f"{k}={v:.3g}" for k, v in params.items() if k != "q")
+    # non-numbers (a basis name, None for a norm-dependent default) print as they are
+    shown = (f"{k}={v:.3g}" if isinstance(v, float | int) else f"{k}={v}" for k, v in params.items())
+    return " ".join(item for item, k in zip(shown, params, strict=True) if k != "q")
 
 
 def candidates(stage: Stage, params: dict, cfg: TuneConfig) -> list[dict]:

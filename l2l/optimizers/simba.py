@@ -74,6 +74,16 @@ def search_order(shape: tuple[int, int, int], basis: str, rng: torch.Generator) 
     return torch.cat([g[torch.randperm(len(g), generator=rng)] for g in groups])
 
 
+def lowers(log_p: torch.Tensor, loss: torch.Tensor, log_p_now: torch.Tensor, loss_now: torch.Tensor) -> bool:
+    """Whether a candidate lowers the true-class probability, its margin breaking exact ties.
+
+    A confident model's p_true rounds to exactly 1 in float32 (log p_true = 0 once the margin passes
+    about 15), and then no candidate can lower it; the margin, which the same query returns, still
+    moves, so it decides between candidates whose log p_true is exactly equal.
+    """
+    return bool(log_p < log_p_now or (log_p == log_p_now and loss < loss_now))
+
+
 @register_optimizer("simba")
 @dataclass
 class SimBA(ZOOptimizer):
@@ -83,8 +93,9 @@ class SimBA(ZOOptimizer):
     sign: x - eps q is kept if the true-class probability p_true fell, otherwise x + eps q is kept if
     it fell, otherwise x stays. Every candidate is projected with ``oracle.project`` (on a ball task:
     the ball and the image box). The comparison uses log p_true, which the score-based black box
-    returns with each query (``oracle.query_with_likelihood``); the loss (the margin) is not used to
-    decide.
+    returns with each query (``oracle.query_with_likelihood``). One deviation: where log p_true of the
+    candidate and of x are exactly equal (float32 saturates at p_true = 1 on a confident model, which
+    would stall the search), the margin loss of the same query decides (:func:`lowers`).
 
     Step protocol, so that every step's cost is known in advance: one step is one half-try, 1 query
     (the first step also queries the start, 2 queries). A step queries x - eps q for the next basis
@@ -176,7 +187,7 @@ class SimBA(ZOOptimizer):
         candidate = oracle.project(state.x + slots["sign"] * self.step_size * q)
         loss, log_p = self._query(state, oracle, candidate)
         state.fx = slots["loss"]
-        accepted = bool(log_p < slots["log_p"])
+        accepted = lowers(log_p, loss, slots["log_p"], slots["loss"])
         if accepted:
             state.x, slots["loss"], slots["log_p"] = candidate, loss, log_p
         if accepted or slots["sign"] > 0:
