@@ -100,8 +100,8 @@ class SimBA(ZOOptimizer):
     Step protocol, so that every step's cost is known in advance: one step is one half-try, 1 query
     (the first step also queries the start, 2 queries). A step queries x - eps q for the next basis
     vector; if that is rejected, the next step queries x + eps q for the same q. So a SimBA iteration
-    of the paper is 1 or 2 steps. Once every vector was tried (d of them: the paper's iteration limit),
-    there is nothing left to try and further steps cost 0 queries and leave x unchanged.
+    of the paper is 1 or 2 steps. Once all d vectors were tried, there is nothing left to try (SimBA
+    never revisits a direction): further steps cost 0 queries and leave x unchanged.
 
     Success checks: no step queries its own starting iterate, but every iterate after the start is a
     candidate whose query was answered before it was accepted, so SimBA always knows the loss (and
