@@ -96,6 +96,15 @@ SEARCH_SPACES: dict[str, list[Stage]] = {
     "square": [grid("p_init", (0.05, 0.1, 0.3, 0.5, 0.8))],
     "signhunter": [NO_TUNING],
     "parsimonious": [grid("block_size", (2, 4, 7, 14))],
+    # Bandits-TD (Ilyas et al. 2019): grids around the published L-inf and L2 settings (image_lr 0.01 /
+    # 0.5, online_lr 100 / 0.1, fd_eta 0.1 / 0.01, tile 6 px on 299 px); one grid serves both norms, and
+    # no relative refinement follows, since the untuned fields are None (the norm's MNIST defaults)
+    "bandits_td": [grid("image_lr", (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)),
+                   grid("online_lr", (0.1, 1.0, 10.0, 100.0)), grid("fd_eta", (0.01, 0.03, 0.1, 0.3)),
+                   grid("tile", (1, 2, 4, 7))],
+    # SimBA (Guo et al. 2019): eps around the published 0.2, both bases
+    "simba": [grid("step_size", (0.1, 0.2, 0.4, 0.8, 1.6)), grid("basis", ("dct", "pixel")),
+              refine("step_size")],
 }  # fmt: skip
 
 
@@ -227,8 +236,12 @@ def best_of(name: str, candidates: list[dict], tasks: list[Task], cfg: TuneConfi
 
 
 def _short(params: dict) -> str:
-    # a None value stands for the method's own default (cma_es: popsize=None)
-    return " ".join(f"{k}={v:.3g}" if v is not None else f"{k}=None" for k, v in params.items() if k != "q")
+    # non-numbers (a basis name, None for a method's own default) print as they are
+    shown = {
+        k: f"{v:.3g}" if isinstance(v, float | int) and not isinstance(v, bool) else str(v)
+        for k, v in params.items()
+    }
+    return " ".join(f"{k}={v}" for k, v in shown.items() if k != "q")
 
 
 def candidates(stage: Stage, params: dict, cfg: TuneConfig) -> list[dict]:

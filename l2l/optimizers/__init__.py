@@ -1,6 +1,7 @@
 """Hand-designed zeroth-order optimizers, one small module each, registered by name."""
 
 from l2l.optimizers import (  # noqa: F401  (registration)
+    bandits_td,
     cma_es,
     fo_ead,
     fo_ngd,
@@ -9,6 +10,7 @@ from l2l.optimizers import (  # noqa: F401  (registration)
     nes,
     parsimonious,
     signhunter,
+    simba,
     spsa,
     square,
     zo_adam,
