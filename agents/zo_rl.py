@@ -57,8 +57,6 @@ if TYPE_CHECKING:  # imported lazily at run time: it pulls in stable-baselines3'
 
 FORMAT = "l2l-zo-rl"
 FORMAT_VERSION = 1
-#: the shipped policy of each task family, under ``checkpoints/`` (trained by ``train.ddpg_policy``)
-SHIPPED = {"mnist_attack": "zo_rl_mnist.zip", "binary_classification": "zo_rl_binary.zip"}
 #: the task's shipped policy by name, alone and as the shipped ZO-LSTM's direction sampler (papers/003)
 SHIPPED_POLICIES = {"zo_rl": "", "zo_rl_lstm": "lstm"}
 #: variants of a policy zip: as trained, its untrained control, sampling for a ZO-LSTM, or that control
@@ -100,6 +98,13 @@ class ZORL(ZOOptimizer):
 
     #: whether :meth:`propose` reads ``policy`` (subclasses that make up their directions say False)
     needs_policy: ClassVar[bool] = True
+    #: task family -> shipped policy file (under ``checkpoints/``), as learned optimizers declare theirs
+    shipped_files: ClassVar[dict[str, str]] = {
+        "mnist_attack": "zo_rl_mnist.zip",
+        "binary_classification": "zo_rl_binary.zip",
+    }
+    #: the command that trains one (named in messages about missing policies)
+    train_command: ClassVar[str] = "python -m train.ddpg_policy"
 
     def __post_init__(self) -> None:
         check_mu(self.mu)
@@ -309,9 +314,13 @@ def load_zo_rl_lstm(
     return combined
 
 
+#: the shipped policy of each task family (``ZORL.shipped_files``)
+SHIPPED = ZORL.shipped_files
+
+
 def shipped_policy(task: str) -> Path:
-    """The shipped ZO-RL policy trained on ``task``."""
-    return shipped_file("ZO-RL policy", SHIPPED, task, "python -m train.ddpg_policy")
+    """The shipped ZO-RL policy trained on ``task`` (a KeyError names the others)."""
+    return shipped_file("ZO-RL policy", ZORL.shipped_files, task, ZORL.train_command)
 
 
 def load_policy_file(path: Path) -> ZORL | None:
