@@ -12,13 +12,13 @@ papers/003's answer to iterates whose scale differs between tasks and coordinate
 - **Critic** (x, a -> Q), :class:`QNetwork`: state features phi(x) (images: the same kind of strided
   CNN with batch norm; vectors: batch norm and an MLP) multiplied elementwise with a linear map of the
   action's direction, then an MLP. A step's reward is about eta d (grad f(x) . u)^2, a product of a
-  function of x and the action. On a d = 6 quadratic (2,400 steps, 3 seeds) the learned policy's
-  cosine to the true gradient was 0.69-0.72 with an MLP over the concatenation [x, a] of raw actions,
-  and 0.82-0.88 with this critic (product features and direction-only actions together).
+  function of x and the action, which this critic's form matches; on a small quadratic it learned
+  directions closer to the true gradient than an MLP over the concatenation [x, a] of raw actions
+  (figures in docs/results.md, "Figures behind design choices").
 
 Why strided convolutions and dense layers rather than full-resolution convolutions: on one CPU thread
-the backward pass of small-channel convolutions dominated a DDPG step (a full-resolution 5x5 design
-took 130 s per 1,000 MNIST steps); dense layers run as fast matrix products.
+the backward pass of small-channel convolutions dominated a DDPG step (docs/results.md times a
+full-resolution 5x5 design); dense layers run as fast matrix products.
 
 :class:`ZORLPolicy` plugs these into stable-baselines3's TD3/DDPG policy (actor, critic and their
 target copies); its ``features_extractor_kwargs`` (``image_shape``, ``width``, ``hidden``) are saved with
@@ -130,8 +130,8 @@ def as_direction(actions: torch.Tensor) -> torch.Tensor:
 
     The critic sees only the direction, as the environment does: a critic that saw the raw action could
     extrapolate value along its length, and its gradient would push the actor's tanh into saturation
-    (every entry +-1, a fixed sign vector) where the actor stops learning. Measured on binary
-    classification (d = 100): without it every action entry was at +-1 after 3,000 steps; with it, 0.002%.
+    (every entry +-1, a fixed sign vector) where the actor stops learning, as it did on binary
+    classification without this rescaling (docs/results.md).
     """
     return actions * (actions.shape[1] ** 0.5 / actions.norm(dim=1, keepdim=True).clamp_min(1e-6))
 

@@ -3,9 +3,9 @@
 A policy file is the stable-baselines3 ``.zip`` that ``python -m train.ddpg_policy`` writes: the
 :class:`~agents.ddpg.ZORLAgent` with its networks, plus ``zo_rl``, a dict that says which MDP it was
 trained on (task, mu, eta, observation; :meth:`envs.zo_env.ZOEnv.describe`), the training config, its
-val metrics and the l2l version. Importing :mod:`agents` registers the ``.zip`` loader, so::
+val metrics and the l2l version. ``l2l.load_optimizer`` reads it through this package's ``l2l.loaders``
+entry point (:func:`load_policy_file`, declared in pyproject.toml), so::
 
-    import agents  # noqa: F401  (registers the .zip loader)
     opt = l2l.load_optimizer("checkpoints/zo_rl_mnist.zip")         # zo_rl
     opt = load_zo_rl_lstm("checkpoints/zo_rl_mnist.zip", "checkpoints/zo_lstm_mnist.pt")
 
@@ -13,16 +13,16 @@ val metrics and the l2l version. Importing :mod:`agents` registers the ``.zip`` 
   direction at x, queries f(x) and f(x + mu u) in one call (**2 queries**), and moves
   x <- project(x - eta (f(x + mu u) - f(x)) / mu * u) with the mu and eta it was trained with.
   With ``policy_prob`` P < 1, each step flips a coin and uses a standard Gaussian direction instead
-  with chance 1 - P: a deterministic policy changes its direction little as x moves (measured: a
-  consecutive-step cosine of 1.000 on both shipped tasks), so on its own it searches along nearly one
-  line. ``train.ddpg_policy`` chooses P on val and stores it in the zip; loading uses it.
+  with chance 1 - P: a deterministic policy changes its direction little as x moves (consecutive
+  directions are nearly parallel on both shipped tasks; docs/results.md), so on its own it searches
+  along nearly one line. ``train.ddpg_policy`` chooses P on val and stores it in the zip; loading uses it.
 - ``zo_rl_lstm`` (:class:`ZORLLSTM`): a trained ZO-LSTM whose first query direction of a step comes
   from the policy, scaled by the QueryRNN's std when the step samples from its covariance (the policy
   "in the pre-learning distribution", sec. 3.3); the other q - 1 stay Gaussian (**q + 1 queries**).
   The policy is used as trained on its own MDP, not retrained inside the ZO-LSTM. It proposes the
   first direction with the same chance P as in ``zo_rl`` (the zip's val choice), for the same reason:
-  at every step (P = 1) the same direction recurs (MNIST test, 30 x 3 at 4,000 queries: final loss
-  2.351 at P = 1, 1.785 at P = 0.1, against 1.758 for the ZO-LSTM alone).
+  at every step (P = 1) the same direction recurs, which costs loss (the ZO-RL-LSTM table of
+  docs/results.md).
 - ``zo_rl_untrained`` (:func:`load_zo_rl` with ``variant="untrained"``): the same architecture and MDP
   with freshly initialized networks: the control that shows what training bought.
 """
@@ -57,8 +57,6 @@ if TYPE_CHECKING:  # imported lazily at run time: it pulls in stable-baselines3'
 
 FORMAT = "l2l-zo-rl"
 FORMAT_VERSION = 1
-#: the shipped policy of each task family, under ``checkpoints/`` (trained by ``train.ddpg_policy``)
-SHIPPED = {"mnist_attack": "zo_rl_mnist.zip", "binary_classification": "zo_rl_binary.zip"}
 #: the task's shipped policy by name, alone and as the shipped ZO-LSTM's direction sampler (papers/003)
 SHIPPED_POLICIES = {"zo_rl": "", "zo_rl_lstm": "lstm"}
 #: variants of a policy zip: as trained, its untrained control, sampling for a ZO-LSTM, or that control
@@ -100,6 +98,13 @@ class ZORL(ZOOptimizer):
 
     #: whether :meth:`propose` reads ``policy`` (subclasses that make up their directions say False)
     needs_policy: ClassVar[bool] = True
+    #: task family -> shipped policy file (under ``checkpoints/``), as learned optimizers declare theirs
+    shipped_files: ClassVar[dict[str, str]] = {
+        "mnist_attack": "zo_rl_mnist.zip",
+        "binary_classification": "zo_rl_binary.zip",
+    }
+    #: the command that trains one (named in messages about missing policies)
+    train_command: ClassVar[str] = "python -m train.ddpg_policy"
 
     def __post_init__(self) -> None:
         check_mu(self.mu)
@@ -309,9 +314,13 @@ def load_zo_rl_lstm(
     return combined
 
 
+#: the shipped policy of each task family (``ZORL.shipped_files``)
+SHIPPED = ZORL.shipped_files
+
+
 def shipped_policy(task: str) -> Path:
-    """The shipped ZO-RL policy trained on ``task``."""
-    return shipped_file("ZO-RL policy", SHIPPED, task, "python -m train.ddpg_policy")
+    """The shipped ZO-RL policy trained on ``task`` (a KeyError names the others)."""
+    return shipped_file("ZO-RL policy", ZORL.shipped_files, task, ZORL.train_command)
 
 
 def load_policy_file(path: Path) -> ZORL | None:

@@ -12,8 +12,9 @@
   image is attacked (every episode starts at delta = 0). The clean image is the attacker's own input,
   so showing it costs no query and leaks no gradient. ``observe="image_delta"`` adds a second
   channel, the perturbation divided by its largest magnitude: a trained image-only policy changes its
-  direction very little as delta grows (consecutive directions had cosine 1.000 on the shipped MNIST
-  policy), because delta is a small change of the image, so it searches along nearly one line.
+  direction very little as delta grows (consecutive directions of the shipped MNIST policy are nearly
+  parallel; docs/results.md), because delta is a small change of the image, so it searches along
+  nearly one line.
 """
 
 from __future__ import annotations

@@ -57,10 +57,9 @@ def default_mu_eta(family: str, dim: int) -> tuple[float, float]:
 
     Why divide by q: a q-direction ZO-SGD step has E||g||^2 ~ (d + q)/q ||grad||^2, a one-direction step of
     norm sqrt(d) has d ||grad||^2 whether the direction is random or aligned with the gradient, so the
-    stable learning rate shrinks by about q. Measured (100 steps of mnist_attack, 200 of
-    binary_classification, 3 val instances, lr = delta/d times m): steps along the true gradient are best
-    near m = 0.01-0.05 on mnist (final loss 0.57-0.98; m = 1 gives 9.1) and at m = 0.05 on binary (0.009),
-    where random directions are best too. Families without tuned values get mu = 1e-4, eta = 1/(20 d).
+    stable learning rate shrinks by about q; a scan of that multiple on mnist_attack and
+    binary_classification agrees (docs/results.md, "ZO-RL step size"). Families without tuned values get
+    mu = 1e-4, eta = 1/(20 d).
     """
     params = tuned_params("zo_sgd", family)
     delta, q = float(params.get("delta", FALLBACK_DELTA)), int(params.get("q", FALLBACK_Q))

@@ -88,7 +88,7 @@ WANDB_COLUMNS = (
 class AttackTableConfig:
     """Success rate, queries and distortion of black-box attack methods under a query budget."""
 
-    task: str = doc_field("mnist_attack_linf", "attack task family (its instances must be AttackTasks)")
+    task: str = doc_field("mnist_attack_linf", "attack task family (a classifier attack)")
     methods: str = doc_field(
         DEFAULT_METHODS,
         "comma-separated optimizers as in eval.compare: registered names (with the values tuned for "
@@ -217,10 +217,11 @@ def attack_tasks(config: AttackTableConfig) -> list[AttackTask]:
     config.tuned_key()  # a clear error when the family takes no eps
     family = l2l.make_family(config.task, **config.family_options())
     tasks = family.instances(config.split, limit=config.instances)
-    if not isinstance(tasks[0], AttackTask):
+    if not tasks[0].classifier_attack:
         raise ValueError(
-            f"task family {config.task!r} makes {type(tasks[0]).__name__} instances; the attack table needs "
-            "AttackTask instances (an image, a label and a model)"
+            f"task family {config.task!r} makes {type(tasks[0]).__name__} instances, which do not attack a "
+            "classifier (classifier_attack is False); the attack table needs classifier attacks (an image, "
+            "a label and a model), e.g. --task mnist_attack_linf"
         )
     return tasks
 

@@ -15,11 +15,9 @@ Two kinds of file:
   so that l2l never imports that package by name (it would be circular: ``agents`` imports l2l).
   Code in the same process may also call :func:`register_loader`.
 
-Stale metadata: an editable install records its entry points when it is installed, so a checkout whose
-``pyproject.toml`` gained an entry point since then has none in its metadata. When the group is empty
-in the metadata, the ``[project.entry-points."l2l.loaders"]`` table of the ``pyproject.toml`` beside the
-``l2l`` package (a source checkout) is read instead; the entry points still come from that one
-declaration, never from a list kept in l2l.
+The installed metadata is the contract: an editable install records its entry points when it is
+installed, so after ``pyproject.toml`` gains one, reinstall (``pip install -e .``; the Makefile does it
+when pyproject.toml changes). l2l keeps no list of plugins and reads no pyproject.toml itself.
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import torch
 
 from l2l.optimizers.base import ZOOptimizer
@@ -127,8 +124,9 @@ def _load_with_plugins(path: Path, torch_error: str) -> ZOOptimizer:
             return optimizer
     raise ValueError(
         f"cannot load {str(path)!r}: it is not a readable torch checkpoint (corrupt, truncated, or not "
-        f"written by torch.save: {torch_error}) and no loader plugin recognises it (tried: "
-        f"{', '.join(loaders) or 'none'}; plugins register in the entry-point group {ENTRY_POINT_GROUP!r})"
+        f"written by torch.save: {torch_error}), and there is no loader plugin for this file (tried: "
+        f"{', '.join(loaders) or 'none'}); if it is a ZO-RL policy zip, reinstall the package so its "
+        f"{ENTRY_POINT_GROUP} entry point is registered: pip install -e ."
     )
 
 
@@ -142,19 +140,8 @@ def loader_plugins() -> dict[str, Loader]:
 
 
 def entry_point_targets() -> dict[str, str]:
-    """name -> ``module:function`` of the ``l2l.loaders`` entry points (see the module docstring)."""
-    found = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    return found or source_tree_entry_points()
-
-
-def source_tree_entry_points(pyproject: Path | None = None) -> dict[str, str]:
-    """The ``l2l.loaders`` table of the checkout's pyproject.toml ({} outside a source checkout)."""
-    pyproject = pyproject or Path(__file__).resolve().parent.parent / "pyproject.toml"
-    if not pyproject.is_file():
-        return {}
-    with pyproject.open("rb") as handle:
-        project = tomllib.load(handle).get("project", {})
-    return dict(project.get("entry-points", {}).get(ENTRY_POINT_GROUP, {}))
+    """name -> ``module:function`` of the installed ``l2l.loaders`` entry points (module docstring)."""
+    return {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def _resolve(target: str) -> Loader:

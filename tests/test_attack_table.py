@@ -213,6 +213,12 @@ def test_attack_table_rejects_bad_methods_and_options(changes, error, match, tun
         attack_table.attack_table(attack_table.AttackTableConfig(**changes), progress=False)
 
 
+def test_attack_table_refuses_a_family_that_is_no_classifier_attack():
+    config = attack_table.AttackTableConfig(task="quadratic", instances=1)
+    with pytest.raises(ValueError, match=r"'quadratic' makes QuadraticTask instances, which do not attack"):
+        attack_table.attack_tasks(config)
+
+
 @pytest.mark.parametrize(
     ("argv", "match"),
     [

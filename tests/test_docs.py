@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import l2l
+from l2l.learned import protocol as learned_registry
 from l2l.optimizers import registry as optimizer_registry
 from l2l.tasks import registry as family_registry
 
@@ -39,6 +41,7 @@ def clean_registries(monkeypatch):
     """Registrations made by an example vanish after its test, so no other test sees them."""
     monkeypatch.setattr(optimizer_registry, "_OPTIMIZERS", dict(optimizer_registry._OPTIMIZERS))
     monkeypatch.setattr(family_registry, "_FAMILIES", dict(family_registry._FAMILIES))
+    monkeypatch.setattr(learned_registry, "_LEARNED", dict(learned_registry._LEARNED))
 
 
 @pytest.mark.parametrize(("heading", "code"), BLOCKS, ids=[heading for heading, _ in BLOCKS])
@@ -49,3 +52,9 @@ def test_example_runs(heading, code, clean_registries, monkeypatch):
     monkeypatch.setitem(sys.modules, module.__name__, module)
     program = compile(code, f"{EXTENDING.name}: {heading}", "exec", dont_inherit=True)
     exec(program, module.__dict__)
+
+
+def test_examples_leave_no_registration_behind():
+    """Runs after the examples: what they registered is gone (the fixture restored the registries)."""
+    assert "zo_heavy_ball" not in l2l.optimizer_names() and "rosenbrock" not in l2l.family_names()
+    assert "zo_lsgd" not in learned_registry.learned_names()

@@ -96,18 +96,17 @@ def test_loader_plugins_come_from_entry_points(tmp_path, monkeypatch):
     assert l2l.load_optimizer(mine) is expected
     other = tmp_path / "other.bin"
     other.write_bytes(b"something else")
-    with pytest.raises(ValueError, match=r"other\.bin.*no loader plugin recognises it \(tried: fake"):
+    with pytest.raises(ValueError, match=r"other\.bin.*no loader plugin for this file \(tried: fake"):
         l2l.load_optimizer(other)
 
 
-def test_stale_metadata_falls_back_on_the_checkouts_pyproject(tmp_path, monkeypatch):
-    monkeypatch.setattr(loading.metadata, "entry_points", lambda group: [])
+def test_policy_zips_load_through_the_installed_entry_point_only(monkeypatch):
     assert loading.entry_point_targets() == {"zo_rl": "agents.zo_rl:load_policy_file"}
-    pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text('[project.entry-points."l2l.loaders"]\nmine = "pkg.mod:load"\n')
-    assert loading.source_tree_entry_points(pyproject) == {"mine": "pkg.mod:load"}
-    assert loading.source_tree_entry_points(tmp_path / "absent.toml") == {}
     assert type(l2l.load_optimizer("checkpoints/zo_rl_binary.zip")).__name__ == "ZORL"
+    # stale metadata (installed before the entry point existed): no fallback, a message saying what to do
+    monkeypatch.setattr(loading.metadata, "entry_points", lambda group: [])
+    with pytest.raises(ValueError, match=r"zo_rl_binary\.zip.*tried: none.*reinstall.*pip install -e \."):
+        l2l.load_optimizer("checkpoints/zo_rl_binary.zip")
 
 
 def test_format_marker_errors_name_the_problem(tmp_path):

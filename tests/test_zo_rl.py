@@ -13,13 +13,14 @@ import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import agents  # registers the .zip loader
+import agents  # the policy zips load through its l2l.loaders entry point, not through this import
 import envs  # registers the gymnasium ids
 import l2l
 from agents import ZORL, ZORLAgent, ZORLPolicy, attach_info, load_zo_rl, load_zo_rl_lstm
 from envs import ZOEnv, action_to_direction, direction_to_action
 from eval import cosine as cosine_cli
 from eval.specs import build_optimizers, parse_optimizers
+from l2l.common.paths import checkpoints_dir
 from l2l.diagnostics import cosine_trace
 from l2l.learned import save_zo_lstm
 from l2l.learned.zo_lstm import ZOLSTM
@@ -386,6 +387,15 @@ def test_training_cli_saves_and_resumes(tmp_path):
     assert isinstance(l2l.load_optimizer(tmp_path / "policy.zip"), ZORL)
     with pytest.raises(ValueError, match="gamma"):
         ddpg_policy.main([*common, "--timesteps", "400", "--resume", "--gamma", "0.5"])
+
+
+def test_shipped_policies_are_declared_like_learned_checkpoints():
+    assert agents.SHIPPED is ZORL.shipped_files and ZORL.shipped_files.keys() == ZOLSTM.shipped_files.keys()
+    for task, name in ZORL.shipped_files.items():
+        path = agents.shipped_policy(task)
+        assert path == checkpoints_dir() / name and path.is_file()
+    with pytest.raises(KeyError, match=r"no ZO-RL policy ships for task 'quadratic'.*ddpg_policy --task"):
+        agents.shipped_policy("quadratic")
 
 
 def test_importing_agents_registered_the_loader():

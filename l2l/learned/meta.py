@@ -10,9 +10,10 @@ report), differentiated by autograd or by eq. 5 (see :mod:`l2l.learned.optimizee
 optimizer's regularizer (for the ZO-LSTM, eq. 4's ``lambda ||Sigma_t - I||^2``). By default
 (``meta_loss_scale="mean"``) the whole sum is divided by the constant ``W = sum_{t<=T} t``, which turns
 it into the t-weighted mean loss that validation reports and leaves its minimizers alone. The division
-matters because of the clipping: summed, MNIST meta-gradients reach 6e4 and 30-80% of their elements
-are clipped, so the clipped Adam step degenerates to a sign step; averaged, clipping to [-1, 1] only
-trims rare spikes. ``"sum"`` keeps the undivided loss of the first shipped runs.
+matters because of the clipping: summed, MNIST meta-gradients are large enough that a large share of
+their elements is clipped, so the clipped Adam step degenerates to a sign step; averaged, clipping to
+[-1, 1] only trims rare spikes (figures in docs/results.md). ``"sum"`` keeps the undivided loss of the
+first shipped runs.
 
 A trajectory of ``steps`` steps is cut into windows of ``unroll`` steps; each window is one
 meta-iteration: backpropagate its loss, clip the meta-gradient elementwise, take an Adam step on the

@@ -63,10 +63,9 @@ class CMAES(ZOOptimizer):
 
     Args:
         sigma0: initial step size (std of each coordinate of the first generation's samples around x0),
-            in the task's units; > 0. The default is the best of {0.01, 0.03, 0.1, 0.3, 1} measured on
-            binary_classification val under 4200 queries, one seed (mean final loss over 3 instances:
-            0.063 at 0.01, 0.060 at 0.03, 0.070 at 0.1, 0.088 at 0.3, 0.154 at 1; over 8 instances:
-            0.062 at 0.03, 0.068 at 0.1); binary_real (loss 0) and quadratic were indifferent to it.
+            in the task's units; > 0. The default is the best of {0.01, 0.03, 0.1, 0.3, 1} on
+            binary_classification val; binary_real and quadratic were indifferent to it (the scan is in
+            docs/results.md).
         popsize: candidates per generation (lambda), >= 2; None for pycma's default 4 + floor(3 ln d)
             (17 at d = 100).
     """
