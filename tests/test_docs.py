@@ -39,9 +39,11 @@ def test_extending_has_the_three_worked_examples():
 @pytest.fixture
 def clean_registries(monkeypatch):
     """Registrations made by an example vanish after its test, so no other test sees them."""
-    monkeypatch.setattr(optimizer_registry, "_OPTIMIZERS", dict(optimizer_registry._OPTIMIZERS))
-    monkeypatch.setattr(family_registry, "_FAMILIES", dict(family_registry._FAMILIES))
-    monkeypatch.setattr(learned_registry, "_LEARNED", dict(learned_registry._LEARNED))
+    monkeypatch.setattr(
+        optimizer_registry._OPTIMIZERS, "entries", dict(optimizer_registry._OPTIMIZERS.entries)
+    )
+    monkeypatch.setattr(family_registry._FAMILIES, "entries", dict(family_registry._FAMILIES.entries))
+    monkeypatch.setattr(learned_registry._LEARNED, "entries", dict(learned_registry._LEARNED.entries))
 
 
 @pytest.mark.parametrize(("heading", "code"), BLOCKS, ids=[heading for heading, _ in BLOCKS])

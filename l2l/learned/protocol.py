@@ -34,6 +34,7 @@ from torch import nn
 
 from l2l.common.config import doc_field
 from l2l.common.paths import shipped_file
+from l2l.common.registry import Registry
 from l2l.estimators import Objective
 from l2l.learned.optimizee_grad import OPTIMIZEE_GRADS
 from l2l.optimizers.base import ZOOptimizer, ZOState
@@ -263,7 +264,7 @@ def _attribute(optimizer: LearnedOptimizer, name: str) -> str:
     return getattr(optimizer, "module_attributes", {}).get(name, name)
 
 
-_LEARNED: dict[str, type[LearnedOptimizer]] = {}
+_LEARNED: Registry[type[LearnedOptimizer]] = Registry("learned optimizer", "learned optimizers")
 
 
 def register_learned(name: str) -> Callable[[type[L]], type[L]]:
@@ -273,23 +274,17 @@ def register_learned(name: str) -> Callable[[type[L]], type[L]]:
         name: the registry name (``train.learned --optimizer NAME``).
     """
 
-    def deco(cls: type[L]) -> type[L]:
-        if name in _LEARNED:
-            raise ValueError(f"learned optimizer {name!r} is already registered ({_LEARNED[name].__name__})")
+    def named(cls: type[L]) -> None:
         cls.learned_name = name
-        _LEARNED[name] = cls
-        return cls
 
-    return deco
+    return _LEARNED.decorator(name, named)  # type: ignore[arg-type, return-value]
 
 
 def learned_names() -> list[str]:
     """The registered learned optimizers."""
-    return sorted(_LEARNED)
+    return _LEARNED.names()
 
 
 def learned_class(name: str) -> type[LearnedOptimizer]:
     """The learned optimizer registered as ``name``."""
-    if name not in _LEARNED:
-        raise KeyError(f"unknown learned optimizer {name!r}; registered: {', '.join(learned_names())}")
     return _LEARNED[name]

@@ -14,34 +14,29 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from l2l.common.registry import Registry
 from l2l.optimizers.base import ZOOptimizer
 
 TUNED_PATH = Path(__file__).with_name("tuned.json")
 TUNED_FORMAT = 1
 
-_OPTIMIZERS: dict[str, type[ZOOptimizer]] = {}
+_OPTIMIZERS: Registry[type[ZOOptimizer]] = Registry("optimizer", "optimizers")
 
 
 def register_optimizer(name: str) -> Callable[[type[ZOOptimizer]], type[ZOOptimizer]]:
     """Class decorator: make an optimizer constructible by ``make_optimizer(name)``."""
 
-    def deco(cls: type[ZOOptimizer]) -> type[ZOOptimizer]:
-        if name in _OPTIMIZERS:
-            raise ValueError(f"optimizer {name!r} is already registered")
+    def named(cls: type[ZOOptimizer]) -> None:
         cls.name = name
-        _OPTIMIZERS[name] = cls
-        return cls
 
-    return deco
+    return _OPTIMIZERS.decorator(name, named)
 
 
 def optimizer_names() -> list[str]:
-    return sorted(_OPTIMIZERS)
+    return _OPTIMIZERS.names()
 
 
 def optimizer_class(name: str) -> type[ZOOptimizer]:
-    if name not in _OPTIMIZERS:
-        raise KeyError(f"unknown optimizer {name!r}; registered optimizers: {', '.join(optimizer_names())}")
     return _OPTIMIZERS[name]
 
 

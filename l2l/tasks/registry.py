@@ -6,30 +6,23 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from l2l.common.registry import Registry
 from l2l.tasks.base import Task, TaskFamily
 
-_FAMILIES: dict[str, Callable[..., TaskFamily]] = {}
+_FAMILIES: Registry[Callable[..., TaskFamily]] = Registry("task", "tasks")
 
 
 def register_family(name: str) -> Callable[[Callable[..., TaskFamily]], Callable[..., TaskFamily]]:
     """Class decorator: make a :class:`TaskFamily` constructible by ``make_family(name)``."""
 
-    def deco(factory: Callable[..., TaskFamily]) -> Callable[..., TaskFamily]:
-        if name in _FAMILIES:
-            raise ValueError(f"task family {name!r} is already registered")
-        _FAMILIES[name] = factory
-        return factory
-
-    return deco
+    return _FAMILIES.decorator(name)
 
 
 def family_names() -> list[str]:
-    return sorted(_FAMILIES)
+    return _FAMILIES.names()
 
 
 def _factory(name: str) -> Callable[..., TaskFamily]:
-    if name not in _FAMILIES:
-        raise KeyError(f"unknown task {name!r}; registered tasks: {', '.join(family_names())}")
     return _FAMILIES[name]
 
 
@@ -66,8 +59,6 @@ def check_family_options(name: str, options: dict[str, Any]) -> None:
         KeyError: ``name`` is not a registered family.
         ValueError: an option the family's constructor has no parameter for (the message lists them).
     """
-    if name not in _FAMILIES:
-        raise KeyError(f"unknown task {name!r}; registered tasks: {', '.join(family_names())}")
     params = inspect.signature(_FAMILIES[name]).parameters
     unknown = sorted(set(options) - set(params))
     if unknown:
