@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# processes the sharded evaluations run on (--workers): every core by default; WORKERS=1 runs serially
+WORKERS ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null || echo 1)
 
 .PHONY: setup demo test lint bench tune clean
 
@@ -16,10 +18,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Head-to-head of the tuned baselines on 20 held-out MNIST attacks x 2 trials: table, JSON, CSV, plots.
+# Head-to-head of the tuned baselines on 20 held-out MNIST attacks x 2 trials: table, JSON, CSV, plots;
+# sharded over WORKERS processes (default: all cores), with the serial run's results.
 demo: setup
 	$(PY) -m eval.compare --task mnist_attack --optimizers zo_sgd,zo_signsgd,zo_adam --split test \
-		--instances 20 --trials 2 --steps 200 --q 20 --json results/compare/mnist_attack_test.json
+		--instances 20 --trials 2 --steps 200 --q 20 --json results/compare/mnist_attack_test.json \
+		--workers $(WORKERS)
 
 test: setup
 	$(PY) -m ruff check .
@@ -29,8 +33,8 @@ bench: setup
 	$(PY) -m eval.bench
 
 tune: setup
-	$(PY) -m eval.tune --task mnist_attack
-	$(PY) -m eval.tune --task binary_classification
+	$(PY) -m eval.tune --task mnist_attack --workers $(WORKERS)
+	$(PY) -m eval.tune --task binary_classification --workers $(WORKERS)
 
 clean:
 	rm -rf $(VENV) results wandb .pytest_cache .ruff_cache

@@ -49,6 +49,7 @@ import torch
 
 import l2l
 from eval.compare import pinned_threads
+from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, check_workers, is_main, launch
 from eval.headtohead import RunRecord, run_grid
 from eval.report import WHITE_BOX_MARK, fmt_cell, line_style, new_axes, plot_title, save_png
 from eval.specs import OptimizerSpec, build_optimizers, parse_optimizers
@@ -108,6 +109,7 @@ class AttackTableConfig:
     threads: int = doc_field(
         1, "torch CPU threads; the same seed and thread count reproduce results bit for bit"
     )
+    workers: int = doc_field(WORKERS_DEFAULT, WORKERS_HELP)
     json: str = doc_field(
         "results/attack_table/{task}{eps}_{split}.json",
         "result JSON path ({task} and {split} are filled in, {eps} with '' at the family's default eps "
@@ -122,6 +124,7 @@ class AttackTableConfig:
         for name in ("instances", "trials", "threads", "budget"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        check_workers(self.workers)
         if self.trials > 1000:
             raise ValueError(
                 f"trials={self.trials} must be <= 1000 (run seeds are seed + 1000 * instance + trial)"
@@ -444,9 +447,20 @@ def plot_success(result: dict, path: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Parse ``argv``, build the table, print it, write the JSON, markdown and plot, and log to wandb."""
+    """Parse ``argv``, build the table, print it, write the JSON, markdown and plot, and log to wandb.
+
+    With ``--workers N`` (or under torchrun) the runs are sharded over N processes and rank 0 writes
+    (:mod:`eval.distributed`); the result is the serial one, wall times aside.
+    """
     config = parse_config(AttackTableConfig, argv)
+    return launch(_table_and_write, config, config.workers)
+
+
+def _table_and_write(config: AttackTableConfig) -> dict:
+    """One rank's part of :func:`main`: every rank runs the table, rank 0 alone writes and prints."""
     result = attack_table(config)
+    if not is_main():
+        return result
     path = config.json_path()
     write_json_atomic(path, result)
     text = markdown_report(result)

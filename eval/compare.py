@@ -19,6 +19,7 @@ import torch
 
 import l2l
 from eval import report
+from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, check_workers, is_main, launch
 from eval.headtohead import run_grid, summarize_all
 from eval.specs import build_optimizers, parse_optimizers
 from eval.wandb_log import log_comparison
@@ -65,6 +66,7 @@ class CompareConfig:
     threads: int = doc_field(
         1, "torch CPU threads; the same seed and thread count reproduce results bit for bit"
     )
+    workers: int = doc_field(WORKERS_DEFAULT, WORKERS_HELP)
     wandb: Literal["online", "offline", "disabled"] = doc_field(
         "offline", "wandb mode: offline needs no account or network; online uploads"
     )
@@ -86,6 +88,7 @@ class CompareConfig:
         check_q(self.q)
         if self.mu is not None:
             check_mu(self.mu)
+        check_workers(self.workers)
 
     def step_limit(self) -> int:
         """The step cap of a run: ``steps``, else 200, else (with a budget) the budget itself.
@@ -165,9 +168,20 @@ def head_to_head(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Parse ``argv``, run the comparison, print the table, write every output; returns the result."""
+    """Parse ``argv``, run the comparison, print the table, write every output; returns the result.
+
+    With ``--workers N`` (or under torchrun) the runs are sharded over N processes and rank 0 writes
+    (:mod:`eval.distributed`); the result is the serial one, wall times aside.
+    """
     config = parse_config(CompareConfig, argv)
+    return launch(_compare_and_write, config, config.workers)
+
+
+def _compare_and_write(config: CompareConfig) -> dict:
+    """One rank's part of :func:`main`: every rank compares, rank 0 alone writes and prints."""
     result = compare(config)
+    if not is_main():
+        return result
     paths = report.OutputPaths.beside(config.json_path())
     report.write_all(result, paths)
     print(report.markdown_report(result))

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 import l2l
+from eval import distributed
 from l2l.optimizers.base import ZOOptimizer
 from l2l.run import Trajectory
 from l2l.tasks.base import Task
@@ -95,26 +96,31 @@ def run_grid(
         budget: the most oracle queries per run (``l2l.run`` stops before exceeding it), or None.
         seed: base seed of the comparison.
         stop_at_success: end a run at its first successful iterate.
-        progress: show a tqdm bar over all runs.
+        progress: show a tqdm bar over the runs (rank 0's only, under torch.distributed).
+
+    Under an initialised torch.distributed process group every rank must call it alike: the grid,
+    (optimizer, instance, trial) in this nesting order, is sharded round-robin over the ranks and every
+    rank returns all records, in that order (:func:`eval.distributed.sharded_map`). They equal a serial
+    run's bit for bit, except the measured ``wall_s``.
     """
     if trials < 1:
         raise ValueError(f"trials={trials} must be >= 1")
     success_defined = [defines_success(task) for task in tasks]
-    records = []
-    with tqdm(
-        total=len(optimizers) * len(tasks) * trials, desc="compare", unit="run", disable=not progress
-    ) as bar:
-        for label, optimizer in optimizers:
-            bar.set_postfix_str(label)
-            for i, task in enumerate(tasks):
-                for t in range(trials):
-                    s = run_seed(seed, i, t)
-                    traj = l2l.run(
-                        optimizer, task, steps=steps, budget=budget, seed=s, stop_at_success=stop_at_success
-                    )
-                    records.append(RunRecord(label, i, t, s, traj, success_defined[i]))
-                    bar.update()
-    return records
+    grid = [(k, i, t) for k in range(len(optimizers)) for i in range(len(tasks)) for t in range(trials)]
+    mine = len(distributed.shard(grid, distributed.rank(), distributed.world_size()))
+    desc = "compare" if distributed.world_size() == 1 else f"compare (rank 0's {mine} of {len(grid)} runs)"
+    with tqdm(total=mine, desc=desc, unit="run", disable=not (progress and distributed.is_main())) as bar:
+
+        def one(item: tuple[int, int, int]) -> RunRecord:
+            (label, optimizer), i, t = optimizers[item[0]], item[1], item[2]
+            bar.set_postfix_str(label, refresh=False)
+            s = run_seed(seed, i, t)
+            traj = l2l.run(
+                optimizer, tasks[i], steps=steps, budget=budget, seed=s, stop_at_success=stop_at_success
+            )
+            return RunRecord(label, i, t, s, traj, success_defined[i])
+
+        return distributed.sharded_map(one, grid, on_done=bar.update)
 
 
 def pad_curves(curves: Sequence[Sequence[float]]) -> np.ndarray:

@@ -36,6 +36,7 @@ from agents.zo_rl import ZORL, load_zo_rl
 from envs.zo_env import default_mu_eta
 from eval import report
 from eval.compare import CompareConfig, head_to_head
+from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, is_main, launch
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.io import write_text_atomic
@@ -128,6 +129,7 @@ class BoundConfig:
     zo_rl: str | None = doc_field(None, "a trained policy zip to add as a row, with its stored P and eta")
     seed: int = doc_field(0, "base seed; every row gets the same per-run seeds")
     threads: int = doc_field(1, "torch CPU threads")
+    workers: int = doc_field(WORKERS_DEFAULT, WORKERS_HELP)
     json: str = doc_field(
         "results/policy_bound/{task}_{split}.json",
         "result JSON ({task}, {split} filled in); the CSVs, plots and out_bound.md go beside it",
@@ -140,7 +142,7 @@ class BoundConfig:
         for name in ("cosines", "policy_probs", "etas"):
             if getattr(self, name) is not None and not parse_float_list(getattr(self, name), name):
                 raise ValueError(f"{name}={getattr(self, name)!r} lists no value; give at least one")
-        # the rest (instances, trials, budget, q, threads, split) is checked by CompareConfig
+        # the rest (instances, trials, budget, q, threads, workers, split) is checked by CompareConfig
         self.compare_config()
 
     def mode_list(self) -> list[str]:
@@ -148,7 +150,7 @@ class BoundConfig:
 
     def compare_config(self) -> CompareConfig:
         """The head-to-head settings these rows run under."""
-        shared = ("task", "split", "instances", "trials", "budget", "q", "seed", "threads", "json")
+        shared = ("task", "split", "instances", "trials", "budget", "q", "seed", "threads", "workers", "json")
         return CompareConfig(**{k: getattr(self, k) for k in shared}, wandb="disabled")
 
 
@@ -190,8 +192,17 @@ def bound_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Parse ``argv``, run every row, print the bound table and write the files; returns the result."""
+    """Parse ``argv``, run every row, print the bound table and write the files; returns the result.
+
+    With ``--workers N`` (or under torchrun) the runs are sharded over N processes and rank 0 writes
+    (:mod:`eval.distributed`).
+    """
     config = parse_config(BoundConfig, argv)
+    return launch(_bound_and_write, config, config.workers)
+
+
+def _bound_and_write(config: BoundConfig) -> dict:
+    """One rank's part of :func:`main`: every rank runs the rows, rank 0 alone writes and prints."""
     with user_input():  # bad names, values and policy paths are the command line's errors
         rows = bound_rows(config)
     sources = {label: "white-box synthetic policy" if opt.white_box else label for label, opt in rows}
@@ -199,6 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
         sources["zo_rl"] = config.zo_rl
     result = head_to_head(config.compare_config(), rows, sources)
     result["bound_config"] = dataclasses.asdict(config)
+    if not is_main():
+        return result
     paths = report.OutputPaths.beside(Path(config.compare_config().json_path()))
     report.write_all(result, paths)
     table = bound_table(result)

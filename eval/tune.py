@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 import l2l
+from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, check_workers, is_main, launch
 from eval.headtohead import run_grid
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
@@ -142,6 +143,9 @@ class TuneConfig:
     mu_grid: str = doc_field("1e-4,3e-4,1e-3,3e-3,1e-2", "mu values tried for delta-based methods")
     seed: int = doc_field(0, "base seed (tuning seeds never coincide with eval.compare's)")
     threads: int = doc_field(1, "torch CPU threads (pin it: results depend on it bit for bit)")
+    workers: int = doc_field(
+        WORKERS_DEFAULT, WORKERS_HELP + "; each candidate's runs are sharded, candidates run one by one"
+    )
     write: bool = doc_field(True, "record the winners in l2l/optimizers/tuned.json")
 
     def __post_init__(self) -> None:
@@ -158,6 +162,7 @@ class TuneConfig:
             check_mu(self.mu)
         for mu in parse_float_list(self.mu_grid, "mu_grid"):
             check_mu(mu)
+        check_workers(self.workers)
 
     def family_options(self) -> dict[str, float]:
         """The options the task family is built with: ``eps`` when given."""
@@ -294,18 +299,31 @@ def record(task: str, results: dict[str, dict], cfg: TuneConfig) -> dict:
     data = load_tuned()
     data = {"format": TUNED_FORMAT, "tasks": {k: dict(v) for k, v in data.get("tasks", {}).items()}}
     stamp = datetime.date.today().isoformat()
+    # the worker count changes no result, so the record does not depend on it
+    protocol = {k: v for k, v in asdict(cfg).items() if k != "workers"}
     for name, res in results.items():
         data["tasks"].setdefault(task, {})[name] = {
             **res,
-            "tuned_on": {**asdict(cfg), "split": "val", "date": stamp, "version": l2l.__version__},
+            "tuned_on": {**protocol, "split": "val", "date": stamp, "version": l2l.__version__},
         }
     write_json_atomic(registry.TUNED_PATH, data)
     return data
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:
-    """Parse ``argv``, tune each optimizer on val, print the winners and record them under the task key."""
+    """Parse ``argv``, tune each optimizer on val, print the winners and record them under the task key.
+
+    With ``--workers N`` (or under torchrun) every candidate's runs are sharded over N processes, started
+    once; every rank scores every candidate alike, so all follow the same search, and rank 0 writes
+    (:mod:`eval.distributed`). Sharding each candidate's grid keeps the coordinatewise search as it is
+    (a stage's candidates could run side by side, but the next stage needs their scores first).
+    """
     cfg = parse_config(TuneConfig, argv)
+    return launch(_tune_and_record, cfg, cfg.workers)
+
+
+def _tune_and_record(cfg: TuneConfig) -> dict[str, dict]:
+    """One rank's part of :func:`main`: every rank tunes, rank 0 alone records, prints and shows the bar."""
     torch.set_num_threads(cfg.threads)
     with user_input():  # bad names are the command line's errors
         names = parse_names(cfg.optimizers)  # fail fast on bad names, before the family loads
@@ -313,16 +331,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         for name in names:
             search_space(name)  # fail fast on a method without a search space
         tasks = l2l.make_family(cfg.task, **cfg.family_options()).instances("val", limit=cfg.instances)
-    bar = tqdm(total=sum(stage_sizes(n, cfg) for n in names), desc=f"tune {key} (val)", unit="cfg")
+    total = sum(stage_sizes(n, cfg) for n in names)
+    bar = tqdm(total=total, desc=f"tune {key} (val)", unit="cfg", disable=not is_main())
     results = {}
     for name in names:
         results[name] = tune_one(name, tasks, cfg, bar)
-        if cfg.write:  # after each method, so an interrupted run keeps what it finished
+        if cfg.write and is_main():  # after each method, so an interrupted run keeps what it finished
             record(key, {name: results[name]}, cfg)
     bar.close()
     for name, res in results.items():
         print(f"{name:12s} val final loss {res['val_final_loss']:.4f}  {_short(res['params'])}")
-    if cfg.write:
+    if cfg.write and is_main():
         print(f"wrote {registry.TUNED_PATH} (key {key!r})")
     return results
 

@@ -1,0 +1,154 @@
+"""Sharded evaluation (eval.distributed): --workers N and torchrun give the serial results bit for bit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+import l2l
+from eval import attack_table, compare, tune
+from eval.distributed import launch, rank, shard, sharded_map, world_size
+from eval.headtohead import run_grid
+from l2l.common.cli import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+QUADRATIC = [
+    "--task", "quadratic", "--optimizers", "zo_sgd,zo_adam", "--instances", "2", "--trials", "2",
+    "--steps", "8", "--q", "4", "--wandb", "disabled",
+]  # fmt: skip
+
+
+def _without_wall_times(value):
+    """``value`` (parsed JSON) without its ``wall_s`` entries: the only figures that may differ."""
+    if isinstance(value, dict):
+        return {k: _without_wall_times(v) for k, v in value.items() if k != "wall_s"}
+    if isinstance(value, list):
+        return [_without_wall_times(v) for v in value]
+    return value
+
+
+def _json(path: Path) -> dict:
+    return _without_wall_times(json.loads(path.read_text()))
+
+
+def _grid(progress: bool = False) -> list:
+    tasks = l2l.make_family("quadratic").instances("test", limit=2)
+    optimizers = [(name, l2l.make_optimizer(name, q=4)) for name in ("zo_sgd", "zo_adam")]
+    return run_grid(optimizers, tasks, trials=2, steps=8, seed=3, progress=progress)
+
+
+def _fail_on(item: int) -> int:
+    if item in (1, 2):
+        raise FloatingPointError(f"item {item}")
+    return item
+
+
+def _on_every_rank(_: None) -> dict:
+    """What each rank of the launched group does (module level: the spawned workers unpickle it)."""
+    try:
+        sharded_map(_fail_on, list(range(4)))  # item 1 is rank 1's, item 2 rank 0's own
+        error = None
+    except FloatingPointError as err:
+        error = str(err)
+    return {
+        "world": world_size(),
+        "rank": rank(),
+        "who": sharded_map(lambda item: (item, rank()), list(range(5))),
+        "error": error,
+        "records": _grid(),
+    }
+
+
+def test_shard_is_round_robin_and_partitions_the_grid():
+    items = list(range(7))
+    parts = [shard(items, r, 3) for r in range(3)]
+    assert parts == [[0, 3, 6], [1, 4], [2, 5]]
+    assert sorted(x for part in parts for x in part) == items
+    with pytest.raises(ValueError, match="rank=3"):
+        shard(items, 3, 3)
+
+
+def test_launched_group_gathers_records_in_serial_order_bit_for_bit():
+    out = launch(_on_every_rank, None, workers=2)
+    assert not dist.is_initialized()  # torn down, so the next launch (or test) starts clean
+    assert (out["world"], out["rank"]) == (2, 0)
+    assert out["who"] == [(0, 0), (1, 1), (2, 0), (3, 1), (4, 0)]
+    assert out["error"] == "item 1"  # the earliest failing item's error, raised on rank 1, reaches rank 0
+    serial = _grid()
+    assert len(out["records"]) == len(serial) == 8
+    for got, want in zip(out["records"], serial, strict=True):
+        assert (got.optimizer, got.instance, got.trial, got.seed) == (
+            want.optimizer,
+            want.instance,
+            want.trial,
+            want.seed,
+        )
+        assert got.trajectory.losses == want.trajectory.losses
+        assert got.trajectory.queries == want.trajectory.queries
+        assert torch.equal(got.trajectory.x, want.trajectory.x)
+
+
+def test_compare_with_two_workers_writes_the_serial_json(tmp_path):
+    serial = compare.main([*QUADRATIC, "--json", str(tmp_path / "serial.json")])
+    sharded = compare.main([*QUADRATIC, "--json", str(tmp_path / "sharded.json"), "--workers", "2"])
+    assert _json(tmp_path / "sharded.json") == _json(tmp_path / "serial.json")
+    assert _without_wall_times(sharded) == _without_wall_times(serial)
+    assert (tmp_path / "sharded_runs.csv").is_file() and (tmp_path / "sharded.md").is_file()
+
+
+def test_tune_with_two_workers_follows_the_serial_search():
+    argv = ["--task", "quadratic", "--optimizers", "zo_sgd", "--instances", "2", "--steps", "5", "--no-write"]
+    assert tune.main([*argv, "--workers", "2"]) == tune.main(argv)
+
+
+def test_attack_table_with_two_workers_writes_the_serial_json(tmp_path):
+    argv = [
+        "--methods", "zo_sgd,square", "--instances", "2", "--budget", "60", "--wandb", "disabled",
+    ]  # fmt: skip
+    attack_table.main([*argv, "--json", str(tmp_path / "serial.json")])
+    attack_table.main([*argv, "--json", str(tmp_path / "sharded.json"), "--workers", "2"])
+    serial = _json(tmp_path / "serial.json")
+    assert _json(tmp_path / "sharded.json") == serial
+    assert any(row["success_step"] is not None for row in serial["per_run"])  # the table is not all misses
+
+
+def test_torchrun_writes_the_serial_json_and_prints_once(tmp_path):
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "eval.compare", *QUADRATIC, "--json", str(tmp_path / "torchrun.json"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0 and "endezvous" in done.stderr:
+        pytest.skip(f"torchrun cannot start a standalone rendezvous here: {done.stderr[-300:]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("wrote ") == 1  # rank 1 printed nothing
+    compare.main([*QUADRATIC, "--json", str(tmp_path / "serial.json")])
+    assert _json(tmp_path / "torchrun.json") == _json(tmp_path / "serial.json")
+
+
+@pytest.mark.parametrize("cli", [compare, tune, attack_table])
+def test_workers_below_one_is_refused(cli):
+    with pytest.raises(ValueError, match=r"workers=0 must be an integer >= 1"):
+        cli.main(["--workers", "0"])
+
+
+def test_workers_below_one_is_a_one_line_cli_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(compare.main, ["--workers", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: workers=0 must be an integer >= 1")
+
+
+def test_workers_must_match_torchrun(monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"workers=3 but torchrun started WORLD_SIZE=2"):
+        launch(_on_every_rank, None, workers=3)
