@@ -10,7 +10,7 @@ Fairness rules (the point of a head-to-head):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 import l2l
 from l2l.optimizers.base import ZOOptimizer
-from l2l.run import Trajectory
+from l2l.run import Callback, Trajectory
 from l2l.tasks.base import Task
 
 #: seeds of one instance's trials are consecutive and instances are this far apart, so a run keeps its
@@ -84,6 +84,7 @@ def run_grid(
     seed: int = 0,
     stop_at_success: bool = False,
     progress: bool = True,
+    callback: Callable[[str, int, int], Callback | None] | None = None,
 ) -> list[RunRecord]:
     """Run every optimizer on every task for ``trials`` seeds each (see :func:`run_seed`).
 
@@ -96,6 +97,8 @@ def run_grid(
         seed: base seed of the comparison.
         stop_at_success: end a run at its first successful iterate.
         progress: show a tqdm bar over all runs.
+        callback: ``callback(label, instance, trial)`` gives the observer of that run (see
+            :func:`l2l.run`; None: none), e.g. to keep the best iterate's metrics; observers never query.
     """
     if trials < 1:
         raise ValueError(f"trials={trials} must be >= 1")
@@ -109,8 +112,10 @@ def run_grid(
             for i, task in enumerate(tasks):
                 for t in range(trials):
                     s = run_seed(seed, i, t)
+                    observer = None if callback is None else callback(label, i, t)
                     traj = l2l.run(
-                        optimizer, task, steps=steps, budget=budget, seed=s, stop_at_success=stop_at_success
+                        optimizer, task, steps=steps, budget=budget, seed=s, stop_at_success=stop_at_success,
+                        callback=observer,
                     )
                     records.append(RunRecord(label, i, t, s, traj, success_defined[i]))
                     bar.update()
