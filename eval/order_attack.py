@@ -15,6 +15,10 @@ sigma = eps/0.5, SPSA delta = 2/255; the white-box reference ``fo_pgd`` takes 24
 the task's surrogate loss (``Task.differentiable_loss``, papers/004 eq. 4) from x0 = 0 (no random
 start, app. B.3). ``--settings tuned`` reads the values ``eval.tune`` recorded on val instead.
 
+The query-budget table (papers/004 Table 7: Q = 100 ... 10,000 at eps 4/255) is read off the same runs:
+the best tau_S seen within each budget q <= Q (``--budgets``). No method here adapts to its budget, so
+that is what a run with budget q reports; run with ``--budget 10000 --eps 4`` for the paper's table.
+
 Outputs (``--out`` stem): ``<stem>.json`` (``cells``: one entry per (k, N, eps), each with
 ``results[method]["tau_s_mean"]``; the top-level ``results`` is the first cell's), ``<stem>.md`` (the
 table) and ``<stem>_k<k>_N<N>_eps<eps>.png`` (mean best tau_S against queries, one per cell).
@@ -63,6 +67,11 @@ class OrderAttackConfig:
     threads: int = doc_field(1, "torch CPU threads")
     progress: bool = doc_field(True, "show progress bars")
     out: str = doc_field("results/order_attack/order_attack.json", "the JSON path; the others share its stem")
+    budgets: str = doc_field(
+        "100,500,1000,5000,10000",
+        "query budgets of the query-budget table (papers/004 Table 7), read off each run's best-so-far "
+        "curve; those above --budget are left out",
+    )
 
     def __post_init__(self) -> None:
         if self.budget < 1 or self.instances < 1 or self.pgd_steps < 1 or self.threads < 1:
@@ -79,6 +88,12 @@ class OrderAttackConfig:
         if not ks or not eps:
             raise ValueError(f"k={self.k!r} and eps={self.eps!r} must each list at least one value")
         return [(k, n, e) for k in ks for n in parse_visible(self.N, k) for e in eps]
+
+
+def budget_points(cfg: OrderAttackConfig) -> list[int]:
+    """The budgets of the query-budget table that the runs reach (at most ``cfg.budget``), ascending."""
+    points = sorted({int(q) for q in parse_float_list(cfg.budgets, "budgets") if 0 < q <= cfg.budget})
+    return points or [cfg.budget]
 
 
 def parse_visible(text: str, k: int) -> list[int | None]:
@@ -146,9 +161,14 @@ class BestIterate:
             self.metrics = self.task.metrics(state.x)
 
 
-def best_curve(losses: list[float], queries: list[int], budget: int) -> np.ndarray:
-    """Best tau_S seen within q queries, for q on :data:`CURVE_POINTS` points of 0 .. budget."""
-    grid = np.linspace(0, budget, CURVE_POINTS)
+def best_curve(losses: list[float], queries: list[int], grid: np.ndarray) -> np.ndarray:
+    """Best tau_S seen within q queries, for each q of ``grid``, from one run's trajectory.
+
+    Args:
+        losses: the run's losses at its iterates (-tau_S).
+        queries: the cumulative queries at each iterate.
+        grid: the query counts to read.
+    """
     best = -np.minimum.accumulate(np.asarray(losses))
     last = np.searchsorted(np.asarray(queries), grid, side="right") - 1
     return best[np.clip(last, 0, None)]
@@ -169,7 +189,9 @@ def run_method(label: str, optimizer: ZOOptimizer, tasks: list[OrderAttackTask],
     )  # fmt: skip
     taus = np.array([observers[r.instance].metrics["tau_s"] for r in records])
     ranks = np.array([observers[r.instance].metrics["mean_rank"] for r in records])
-    curves = np.stack([best_curve(r.trajectory.losses, r.trajectory.queries, cfg.budget) for r in records])
+    grid, points = np.linspace(0, cfg.budget, CURVE_POINTS), budget_points(cfg)
+    curves = np.stack([best_curve(r.trajectory.losses, r.trajectory.queries, grid) for r in records])
+    at = np.stack([best_curve(r.trajectory.losses, r.trajectory.queries, np.array(points)) for r in records])
     return {
         "tau_s_mean": float(taus.mean()),
         "tau_s_std": float(taus.std()),
@@ -177,7 +199,8 @@ def run_method(label: str, optimizer: ZOOptimizer, tasks: list[OrderAttackTask],
         "success_rate": float(np.mean([r.trajectory.success_step is not None for r in records])),
         "queries_mean": float(np.mean([r.trajectory.queries[-1] for r in records])),
         "tau_s_curve": curves.mean(axis=0).tolist(),
-        "queries_grid": np.linspace(0, cfg.budget, CURVE_POINTS).tolist(),
+        "queries_grid": grid.tolist(),
+        "tau_s_at_budget": {str(q): float(v) for q, v in zip(points, at.mean(axis=0), strict=True)},
         "white_box": bool(optimizer.white_box),
         "config": optimizer.config(),
         "runs": len(records),
@@ -223,10 +246,26 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def budget_table(result: dict) -> str:
+    """papers/004 Table 7's layout: one row per method, mean best tau_S within each budget, per cell."""
+    lines = []
+    for c in result["cells"]:
+        points = list(next(iter(c["results"].values()))["tau_s_at_budget"])
+        n = "inf" if c["N"] is None else c["N"]
+        header = " | ".join(f"Q={q}" for q in points)
+        lines += [f"k={c['k']} N={n} eps={c['eps']:g}/255", "", f"| method | {header} |"]
+        lines.append("|---" * (len(points) + 1) + "|")
+        for method, res in c["results"].items():
+            values = " | ".join(f"{v:.3f}" for v in res["tau_s_at_budget"].values())
+            lines.append(f"| {method} | {values} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def markdown_report(result: dict) -> str:
-    """A heading with the settings, the table, and how to read it."""
+    """A heading with the settings, the table, the query-budget table and how to read them."""
     return "\n".join([
-        f"## Order attack ({result['task']}, {result['split']}): {result['instances']} queries, "
+        f"## Order attack ({result['task']}, {result['split']}): {result['instances']} query images, "
         f"Q = {result['budget']}, {result['settings']} settings",
         "",
         markdown_table(result),
@@ -234,6 +273,9 @@ def markdown_report(result: dict) -> str:
         "Cells: mean tau_S of the best iterate seen (papers/004 Alg. 1), and at N = inf the mean rank of the "
         f"candidates there. {WHITE_BOX_MARK}: white-box PGD on the surrogate loss (not a black-box method).",
         "",
+        "### Best tau_S within Q queries (the same runs)",
+        "",
+        budget_table(result),
     ])  # fmt: skip
 
 
@@ -245,7 +287,7 @@ def plot_cell(cell: dict, path: Path) -> Path:
     n = "inf" if cell["N"] is None else cell["N"]
     ax.set_title(f"order attack, k={cell['k']}, N={n}, eps={cell['eps']:g}/255", fontsize=10)
     ax.set_xlabel("oracle queries")
-    ax.set_ylabel("best tau_S seen (mean over queries)")
+    ax.set_ylabel("best tau_S seen (mean over runs)")
     ax.grid(alpha=0.3)
     ax.legend()
     return save_png(fig, path)

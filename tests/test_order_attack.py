@@ -212,4 +212,10 @@ def test_table_cli_on_the_shipped_model(tmp_path):
         assert res["tau_s_curve"] == sorted(res["tau_s_curve"])  # best seen never drops
     assert result["results"]["fo_pgd"]["queries_mean"] <= 3
     assert "| rand |" in out.with_suffix(".md").read_text()
+    assert list(result["results"]["rand"]["tau_s_at_budget"]) == ["100"]  # budgets above --budget are dropped
     assert (tmp_path / "oa_k5_Ninf_eps4.png").stat().st_size > 0
+
+
+def test_best_curve_reads_the_best_tau_s_seen_within_each_budget():
+    curve = order_attack.best_curve([-0.2, -0.4, -0.3], [0, 50, 100], np.array([0, 49, 50, 100, 150]))
+    assert curve.tolist() == pytest.approx([0.2, 0.2, 0.4, 0.4, 0.4])
