@@ -219,3 +219,14 @@ def test_table_cli_on_the_shipped_model(tmp_path):
 def test_best_curve_reads_the_best_tau_s_seen_within_each_budget():
     curve = order_attack.best_curve([-0.2, -0.4, -0.3], [0, 50, 100], np.array([0, 49, 50, 100, 150]))
     assert curve.tolist() == pytest.approx([0.2, 0.2, 0.4, 0.4, 0.4])
+
+
+def test_white_box_reference_keeps_the_paper_protocol_and_bad_options_are_one_line(capsys):
+    cfg = order_attack.OrderAttackConfig(settings="tuned", methods="rand,fo_pgd")
+    (_, rand), (_, pgd) = order_attack.build_methods(cfg, 5, None, 4.0, D)
+    assert rand.name == "rand" and pgd.delta == pytest.approx(D / 255) and pgd.sign is True
+    from l2l.common.cli import run_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(order_attack.main, ["--N", "inf,x"])
+    assert exit_info.value.code == 2 and "N item 'x'" in capsys.readouterr().err
