@@ -230,3 +230,22 @@ def test_white_box_reference_keeps_the_paper_protocol_and_bad_options_are_one_li
     with pytest.raises(SystemExit) as exit_info:
         run_cli(order_attack.main, ["--N", "inf,x"])
     assert exit_info.value.code == 2 and "N item 'x'" in capsys.readouterr().err
+
+
+def test_ranking_model_cli_saves_a_checkpoint_the_loader_reads(tmp_path, monkeypatch):
+    import train.ranking_model as trainer
+    from l2l.tasks.ranking_models import load_fashion_ranking_model, read_ranking_checkpoint
+
+    g = torch.Generator().manual_seed(0)
+    fake = {s: (torch.rand(40, 1, 28, 28, generator=g), torch.arange(40) % 4) for s in ("train", "test")}
+    monkeypatch.setattr(trainer, "load_fashion_mnist", lambda split: fake[split])
+    out = tmp_path / "rank.pt"
+    trainer.main(["--epochs", "1", "--batch-size", "16", "--embed-dim", "8", "--min-recall", "0",
+                  "--out", str(out)])  # fmt: skip
+    ckpt = read_ranking_checkpoint(out)
+    assert ckpt["steps"] == 3 and 0 <= ckpt["recall_at_1"] <= 1 and ckpt["config"]["embed_dim"] == 8
+    model = load_fashion_ranking_model(str(out))
+    emb = model(fake["test"][0][:3])
+    assert emb.shape == (3, 8) and torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
+    with pytest.raises(ValueError, match="epochs=0 must be >= 1"):
+        trainer.main(["--epochs", "0"])
