@@ -10,15 +10,17 @@ Fairness rules (the point of a head-to-head):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
 import l2l
 from eval import distributed
-from l2l.optimizers.base import ZOOptimizer
+from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.oracle import Oracle
 from l2l.run import Trajectory
 from l2l.tasks.base import Task
 
@@ -34,6 +36,16 @@ def run_seed(seed: int, instance: int, trial: int) -> int:
     return seed + SEED_STRIDE * instance + trial
 
 
+class RunObserver(Protocol):
+    """An ``l2l.run`` callback that also reports what it saw, once the run is over."""
+
+    def __call__(self, state: ZOState, oracle: Oracle, traj: Trajectory) -> None: ...
+
+    def result(self) -> Any:
+        """What to keep with the run's record (picklable: it is gathered across ranks)."""
+        ...
+
+
 @dataclass
 class RunRecord:
     """One (optimizer, instance, trial) run.
@@ -45,6 +57,7 @@ class RunRecord:
         seed: the seed ``l2l.run`` got.
         trajectory: what the run did.
         has_success: whether the task defines success at all (``task.success`` is not None).
+        observed: what the run's observer reported (``RunObserver.result``), or None without one.
     """
 
     optimizer: str
@@ -53,6 +66,7 @@ class RunRecord:
     seed: int
     trajectory: Trajectory
     has_success: bool
+    observed: Any = None
 
     def row(self) -> dict:
         """The run as one flat, JSON- and CSV-friendly row."""
@@ -85,6 +99,7 @@ def run_grid(
     seed: int = 0,
     stop_at_success: bool = False,
     progress: bool = True,
+    observe: Callable[[str, int, int], RunObserver] | None = None,
 ) -> list[RunRecord]:
     """Run every optimizer on every task for ``trials`` seeds each (see :func:`run_seed`).
 
@@ -97,6 +112,10 @@ def run_grid(
         seed: base seed of the comparison.
         stop_at_success: end a run at its first successful iterate.
         progress: show a tqdm bar over the runs (rank 0's only, under torch.distributed).
+        observe: ``observe(label, instance, trial)`` gives the observer of that run (see
+            :func:`l2l.run`; None: none), e.g. to keep the best iterate's metrics; observers never
+            query. Whatever the observer's ``result()`` returns after the run is kept as the record's
+            ``observed``, so it travels with the records across ranks.
 
     Under an initialised torch.distributed process group every rank must call it alike: the grid,
     (optimizer, instance, trial) in this nesting order, is sharded round-robin over the ranks and every
@@ -115,10 +134,13 @@ def run_grid(
             (label, optimizer), i, t = optimizers[item[0]], item[1], item[2]
             bar.set_postfix_str(label, refresh=False)
             s = run_seed(seed, i, t)
+            observer = None if observe is None else observe(label, i, t)
             traj = l2l.run(
-                optimizer, tasks[i], steps=steps, budget=budget, seed=s, stop_at_success=stop_at_success
+                optimizer, tasks[i], steps=steps, budget=budget, seed=s, stop_at_success=stop_at_success,
+                callback=observer,
             )
-            return RunRecord(label, i, t, s, traj, success_defined[i])
+            observed = None if observer is None else observer.result()
+            return RunRecord(label, i, t, s, traj, success_defined[i], observed)
 
         return distributed.sharded_map(one, grid, on_done=bar.update)
 

@@ -103,6 +103,11 @@ SEARCH_SPACES: dict[str, list[Stage]] = {
     "bandits_td": [grid("image_lr", (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)),
                    grid("online_lr", (0.1, 1.0, 10.0, 100.0)), grid("fd_eta", (0.01, 0.03, 0.1, 0.3)),
                    grid("tile", (1, 2, 4, 7))],
+    # the order attack's batch searches (papers/004 Tables 9-10, Fashion-MNIST, eps 4/255); Rand has none
+    "rand": [NO_TUNING],
+    "beta": [grid("lr", (0.0, 1.5, 3.0, 4.5, 6.0))],
+    "pso": [grid("inertia", (0.8, 1.0, 1.1, 1.2, 1.4)), grid("phi_p", (0.37, 0.47, 0.57, 0.67, 0.77)),
+            grid("phi_g", (0.24, 0.34, 0.44, 0.54, 0.64))],
     # SimBA (Guo et al. 2019): eps around the published 0.2, both bases
     "simba": [grid("step_size", (0.1, 0.2, 0.4, 0.8, 1.6)), grid("basis", ("dct", "pixel")),
               refine("step_size")],

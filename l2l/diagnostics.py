@@ -24,7 +24,7 @@ from l2l.tasks.base import Task
 
 
 def true_gradient(task: Task, x: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
-    """The autograd gradient of the loss on ``batch`` at ``x`` (analysis only; no query is counted).
+    """The autograd gradient of ``task.differentiable_loss`` on ``batch`` at ``x`` (analysis only, uncounted).
 
     Args:
         task: the problem instance (inside a run callback: ``oracle.task``).
@@ -33,7 +33,7 @@ def true_gradient(task: Task, x: torch.Tensor, batch: torch.Tensor | None) -> to
     """
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        value = task.loss(x.unsqueeze(0), batch)[0]
+        value = task.differentiable_loss(x.unsqueeze(0), batch)[0]
         return torch.autograd.grad(value, x)[0]
 
 

@@ -56,9 +56,11 @@ class Oracle:
         """White-box access for first-order *reference* methods only: f(x) and its autograd gradient.
 
         Counts one query (and one ``white_box_calls``), so reference tables compare like with like;
-        a black-box optimizer must never call it.
+        a black-box optimizer must never call it. Both come from ``task.differentiable_loss``, which
+        is ``task.loss`` except on tasks whose black-box loss has no useful gradient (the order
+        attack's -tau_S), where it is their white-box surrogate.
         """
-        (value,), (grad,) = self._white_box(x, lambda X: (self.task.loss(X, self._batch),))
+        (value,), (grad,) = self._white_box(x, lambda X: (self.task.differentiable_loss(X, self._batch),))
         return value, grad
 
     def value_and_grads_with_likelihood(

@@ -214,7 +214,8 @@ def assert_feasible(task: Task, x: torch.Tensor, what: str) -> None:
 def test_every_iterate_is_feasible_on_a_ball_task(name, ball_tasks):
     # a huge step size where the optimizer has one, so that the projection has work to do
     big = accepted_params(name, {"delta": 1000.0})
-    tasks = [task for task in ball_tasks if searches_ball_of(name, task)]
+    needs = set(l2l.optimizers.registry.optimizer_class(name).requires)
+    tasks = [t for t in ball_tasks if searches_ball_of(name, t) and needs <= task_capabilities(t)]
     assert tasks, f"{name} searches none of the ball norms {NORMS}"
     for task in tasks:
         rec = Recorder(cheap_optimizer(name, **big))
@@ -222,6 +223,10 @@ def test_every_iterate_is_feasible_on_a_ball_task(name, ball_tasks):
         assert len(rec.iterates) == 4
         for k, x in enumerate(rec.iterates):
             assert_feasible(task, x, f"{name} on {task.family}, step {k + 1}")
+        if type(task).differentiable_loss is not Task.differentiable_loss:
+            # a piecewise-constant black-box loss (the order attack's -tau_S): small finite differences
+            # see no change, so not moving in 4 steps is right; feasibility is all there is to check
+            continue
         assert rec.iterates[-1].abs().max() > 0, f"{name} never moved on {task.family}"
         if big:  # the step overshoots the ball, so the projection must have bound it
             ord = math.inf if task.ball.norm == "linf" else 2

@@ -69,7 +69,9 @@ def test_horizons_come_from_the_family():
     import envs
 
     assert l2l.tasks.default_steps("binary_classification") == 500  # papers/002 fig. 3
-    assert {l2l.tasks.default_steps(name) for name in l2l.family_names()} - {500} == {200}
+    # the order attack's horizon is its budget: Rand spends Q = 1,000 queries in 1,000 steps (papers/004)
+    assert l2l.tasks.default_steps("fashion_order_attack") == 1000
+    assert {l2l.tasks.default_steps(name) for name in l2l.family_names()} - {500, 1000} == {200}
     for env_id, family in envs.ENV_IDS.items():
         assert gym.registry[env_id].kwargs["steps"] == l2l.tasks.default_steps(family)
     with pytest.raises(KeyError, match="unknown task 'nope'; registered tasks: binary_classification"):

@@ -54,7 +54,9 @@ def optimizee_objective(
         coord_mu: smoothing radius of the eq.-5 estimator (``zo-coordinate`` only).
     """
     if mode == "autograd":
-        return lambda X: task.loss(X, batch)
+        # the task's differentiable objective: its loss, or its white-box surrogate where the black-box
+        # loss is piecewise constant (Task.differentiable_loss)
+        return lambda X: task.differentiable_loss(X, batch)
     if mode == "zo-coordinate":
 
         def loss(X: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from l2l.optimizers import (  # noqa: F401  (registration)
     bandits_td,
+    beta_attack,
     cma_es,
     fo_ead,
     fo_ngd,
@@ -9,6 +10,8 @@ from l2l.optimizers import (  # noqa: F401  (registration)
     guided_es,
     nes,
     parsimonious,
+    pso,
+    rand_search,
     signhunter,
     simba,
     spsa,

@@ -24,6 +24,14 @@ class NES(ZOSignSGD):
         q: antithetic pairs per step (2q queries).
         mu: smoothing std sigma of the Gaussian search distribution (in pixel units).
         estimator: ``antithetic`` (NES); ``rademacher`` gives SPSA (see ``spsa``).
+
+    On the order attack (``fashion_order_attack``), ``python -m eval.order_attack`` runs it with
+    papers/004 app. D.4's settings (``eval.order_attack.paper_settings``): q = 25 (H = 50 queries per
+    step), delta = 2d/255 (eta = 2/255) and mu = sigma = eps/0.5, i.e. 2 eps, read as the search
+    distribution's standard deviation (the paper writes Sigma = sigma I; Ilyas et al.'s sigma is the
+    std, and a variance of 2 eps would put the samples far outside the ball). The step is the sign of
+    the NES estimate itself, as the paper writes (its public code takes the sign of an Adam step,
+    whose bias correction divides by zero at the first step; not reproduced).
     """
 
     delta: float = 25.0

@@ -22,6 +22,9 @@ class SPSA(NES):
         q: antithetic pairs per step (papers/004: batch H = 50, so q = 25).
         mu: perturbation size per coordinate (papers/004: 2/255).
         estimator: ``rademacher``.
+
+    On the order attack, ``python -m eval.order_attack`` runs it with papers/004 app. D.5's settings:
+    q = 25 (H = 50), delta = 2d/255 (eta = 2/255) and mu = 2/255 at every eps.
     """
 
     mu: float = 2 / 255

@@ -9,6 +9,17 @@ from torch import nn
 from l2l.tasks.base import NORMS, NormBall, Task, check_rows
 
 
+def project_linf_box(x: torch.Tensor, image: torch.Tensor, eps: float) -> torch.Tensor:
+    """The nearest perturbation to ``x`` with ||x||_inf <= eps and ``image + x`` in [0, 1] (a clamp).
+
+    Args:
+        x: perturbation(s), [d] or [B, d].
+        image: the flattened clean image [d] in [0, 1].
+        eps: the L-inf radius.
+    """
+    return torch.minimum(torch.maximum(x, (-image).clamp_min(-eps)), (1 - image).clamp_max(eps))
+
+
 class AttackTask(Task):
     """Find a small perturbation that changes a classifier's top class.
 
@@ -99,7 +110,7 @@ class AttackTask(Task):
             norm = torch.linalg.vector_norm(x)
             x = x * (self.eps / norm) if norm > self.eps else x
             return torch.minimum(torch.maximum(x, -flat), 1 - flat)
-        return torch.minimum(torch.maximum(x, (-flat).clamp_min(-self.eps)), (1 - flat).clamp_max(self.eps))
+        return project_linf_box(x, flat, self.eps)
 
     def _forward(self, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One model pass: the log-probability margin, the logits and log p_t of each attacked image."""

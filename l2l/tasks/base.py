@@ -75,6 +75,21 @@ class Task(abc.ABC):
     def loss(self, X: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
         """Loss of each row of ``X`` [B, d] -> [B]; ``batch`` selects a minibatch on stochastic tasks."""
 
+    def differentiable_loss(self, X: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
+        """The differentiable torch objective that white-box references and meta-training use: [B, d] -> [B].
+
+        It is :meth:`loss` itself on every task whose black-box loss is differentiable. A task whose
+        black box returns a piecewise-constant value (the order attack's -tau_S, papers/004) overrides
+        it with a white-box surrogate; :meth:`loss` stays what the oracle returns and what
+        trajectories report. ``Oracle.value_and_grad``, ``l2l.diagnostics.true_gradient`` and the
+        autograd optimizee gradient of meta-training call this method.
+
+        Args:
+            X: points [B, d].
+            batch: the minibatch on stochastic tasks (None: the full objective).
+        """
+        return self.loss(X, batch)
+
     def success(self, X: torch.Tensor) -> torch.Tensor | None:
         """Whether each row of ``X`` solves the task (e.g. fools the classifier); None if undefined."""
         return None
