@@ -58,7 +58,7 @@ from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import write_json_atomic, write_text_atomic
 from l2l.optimizers.base import ZOOptimizer
-from l2l.optimizers.registry import load_tuned, tuned_params
+from l2l.optimizers.registry import is_tuned, load_tuned
 from l2l.run import Trajectory
 from l2l.tasks.attack import AttackTask
 from l2l.tasks.registry import tuning_key
@@ -183,7 +183,7 @@ def check_tuned_at_eps(specs: list[OptimizerSpec], config: AttackTableConfig) ->
     if key == default:
         return
     needed = list(dict.fromkeys(name for spec in specs for name in tuned_names(spec)))
-    missing = [n for n in needed if tuned_params(n, default) and not tuned_params(n, key)]
+    missing = [n for n in needed if is_tuned(n, default) and not is_tuned(n, key)]
     if missing:
         raise ValueError(
             f"method(s) {missing} have values tuned for {default!r} but none for {key!r}, and values tuned "
@@ -212,7 +212,7 @@ def retune_command(config: AttackTableConfig, names: list[str], default: str) ->
 
 def tuned_source(spec: OptimizerSpec, key: str) -> str | None:
     """The ``tuned.json`` key ``spec``'s values come from: ``key`` if it has some there, else None."""
-    return key if any(tuned_params(name, key) for name in tuned_names(spec)) else None
+    return key if any(is_tuned(name, key) for name in tuned_names(spec)) else None
 
 
 def attack_tasks(config: AttackTableConfig) -> list[AttackTask]:

@@ -12,6 +12,7 @@ from matplotlib.image import imread
 
 from eval import attack_table, tune
 from eval.headtohead import run_seed
+from eval.specs import parse_optimizers
 from eval.wandb_log import log_attack_table
 from l2l.common.config import parse_config
 from l2l.learned import ZOLSTM, save_zo_lstm
@@ -270,3 +271,14 @@ def test_zo_lstm_steps_query_their_own_iterate_so_one_check_suffices():
     assert lstm.evaluates_iterate
     traj = Trajectory(losses=[3.0] * 4, queries=[0, 4, 8, 12], success_step=3, success_query=12)
     assert attack_table.queries_with_checks(traj, lstm) == 13
+
+
+def test_a_method_tuned_with_nothing_to_set_counts_as_tuned(tuned_path):
+    # SignHunter has no hyperparameter: its tuning records empty params, which is still a tuning at that key
+    _write_tuned(tuned_path, {TASK: {"signhunter": {}}})
+    (spec,) = parse_optimizers("signhunter", task=TASK, q=None, tuned_key=KEY_03)
+    assert attack_table.tuned_source(spec, TASK) == TASK
+    assert attack_table.tuned_source(spec, KEY_03) is None
+    config = attack_table.AttackTableConfig(methods="signhunter", eps=0.3)
+    with pytest.raises(ValueError, match=r"\['signhunter'\] have values tuned for 'mnist_attack_linf'"):
+        attack_table.attack_table(config, progress=False)

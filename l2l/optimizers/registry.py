@@ -57,6 +57,12 @@ def load_tuned(path: Path | None = None) -> dict:
     return _read_tuned(str(path), path.stat().st_mtime)
 
 
+def is_tuned(name: str, task: str | None) -> bool:
+    """Whether ``tuned.json`` records a tuning of optimizer ``name`` on ``task`` (even one with no
+    parameters to set, such as SignHunter's)."""
+    return task is not None and name in load_tuned()["tasks"].get(task, {})
+
+
 def tuned_params(name: str, task: str | None) -> dict[str, Any]:
     """The hyperparameters tuned for optimizer ``name`` on ``task`` ({} when none were tuned)."""
     if task is None:
