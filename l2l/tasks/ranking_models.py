@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from l2l.common.paths import checkpoints_dir
+from l2l.tasks.target_models import read_model_checkpoint
 
 FASHION_RANKING_CHECKPOINT = "fashion_ranking.pt"
 DEFAULT_EMBED_DIM = 128
@@ -97,19 +98,8 @@ def read_ranking_checkpoint(path: Path) -> dict:
     Args:
         path: the checkpoint file.
     """
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no ranking-model checkpoint at {str(path)!r}; train one with `python -m train.ranking_model` "
-            f"(or set L2L_CHECKPOINTS to the folder that holds {FASHION_RANKING_CHECKPOINT})"
-        )
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{str(path)!r} is not a readable torch checkpoint: {err}") from err
-    missing = {"state_dict", "config", "recall_at_1"} - set(ckpt)
-    if missing:
-        raise ValueError(f"{str(path)!r} is not a ranking-model checkpoint: it lacks {sorted(missing)}")
-    return ckpt
+    required = {"state_dict", "config", "recall_at_1"}
+    return read_model_checkpoint(path, "ranking-model", "python -m train.ranking_model", required)
 
 
 @lru_cache(maxsize=2)

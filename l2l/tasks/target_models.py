@@ -31,21 +31,34 @@ def mnist_checkpoint_path() -> Path:
     return checkpoints_dir() / MNIST_CHECKPOINT
 
 
-def read_target_checkpoint(path: Path) -> dict:
-    """The raw checkpoint dict (``state_dict``, ``config``, ``heldout_accuracy``, ``version``)."""
+def read_model_checkpoint(path: Path, what: str, command: str, required: set[str]) -> dict:
+    """A trained model's raw checkpoint dict, with errors that say what is missing and how to get it.
+
+    Args:
+        path: the checkpoint file.
+        what: what the model is, for messages (e.g. ``"target-model"``).
+        command: the command that trains one (e.g. ``"python -m train.target_model"``).
+        required: the keys such a checkpoint must hold.
+    """
     if not path.is_file():
         raise FileNotFoundError(
-            f"no target-model checkpoint at {str(path)!r}; train one with `python -m train.target_model` "
-            "(or set L2L_CHECKPOINTS to the folder that holds mnist_cnn.pt)"
+            f"no {what} checkpoint at {str(path)!r}; train one with `{command}` "
+            f"(or set L2L_CHECKPOINTS to the folder that holds {path.name})"
         )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise ValueError(f"{str(path)!r} is not a readable torch checkpoint: {err}") from err
-    missing = {"state_dict", "config", "heldout_accuracy"} - set(ckpt)
+    missing = required - set(ckpt)
     if missing:
-        raise ValueError(f"{str(path)!r} is not a target-model checkpoint: it lacks {sorted(missing)}")
+        raise ValueError(f"{str(path)!r} is not a {what} checkpoint: it lacks {sorted(missing)}")
     return ckpt
+
+
+def read_target_checkpoint(path: Path) -> dict:
+    """The raw checkpoint dict (``state_dict``, ``config``, ``heldout_accuracy``, ``version``)."""
+    required = {"state_dict", "config", "heldout_accuracy"}
+    return read_model_checkpoint(path, "target-model", "python -m train.target_model", required)
 
 
 @lru_cache(maxsize=2)
