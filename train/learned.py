@@ -93,7 +93,22 @@ class Job:
 
 
 @dataclass
-class LearnedTrainConfig:
+class LoopOptions:
+    """The outer-loop options every meta-training CLI shares (validation, threads, wandb, resume)."""
+
+    train_instances: int | None = doc_field(None, "use the first N train instances (none: all)")
+    val_instances: int = doc_field(10, "val instances scored at each validation")
+    val_every: int = doc_field(100, "meta-iterations between validations (and saves of last.pt)")
+    threads: int = doc_field(1, "torch CPU threads (pin it: results depend on it bit for bit)")
+    wandb: Literal["online", "offline", "disabled"] = doc_field(
+        "offline", "wandb mode: offline needs no account or network; online uploads"
+    )
+    wandb_project: str = doc_field("l2l-zo", "wandb project name")
+    resume: bool = doc_field(False, "continue from <out>/last.pt (pass the same options as the first run)")
+
+
+@dataclass
+class LearnedTrainConfig(LoopOptions):
     """Meta-train a registered learned optimizer on a task family's train split, selecting on val."""
 
     optimizer: str = doc_field("zo_lmom", "the learned optimizer to train (see l2l.learned.learned_names())")
@@ -105,21 +120,12 @@ class LearnedTrainConfig:
     iterations: str = doc_field(
         "100", "meta-iterations per stage, comma-separated in stage order (one number: every stage); 0 skips"
     )
-    train_instances: int | None = doc_field(None, "use the first N train instances (none: all)")
-    val_instances: int = doc_field(10, "val instances scored at each validation")
-    val_every: int = doc_field(100, "meta-iterations between validations (and saves of last.pt)")
     val_steps: int | None = doc_field(None, "steps of a validation run (none: --steps)")
     images: int = doc_field(4, "attack tasks: adversarial examples logged to wandb per validation")
     init_from: str | None = doc_field(None, "start from this checkpoint's weights (none: random)")
     out: str = doc_field(
         "results/learned/{optimizer}/{task}", "output folder ({optimizer}, {task} filled in)"
     )
-    threads: int = doc_field(1, "torch CPU threads (pin it: results depend on it bit for bit)")
-    wandb: Literal["online", "offline", "disabled"] = doc_field(
-        "offline", "wandb mode: offline needs no account or network; online uploads"
-    )
-    wandb_project: str = doc_field("l2l-zo", "wandb project name")
-    resume: bool = doc_field(False, "continue from <out>/last.pt (pass the same options as the first run)")
 
     def __post_init__(self) -> None:
         learned_class(self.optimizer)  # a clear KeyError listing the registered ones

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
@@ -33,7 +32,7 @@ from l2l.learned.checkpoint import TRAINING_FORMAT, optimizer_from_checkpoint, r
 from l2l.learned.meta import MetaConfig, validate
 from l2l.tasks.base import Task
 from l2l.tasks.registry import default_steps
-from train.learned import Job, check_loop_fields, finish, train
+from train.learned import Job, LoopOptions, check_loop_fields, finish, train
 
 #: validation horizon when --val-steps is none: the 200 steps eval.compare reports on binary (training
 #: trajectories stay at the family's 500); else the training horizon
@@ -54,7 +53,7 @@ SAVED_BEFORE_FIELD = {"meta_loss_scale": "sum"}
 
 
 @dataclass
-class TrainConfig(MetaConfig):
+class TrainConfig(LoopOptions, MetaConfig):
     """Meta-train a ZO-LSTM on a task family's train split, selecting on its val split."""
 
     task: str = doc_field("mnist_attack", "task family to train on (see l2l.family_names())")
@@ -63,9 +62,6 @@ class TrainConfig(MetaConfig):
     )
     update_iterations: int = doc_field(1000, "stage-1 meta-iterations (UpdateRNN); 0 skips the stage")
     query_iterations: int = doc_field(500, "stage-2 meta-iterations (QueryRNN, UpdateRNN frozen); 0 skips")
-    train_instances: int | None = doc_field(None, "use the first N train instances (none: all)")
-    val_instances: int = doc_field(10, "val instances scored at each validation")
-    val_every: int = doc_field(100, "meta-iterations between validations (and saves of last.pt)")
     val_steps: int | None = doc_field(None, "steps of a validation run (none: 200 for binary, else --steps)")
     images: int = doc_field(4, "attack tasks: adversarial examples logged to wandb per validation")
     alpha_grid: str = doc_field(
@@ -74,12 +70,6 @@ class TrainConfig(MetaConfig):
     )
     init_from: str | None = doc_field(None, "start from this ZO-LSTM checkpoint's weights (none: random)")
     out: str = doc_field("results/zo_lstm/{task}", "output folder ({task} is filled in)")
-    threads: int = doc_field(1, "torch CPU threads (pin it: results depend on it bit for bit)")
-    wandb: Literal["online", "offline", "disabled"] = doc_field(
-        "offline", "wandb mode: offline needs no account or network; online uploads"
-    )
-    wandb_project: str = doc_field("l2l-zo", "wandb project name")
-    resume: bool = doc_field(False, "continue from <out>/last.pt (pass the same options as the first run)")
 
     def __post_init__(self) -> None:
         if self.steps is None:
