@@ -124,3 +124,14 @@ def test_format_marker_errors_name_the_problem(tmp_path):
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="holds a list"):
         l2l.load_optimizer(tmp_path / "list.pt")
+
+
+def test_validation_uses_at_most_the_val_split(tmp_path):
+    # the default 10 val instances exceed the quadratic family's 8: all 8 are used, not an error
+    argv = [
+        "--optimizer", "zo_lmom", "--task", "quadratic", "--steps", "10", "--iterations", "2",
+        "--options", "q=4,mu=1e-3,unroll=5,seed=0", "--val-every", "2", "--wandb", "disabled",
+        "--out", str(tmp_path),
+    ]  # fmt: skip
+    summary = train_learned.main(argv)
+    assert summary["best"]["train"]["iteration"] == 2

@@ -97,7 +97,7 @@ class LoopOptions:
     """The outer-loop options every meta-training CLI shares (validation, threads, wandb, resume)."""
 
     train_instances: int | None = doc_field(None, "use the first N train instances (none: all)")
-    val_instances: int = doc_field(10, "val instances scored at each validation")
+    val_instances: int = doc_field(10, "val instances scored at each validation (at most the split's size)")
     val_every: int = doc_field(100, "meta-iterations between validations (and saves of last.pt)")
     threads: int = doc_field(1, "torch CPU threads (pin it: results depend on it bit for bit)")
     wandb: Literal["online", "offline", "disabled"] = doc_field(
@@ -362,9 +362,10 @@ def begin_stage(trainer: MetaTrainer, job: Job, stage: str) -> None:
 def train(job: Job) -> dict:
     """Run ``job`` (or continue it with ``job.resume``); returns the best record of each stage and ``out``."""
     job.out.mkdir(parents=True, exist_ok=True)
-    family = l2l.make_family(job.task)
-    train_tasks = family.instances("train", limit=job.train_instances)
-    val_tasks = family.instances("val", limit=job.val_instances)
+    with user_input():  # a task or an instance count the family cannot give is the command line's error
+        family = l2l.make_family(job.task)
+        train_tasks = family.instances("train", limit=job.train_instances)
+        val_tasks = family.instances("val", limit=min(job.val_instances, family.split_size("val")))
     trainer = MetaTrainer(job.meta, train_tasks)
     if job.resume:
         progress = load_training_state(job, trainer)
