@@ -263,3 +263,20 @@ def test_check_queries_add_one_per_step_only_when_steps_skip_their_iterate():
 def test_attack_table_rejects_unregistered_methods():
     with pytest.raises(KeyError, match=r"unknown optimizer 'no_such_method'; registered optimizers: "):
         attack_table.attack_table(attack_table.AttackTableConfig(methods="nes,no_such_method"))
+
+
+@pytest.mark.parametrize(("norm", "eps"), [("linf", 0.3), ("l2", 2.0), (None, None)])
+def test_fo_pgd_steps_the_way_its_ball_calls_for(norm, eps):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    image = torch.rand(1, 4, 4) * 0.5 + 0.25  # room to move in every direction
+    options = {} if norm is None else {"eps": eps, "norm": norm}
+    label = int(model(image[None]).argmax())  # classified right: the margin loss has a gradient
+    task = l2l.tasks.AttackTask(model, image, label=label, c=0.0, **options)
+    opt = l2l.make_optimizer("fo_pgd", delta=1.0)
+    oracle = l2l.Oracle(task)
+    _, grad = l2l.Oracle(task).value_and_grad(task.x0())
+    state = opt.step(opt.init(task.x0()), oracle)
+    lr = 1.0 / task.dim
+    expected = {"linf": -lr * grad.sign(), "l2": -lr * grad / grad.norm(), None: -lr * grad}[norm]
+    assert grad.abs().max() > 0 and torch.allclose(state.x, expected, atol=1e-7)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
+import torch
+
 from l2l.optimizers.base import ZOOptimizer, ZOState, lr_from_delta
 from l2l.optimizers.registry import register_optimizer
 from l2l.oracle import Oracle
@@ -13,16 +15,19 @@ from l2l.oracle import Oracle
 @register_optimizer("fo_pgd")
 @dataclass
 class FOPGD(ZOOptimizer):
-    """x <- project(x - (delta/d) * grad f(x)), or the L-inf step project(x - (delta/d) * sign(grad f(x))).
+    """x <- project(x - (delta/d) * direction), the direction fitting the task's ball (Madry et al.).
+
+    On an L-inf ball the direction is sign(grad f(x)); on an L2 ball it is the normalized gradient
+    grad f(x) / ||grad f(x)||_2 (so delta/d is the L2 length of a step); without a ball it is the
+    gradient itself.
 
     WHITE-BOX (``white_box = True``): the gradient comes from ``oracle.value_and_grad`` (one query per
     step), so it is a first-order reference for what black-box methods could reach, never one of them.
 
     Args:
         delta: step-size constant; the step is delta / d (papers/002 convention).
-        sign: step along the gradient's sign (PGD for L-inf-ball attacks, Madry et al.) or along the
-            gradient; None picks the sign step exactly when the task has an L-inf radius (``task.eps``
-            set, as on ``mnist_attack_linf``).
+        sign: step along the gradient's sign (True) or along the gradient (False); None picks the
+            direction from the task's ball (``Task.ball``) as above.
     """
 
     white_box: ClassVar[bool] = True
@@ -39,7 +44,7 @@ class FOPGD(ZOOptimizer):
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
         fx, grad = oracle.value_and_grad(state.x)
-        direction = grad.sign() if self.uses_sign(oracle) else grad
+        direction = self.direction(grad, oracle)
         state.x = oracle.project(state.x - lr_from_delta(self.delta, state.x.shape[0]) * direction)
         state.fx, state.step = fx, state.step + 1
         return state
@@ -48,11 +53,15 @@ class FOPGD(ZOOptimizer):
     def evaluates_iterate(self) -> bool:
         return True
 
-    def uses_sign(self, oracle: Oracle) -> bool:
-        """The explicit ``sign``, else whether the task is L-inf-bounded (its feasible set is public)."""
-        if self.sign is not None:
-            return self.sign
-        return getattr(oracle.task, "eps", None) is not None
+    def direction(self, grad: torch.Tensor, oracle: Oracle) -> torch.Tensor:
+        """The step direction: the explicit ``sign`` choice, else the one the task's ball calls for."""
+        ball = oracle.task.ball  # the feasible set is public knowledge
+        if self.sign or (self.sign is None and ball is not None and ball.norm == "linf"):
+            return grad.sign()
+        if self.sign is None and ball is not None and ball.norm == "l2":
+            norm = torch.linalg.vector_norm(grad)
+            return grad / norm if norm > 0 else grad
+        return grad
 
     def config(self) -> dict:
         return asdict(self)
