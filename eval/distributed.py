@@ -1,5 +1,8 @@
 """Sharded evaluation on torch.distributed (gloo on CPU): ``--workers N`` or ``torchrun``.
 
+The launcher and the sharding live in :mod:`l2l.common.distributed` (meta-training uses them too); this
+module re-exports them for the evaluation CLIs and adds their ``--workers`` help.
+
 Two ways to run an evaluation CLI on N processes, both through torch's own machinery:
 
 - ``python -m eval.compare ... --workers N``: :func:`launch` starts N - 1 processes with
@@ -32,226 +35,27 @@ order, so ``eval.tune``'s handling of a NaN run (score inf) is the same as in a 
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import os
-import pickle
-import shutil
-import tempfile
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from l2l.common.distributed import (
+    COLLECTIVE_TIMEOUT,
+    ENV_VARS,
+    WORKERS_DEFAULT,
+    check_workers,
+    is_main,
+    launch,
+    rank,
+    shard,
+    sharded_map,
+    torchrun_world,
+    world_size,
+)
 
-import torch.distributed as dist
-import torch.multiprocessing as mp
+__all__ = [
+    "COLLECTIVE_TIMEOUT", "ENV_VARS", "WORKERS_DEFAULT", "WORKERS_HELP", "check_workers", "is_main", "launch",
+    "rank", "shard", "sharded_map", "torchrun_world", "world_size",
+]  # fmt: skip
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-#: how long a rank waits for the others at a collective: long, since ranks finish their shards at
-#: different times and a big grid runs for hours; a rank that dies closes its connections, which ends
-#: the wait at once
-COLLECTIVE_TIMEOUT = datetime.timedelta(hours=12)
-#: the ``--workers`` option every sharded CLI shares
-WORKERS_DEFAULT = 1
+#: the ``--workers`` help every sharded evaluation CLI shares
 WORKERS_HELP = (
     "processes to shard the runs over (torch.distributed, gloo), each with --threads threads; results "
     "equal the serial run's bit for bit, wall times aside; under torchrun leave it out"
 )
-#: the torchrun variables that mark a process as one rank of a launched job
-ENV_VARS = ("RANK", "WORLD_SIZE")
-
-
-def rank() -> int:
-    """This process's rank in the default process group (0 when none is initialised)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def world_size() -> int:
-    """The default process group's size (1 when none is initialised)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def is_main() -> bool:
-    """Whether this process writes the outputs: rank 0, or the only process."""
-    return rank() == 0
-
-
-def check_workers(workers: int) -> None:
-    """Refuse a worker count below 1.
-
-    Args:
-        workers: the ``--workers`` value.
-    """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers={workers!r} must be an integer >= 1 (1 runs serially in this process)")
-
-
-def torchrun_world() -> int | None:
-    """torchrun's ``WORLD_SIZE`` when it started this process (``RANK``, ``WORLD_SIZE`` set), else None."""
-    if not all(name in os.environ for name in ENV_VARS):
-        return None
-    return int(os.environ["WORLD_SIZE"])
-
-
-def shard(items: Sequence[T], rank: int, world: int) -> list[T]:
-    """Rank ``rank``'s items of ``items``: positions ``rank``, ``rank + world``, ... (round-robin).
-
-    Args:
-        items: the whole grid, in its serial order.
-        rank: this rank, in ``[0, world)``.
-        world: the number of ranks.
-    """
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"rank={rank} must be in [0, world={world}) and world >= 1")
-    return list(items[rank::world])
-
-
-def _picklable(err: BaseException) -> BaseException:
-    """``err`` itself if it pickles (so other ranks re-raise the same type), else a RuntimeError naming it."""
-    try:
-        pickle.loads(pickle.dumps(err))
-    except Exception:
-        return RuntimeError(f"{type(err).__name__}: {err}")
-    return err
-
-
-def sharded_map(
-    fn: Callable[[T], R], items: Sequence[T], on_done: Callable[[], None] | None = None
-) -> list[R]:
-    """``[fn(item) for item in items]``, each rank computing its :func:`shard`; every rank gets all results.
-
-    Serial (no process group, or one rank) it is exactly that loop. Every rank of the group must call it
-    with the same ``items``.
-
-    Args:
-        fn: computes one item's result; called only on this rank's items, in their serial order.
-        items: the grid, in its serial order.
-        on_done: called after each of this rank's items (a progress bar's update).
-
-    Raises:
-        Exception: the error of the earliest item (in serial order) whose ``fn`` raised, on every rank.
-    """
-    world, me = world_size(), rank()
-    positions = shard(range(len(items)), me, world)
-    results: list[R] = []
-    failure: tuple[int, BaseException] | None = None
-    for pos in positions:
-        try:
-            results.append(fn(items[pos]))
-        except Exception as err:
-            if world == 1:
-                raise
-            failure = (pos, _picklable(err))  # every rank must still reach the gather below
-            break
-        if on_done is not None:
-            on_done()
-    if world == 1:
-        return results
-    gathered: list[Any] = [None] * world
-    dist.all_gather_object(gathered, (results, failure))
-    failures = [f for _, f in gathered if f is not None]
-    if failures:
-        raise min(failures, key=lambda f: f[0])[1]
-    merged: list[Any] = [None] * len(items)
-    for r, (part, _) in enumerate(gathered):
-        for pos, value in zip(shard(range(len(items)), r, world), part, strict=True):
-            merged[pos] = value
-    return merged
-
-
-def _init_group(rank: int, world: int, store: Path | None) -> None:
-    """Join the gloo group: through the FileStore at ``store``, or from torchrun's environment (None)."""
-    if store is None:
-        dist.init_process_group("gloo", timeout=COLLECTIVE_TIMEOUT)
-    else:
-        init = store.resolve().as_uri()
-        dist.init_process_group(
-            "gloo", init_method=init, rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT
-        )
-
-
-@contextlib.contextmanager
-def _rank_scope(rank: int, world: int, store: Path | None) -> Iterator[None]:
-    """Inside: a member of the gloo group; a rank other than 0 prints nothing and warns nothing."""
-    _init_group(rank, world, store)
-    try:
-        if rank == 0:
-            yield
-        else:
-            with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield
-    finally:
-        dist.destroy_process_group()
-
-
-def _spawned(index: int, fn: Callable[[Any], Any], arg: Any, world: int, store: str) -> None:
-    """The body of a spawned worker: rank ``index + 1`` runs ``fn(arg)`` (rank 0 is the launcher)."""
-    with _rank_scope(index + 1, world, Path(store)):
-        fn(arg)
-
-
-def launch(fn: Callable[[Any], R], arg: Any, workers: int = 1) -> R:
-    """Run ``fn(arg)`` on every rank of a gloo group; returns rank 0's (this process's) result.
-
-    Under torchrun (``RANK`` and ``WORLD_SIZE`` set) the group comes from the environment and this
-    process is whichever rank torchrun made it. Otherwise, with ``workers`` > 1, this process is rank 0
-    and ``workers - 1`` spawned processes (``torch.multiprocessing.start_processes``) the others, joined
-    through a FileStore in a temporary folder. With one worker and no torchrun, it is just ``fn(arg)``.
-
-    Args:
-        fn: the per-rank body (a CLI's work after parsing); a module-level function, since the spawned
-            processes receive it pickled, with ``arg``.
-        arg: its argument (the parsed config).
-        workers: the number of processes, this one included.
-
-    Raises:
-        ValueError: ``workers`` < 1, or ``workers`` > 1 and not torchrun's ``WORLD_SIZE``.
-    """
-    check_workers(workers)
-    launched = torchrun_world()
-    if launched is not None:
-        if workers not in (1, launched):
-            raise ValueError(
-                f"workers={workers} but torchrun started WORLD_SIZE={launched} processes; under torchrun "
-                "leave --workers out (or give the same number)"
-            )
-        if launched == 1:
-            return fn(arg)
-        with _rank_scope(int(os.environ["RANK"]), launched, None):
-            return fn(arg)
-    if workers == 1:
-        return fn(arg)
-    return _spawn_and_run(fn, arg, workers)
-
-
-def _spawn_and_run(fn: Callable[[Any], R], arg: Any, workers: int) -> R:
-    """:func:`launch`'s own processes: spawn ranks 1 .. workers - 1, run rank 0 here, then join them."""
-    folder = Path(tempfile.mkdtemp(prefix="l2l_dist_"))
-    store = folder / "store"
-    context = mp.start_processes(
-        _spawned,
-        args=(fn, arg, workers, str(store)),
-        nprocs=workers - 1,
-        join=False,
-        daemon=True,  # a crashed launcher must not leave its workers behind
-        start_method="spawn",
-    )
-    try:
-        with _rank_scope(0, workers, store):
-            result = fn(arg)
-        while not context.join():
-            pass
-        return result
-    except RuntimeError:
-        # a collective failed, most likely because a worker died: its own traceback (torch's
-        # ProcessRaisedException, chained to this error) says why; any other error is this rank's own
-        context.join(timeout=5)
-        raise
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.terminate()
-        shutil.rmtree(folder, ignore_errors=True)

@@ -95,7 +95,14 @@ class LearnedConfig:
         "mean: divide sum_t t f(x_t) by sum_t t (a t-weighted mean loss, so clipping only trims spikes); "
         "sum: as written (most meta-gradient elements then exceed the clip)",
     )
-    trajectories: int = doc_field(1, "optimizee trajectories unrolled per meta-iteration (losses averaged)")
+    trajectories: int = doc_field(
+        1, "trajectories per meta-batch entry: the meta-batch unrolls meta_batch * trajectories of them"
+    )
+    meta_batch: int = doc_field(
+        1,
+        "K: tasks unrolled per meta-iteration (mean meta-loss, one Adam step); each new trajectory draws its "
+        "task uniformly from the train split (of its family: slot j takes family j mod F)",
+    )
     optimizee_grad: Literal["autograd", "zo-coordinate"] = doc_field(
         "autograd",
         "optimizee gradient for BPTT: autograd through the task's torch loss, or zo-coordinate "
@@ -105,7 +112,7 @@ class LearnedConfig:
     seed: int = doc_field(0, "seed of the initial weights, the instance order and the query directions")
 
     def __post_init__(self) -> None:
-        for name in ("steps", "unroll", "trajectories"):
+        for name in ("steps", "unroll", "trajectories", "meta_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if not self.clip > 0 or not self.coord_mu > 0:
@@ -116,6 +123,10 @@ class LearnedConfig:
             )
         if self.optimizee_grad not in OPTIMIZEE_GRADS:
             raise ValueError(f"optimizee_grad={self.optimizee_grad!r} must be one of {OPTIMIZEE_GRADS}")
+
+    def slots(self) -> int:
+        """Trajectories unrolled per meta-iteration: ``meta_batch * trajectories``."""
+        return self.meta_batch * self.trajectories
 
     def loss_divisor(self) -> float:
         """What the meta-loss is divided by: sum_{t=1}^T t for ``mean``, 1 for ``sum``."""
