@@ -17,6 +17,21 @@ seeds, and the best mean final loss is kept. The test split is never touched. Wr
 - ``last.pt``: the whole training state, for ``--resume`` (bit-for-bit continuation);
 - ``history.json``: every validation; and the wandb run folder (offline by default).
 
+**Meta-batches and families.** ``meta_batch`` (``--options meta_batch=K``; ``--meta-batch K`` in
+``train.zo_lstm``) unrolls K train tasks per meta-iteration (:mod:`l2l.learned.meta` says how they are
+drawn). ``--task a,b`` trains one optimizer on several families: the meta-batch mixes them round-robin
+(K >= the number of families), every validation scores each family's val instances, and the selection
+score is the mean over families of ``final_loss_mean / control``, where ``control`` is the family's val
+final loss of the untrained control (the same options, fresh weights), measured once at the start; so
+every family counts alike whatever the scale of its loss. With one family the score is the plain
+``final_loss_mean``, as before.
+
+**Parallel.** Under ``torchrun --nproc-per-node N -m train.learned ...`` or with ``--workers N`` the
+meta-batch is split over the ranks and the meta-gradients all-reduced (:mod:`l2l.learned.meta`); rank 0
+validates and writes every file and the wandb run, and every rank reads ``last.pt`` on ``--resume`` (the
+output folder must be shared by the ranks). A run resumed on another number of ranks continues the
+same meta-batch.
+
 ``python -m train.zo_lstm`` is the ZO-LSTM's own entry point on top of this loop (its flags, its alpha
 selection on val).
 """
@@ -25,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import typing
 import uuid
@@ -36,12 +52,13 @@ import torch
 from tqdm import tqdm
 
 import l2l
+from l2l.common import distributed
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
 from l2l.common.io import save_torch_atomic, write_json_atomic
 from l2l.learned.checkpoint import TRAINING_PREFIX, read_checkpoint, save_learned
 from l2l.learned.meta import MetaTrainer, Validation, is_better, validate
-from l2l.learned.protocol import LearnedConfig, learned_class, learned_names
+from l2l.learned.protocol import UNTRAINED, LearnedConfig, LearnedOptimizer, learned_class, learned_names
 from l2l.tasks.base import Task
 from l2l.tasks.registry import default_steps
 
@@ -105,6 +122,10 @@ class LoopOptions:
     )
     wandb_project: str = doc_field("l2l-zo", "wandb project name")
     resume: bool = doc_field(False, "continue from <out>/last.pt (pass the same options as the first run)")
+    workers: int = doc_field(
+        distributed.WORKERS_DEFAULT,
+        "processes to split the meta-batch over (torch.distributed, gloo; under torchrun leave it out)",
+    )
 
 
 @dataclass
@@ -112,7 +133,9 @@ class LearnedTrainConfig(LoopOptions):
     """Meta-train a registered learned optimizer on a task family's train split, selecting on val."""
 
     optimizer: str = doc_field("zo_lmom", "the learned optimizer to train (see l2l.learned.learned_names())")
-    task: str = doc_field("quadratic", "task family to train on (see l2l.family_names())")
+    task: str = doc_field(
+        "quadratic", "task family to train on, or several comma-separated (see l2l.family_names())"
+    )
     options: str = doc_field(
         "", "the optimizer's options and procedure as key=value pairs, comma-separated (fields below)"
     )
@@ -130,10 +153,12 @@ class LearnedTrainConfig(LoopOptions):
     def __post_init__(self) -> None:
         learned_class(self.optimizer)  # a clear KeyError listing the registered ones
         if self.steps is None:
-            self.steps = default_steps(self.task)
+            self.steps = family_steps(self.task)
         if self.val_steps is None:
             self.val_steps = self.steps
-        check_loop_fields(self, ("val_instances", "val_every", "val_steps", "threads"), ("images",))
+        check_loop_fields(
+            self, ("val_instances", "val_every", "val_steps", "threads", "workers"), ("images",)
+        )
 
     def job(self) -> Job:
         """The run this config describes."""
@@ -143,14 +168,35 @@ class LearnedTrainConfig(LoopOptions):
         assert self.val_steps is not None
         return Job(
             meta=meta, task=self.task, iterations=parse_iterations(self.iterations, stages),
-            out=Path(self.out.replace("{optimizer}", self.optimizer).replace("{task}", self.task)),
+            out=fill_out(self.out, optimizer=self.optimizer, task=self.task),
             record=dataclasses.asdict(self), training_format=TRAINING_PREFIX + self.optimizer,
             train_instances=self.train_instances, val_instances=self.val_instances,
             val_every=self.val_every, val_steps=self.val_steps, images=self.images,
             init_from=self.init_from, resume=self.resume, wandb=self.wandb,
             wandb_project=self.wandb_project, resumable=frozenset({"iterations", "resume", "wandb",
-                                                                   "wandb_project", "threads"}),
+                                                                   "wandb_project", "threads", "workers"}),
         )  # fmt: skip
+
+
+def family_names(task: str) -> list[str]:
+    """``"a,b"`` -> ["a", "b"]: the families of a ``--task`` value (ValueError: an empty or repeated one)."""
+    names = [name.strip() for name in task.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise ValueError(f"task={task!r} must be one family or distinct comma-separated families")
+    return names
+
+
+def family_steps(task: str) -> int:
+    """The default trajectory length of ``task``'s families (they must agree, else ``--steps`` is needed)."""
+    steps = {name: default_steps(name) for name in family_names(task)}
+    if len(set(steps.values())) > 1:
+        raise ValueError(f"the families' default steps differ ({steps}); give --steps")
+    return next(iter(steps.values()))
+
+
+def fill_out(out: str, task: str, optimizer: str = "") -> Path:
+    """``out`` with ``{optimizer}`` and ``{task}`` (the families joined by ``+``) filled in."""
+    return Path(out.replace("{optimizer}", optimizer).replace("{task}", "+".join(family_names(task))))
 
 
 def check_loop_fields(cfg: Any, positive: tuple[str, ...], nonnegative: tuple[str, ...]) -> None:
@@ -225,13 +271,16 @@ def new_progress() -> dict[str, Any]:
 
 
 def save_training_state(job: Job, trainer: MetaTrainer, progress: dict) -> None:
-    """Write ``last.pt`` (for ``--resume``) and ``history.json``."""
+    """Write ``last.pt`` (for ``--resume``) and ``history.json`` (rank 0; every rank must call it)."""
+    trainer_state = trainer.state_dict()  # a collective in a process group
+    if not distributed.is_main():
+        return
     state = {
         "format": job.training_format,
         "format_version": TRAINING_VERSION,
         "version": l2l.__version__,
         "config": job.record,
-        "trainer": trainer.state_dict(),
+        "trainer": trainer_state,
         "progress": progress,
     }
     save_torch_atomic(job.out / "last.pt", state)
@@ -287,43 +336,103 @@ def adversarial_images(val: Validation, tasks: list[Task], count: int) -> list[A
     return images
 
 
-def log_validation(run: Any, val: Validation, record: dict, tasks: list[Task], job: Job) -> None:
-    """Log one validation (numbers, the mean loss curve, attack images) to wandb."""
+def log_validation(
+    run: Any, val: Validation, record: dict, tasks: list[Task], job: Job, prefix: str = "val"
+) -> None:
+    """Log one validation (numbers, the mean loss curve, attack images) to wandb, under ``prefix/``."""
     import wandb
 
     curve = val.loss_curve_mean
     name = f"{record['stage']} it {record['iteration']}"
-    row = {f"val/{k}": v for k, v in record.items() if isinstance(v, int | float) and v is not None}
-    row["val/loss_curve"] = wandb.plot.line_series(
+    row = {f"{prefix}/{k}": v for k, v in record.items() if isinstance(v, int | float) and v is not None}
+    row[f"{prefix}/loss_curve"] = wandb.plot.line_series(
         xs=[list(range(len(curve)))], ys=[curve], keys=[name], title=f"val loss curve ({name})", xname="step"
     )
     images = adversarial_images(val, tasks, job.images)
     if images:
-        row["val/adversarial"] = images
+        row[f"{prefix}/adversarial"] = images
     run.log(row, step=record["global_step"])
 
 
-def evaluate(trainer: MetaTrainer, job: Job, val_tasks: list[Task], progress: dict, run: Any) -> dict:
-    """Validate the current optimizer, keep it if it is the stage's best, and save the training state."""
+def evaluate(
+    trainer: MetaTrainer, job: Job, val_groups: dict[str, list[Task]], progress: dict, run: Any
+) -> dict:
+    """Validate the current optimizer, keep it if it is the stage's best, and save the training state.
+
+    Rank 0 validates and writes; the other ranks only take part in the save (a collective) and return
+    the record without scores.
+    """
     stage = trainer.stage
     assert stage is not None
-    optimizer = trainer.frozen()
-    val = validate(optimizer, val_tasks, job.val_steps, seed=job.meta.seed)
     record = {"stage": stage, "iteration": trainer.iteration, "global_step": progress["global_step"]}
-    record.update({k: v for k, v in val.summary().items() if k != "loss_curve_mean"})
-    progress["history"].append(record)
-    best = progress["best"].get(stage)
-    if is_better(val.final_loss_mean, None if best is None else best["final_loss_mean"]):
-        progress["best"][stage] = record
-        for name in stage_files(job, trainer.stage_names(), stage):
-            save_learned(
-                job.out / name, optimizer, train_config=job.record, task=task_info(job, trainer),
-                val={**val.summary(), "stage": stage, "iteration": trainer.iteration, "split": "val"},
-            )  # fmt: skip
-    if run is not None:
-        log_validation(run, val, record, val_tasks, job)
+    if distributed.is_main():
+        optimizer = trainer.frozen()
+        vals = {name: validate(optimizer, tasks, job.val_steps, seed=job.meta.seed)
+                for name, tasks in val_groups.items()}  # fmt: skip
+        record.update(validation_numbers(vals, progress.get("control")))
+        progress["history"].append(record)
+        best = progress["best"].get(stage)
+        if is_better(score_of(record), None if best is None else score_of(best)):
+            progress["best"][stage] = record
+            summary = next(iter(vals.values())).summary() if len(vals) == 1 else record
+            for name in stage_files(job, trainer.stage_names(), stage):
+                save_learned(
+                    job.out / name, optimizer, train_config=job.record, task=task_info(job, trainer),
+                    val={**summary, "stage": stage, "iteration": trainer.iteration, "split": "val"},
+                )  # fmt: skip
+        if run is not None:
+            for name, val in vals.items():
+                numbers = record if len(vals) == 1 else {**record, **record["families"][name]}
+                prefix = "val" if len(vals) == 1 else f"val/{name}"
+                log_validation(run, val, numbers, val_groups[name], job, prefix)
     save_training_state(job, trainer, progress)
     return record
+
+
+def validation_numbers(vals: dict[str, Validation], control: dict[str, float] | None) -> dict:
+    """A validation's record entries: one family's summary, or the score and every family's summary.
+
+    Args:
+        vals: each family's validation.
+        control: each family's untrained-control val final loss (needed for several families).
+    """
+    summaries = {name: {k: v for k, v in val.summary().items() if k != "loss_curve_mean"}
+                 for name, val in vals.items()}  # fmt: skip
+    if len(vals) == 1:
+        return next(iter(summaries.values()))
+    assert control is not None
+    ratios = [vals[name].final_loss_mean / control[name] for name in vals]
+    return {"score": sum(ratios) / len(ratios), "families": summaries}
+
+
+def score_of(record: dict) -> float:
+    """The selection score of a validation record (lower is better; NaN for a rank that did not validate)."""
+    return record.get("score", record.get("final_loss_mean", math.nan))
+
+
+def control_scores(optimizer: LearnedOptimizer, val_groups: dict[str, list[Task]], job: Job) -> dict:
+    """Each family's val final loss of the untrained control, the unit of the several-family score."""
+    control = optimizer.make_variant(UNTRAINED)
+    scores = {name: validate(control, tasks, job.val_steps, seed=job.meta.seed).final_loss_mean
+              for name, tasks in val_groups.items()}  # fmt: skip
+    bad = {name: score for name, score in scores.items() if not score > 0}
+    if bad:
+        raise ValueError(
+            f"the untrained control's val final loss is {bad}, not > 0, so it cannot be the unit of the "
+            "several-family score; train on these families separately"
+        )
+    return scores
+
+
+def load_tasks(job: Job) -> tuple[dict[str, list[Task]], dict[str, list[Task]]]:
+    """The train and val instances of each family of ``job.task``, by family name."""
+    train_groups, val_groups = {}, {}
+    with user_input():  # a task or an instance count the family cannot give is the command line's error
+        for name in family_names(job.task):
+            family = l2l.make_family(name)
+            train_groups[name] = family.instances("train", limit=job.train_instances)
+            val_groups[name] = family.instances("val", limit=min(job.val_instances, family.split_size("val")))
+    return train_groups, val_groups
 
 
 def stage_file(stages: list[str], stage: str) -> str:
@@ -362,28 +471,31 @@ def begin_stage(trainer: MetaTrainer, job: Job, stage: str) -> None:
 def train(job: Job) -> dict:
     """Run ``job`` (or continue it with ``job.resume``); returns the best record of each stage and ``out``."""
     job.out.mkdir(parents=True, exist_ok=True)
-    with user_input():  # a task or an instance count the family cannot give is the command line's error
-        family = l2l.make_family(job.task)
-        train_tasks = family.instances("train", limit=job.train_instances)
-        val_tasks = family.instances("val", limit=min(job.val_instances, family.split_size("val")))
-    trainer = MetaTrainer(job.meta, train_tasks)
+    train_groups, val_groups = load_tasks(job)
+    with user_input():  # too small a meta-batch for the families is the command line's error
+        trainer = MetaTrainer(
+            job.meta, train_groups if len(train_groups) > 1 else next(iter(train_groups.values()))
+        )
     if job.resume:
         progress = load_training_state(job, trainer)
     else:
         progress = new_progress()
         if job.init_from:
             trainer.load_weights(read_checkpoint(job.init_from))
-    run = start_wandb(job, progress)
+    if len(val_groups) > 1 and "control" not in progress and distributed.is_main():
+        progress["control"] = control_scores(trainer.optimizer, val_groups, job)
+    run = start_wandb(job, progress) if distributed.is_main() else None
     stages = trainer.stage_names()
     plan = [(stage, job.iterations[stage]) for stage in stages if job.iterations[stage] > 0]
-    bar = tqdm(total=sum(n for _, n in plan), initial=progress["global_step"], unit="meta-it")
+    bar = tqdm(total=sum(n for _, n in plan), initial=progress["global_step"], unit="meta-it",
+               disable=not distributed.is_main())  # fmt: skip
     for stage, iterations in plan:
         if trainer.stage is not None and stages.index(stage) < stages.index(trainer.stage):
             continue  # resumed after this stage (an unfinished or extended stage continues below)
         if trainer.stage != stage:  # a fresh stage (not one resumed mid-way)
             begin_stage(trainer, job, stage)
-            record = evaluate(trainer, job, val_tasks, progress, run)
-            bar.set_postfix_str(f"{stage} val {record['final_loss_mean']:.4f}")
+            record = evaluate(trainer, job, val_groups, progress, run)
+            bar.set_postfix_str(f"{stage} val {score_of(record):.4f}")
         while trainer.iteration < iterations:
             stats = trainer.meta_step()
             progress["global_step"] += 1
@@ -392,12 +504,12 @@ def train(job: Job) -> dict:
                 run.log({"stage": 1 + stages.index(stage), **{f"meta/{k}": v for k, v in stats.items()}},
                         step=progress["global_step"])  # fmt: skip
             if trainer.iteration % job.val_every == 0 or trainer.iteration == iterations:
-                record = evaluate(trainer, job, val_tasks, progress, run)
-                val_loss = record["final_loss_mean"]
+                record = evaluate(trainer, job, val_groups, progress, run)
+                val_loss = score_of(record)
                 bar.set_postfix_str(f"{stage} meta-loss {stats['meta_loss']:.3g} val {val_loss:.4f}")
         save_training_state(job, trainer, progress)
     bar.close()
-    return {"best": progress["best"], "out": str(job.out), "run": run, "val_tasks": val_tasks}
+    return {"best": progress["best"], "out": str(job.out), "run": run, "val_groups": val_groups}
 
 
 def options_help() -> str:
@@ -416,7 +528,7 @@ def options_help() -> str:
 def finish(result: dict, extra: dict | None = None, wandb_summary: dict | None = None) -> dict:
     """Close the wandb run (with ``wandb_summary``), print the summary (with ``extra``) as JSON, return it."""
     run = result.pop("run")
-    result.pop("val_tasks")
+    result.pop("val_groups")
     summary = {**result, **(extra or {})}
     if run is not None:
         for key, value in (wandb_summary or {}).items():
@@ -429,6 +541,13 @@ def finish(result: dict, extra: dict | None = None, wandb_summary: dict | None =
 def main(argv: list[str] | None = None) -> dict:
     """``python -m train.learned``: parse the command line, train, print the summary as JSON."""
     cfg = parse_config(LearnedTrainConfig, argv, epilog=options_help())
+    with user_input():  # a bad worker count is the command line's error
+        distributed.check_workers(cfg.workers)
+    return distributed.launch(_train_rank, cfg, cfg.workers)
+
+
+def _train_rank(cfg: LearnedTrainConfig) -> dict:
+    """One rank's ``python -m train.learned`` (all of it without a process group)."""
     torch.set_num_threads(cfg.threads)
     with user_input():  # a bad optimizer, task or option is the command line's error
         job = cfg.job()

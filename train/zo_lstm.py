@@ -14,6 +14,10 @@ split is never touched. Written to ``--out``:
 - ``last.pt``: the whole training state, for ``--resume`` (bit-for-bit continuation);
 - ``history.json``: every validation; and the wandb run folder (offline by default).
 
+``--meta-batch K`` unrolls K train tasks per meta-iteration; ``--task a,b`` trains across families;
+``torchrun --nproc-per-node N -m train.zo_lstm ...`` (or ``--workers N``) splits the meta-batch over N
+processes (all three: :mod:`train.learned`).
+
 The loop is the generic one of ``python -m train.learned`` (:func:`train.learned.train`); this entry
 point keeps the ZO-LSTM's flags, its validation horizon on binary and its choice of alpha on val.
 """
@@ -26,13 +30,13 @@ from pathlib import Path
 
 import torch
 
+from l2l.common import distributed
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.learned.checkpoint import TRAINING_FORMAT, optimizer_from_checkpoint, read_checkpoint, save_zo_lstm
 from l2l.learned.meta import MetaConfig, validate
 from l2l.tasks.base import Task
-from l2l.tasks.registry import default_steps
-from train.learned import Job, LoopOptions, check_loop_fields, finish, train
+from train.learned import Job, LoopOptions, check_loop_fields, family_steps, fill_out, finish, train
 
 #: validation horizon when --val-steps is none: the 200 steps eval.compare reports on binary (training
 #: trajectories stay at the family's 500); else the training horizon
@@ -47,16 +51,19 @@ RESUMABLE_CHANGES = {
     "update_iterations",
     "query_iterations",
     "threads",
+    "workers",
 }
 #: the value a field had in runs saved before it existed, so that their --resume still matches
-SAVED_BEFORE_FIELD = {"meta_loss_scale": "sum"}
+SAVED_BEFORE_FIELD = {"meta_loss_scale": "sum", "meta_batch": 1}
 
 
 @dataclass
 class TrainConfig(LoopOptions, MetaConfig):
     """Meta-train a ZO-LSTM on a task family's train split, selecting on its val split."""
 
-    task: str = doc_field("mnist_attack", "task family to train on (see l2l.family_names())")
+    task: str = doc_field(
+        "mnist_attack", "task family to train on, or several comma-separated (see l2l.family_names())"
+    )
     steps: int | None = doc_field(
         None, "optimizee steps T per trajectory (none: the family's default_steps: 500 for binary, else 200)"
     )
@@ -73,18 +80,18 @@ class TrainConfig(LoopOptions, MetaConfig):
 
     def __post_init__(self) -> None:
         if self.steps is None:
-            self.steps = default_steps(self.task)
+            self.steps = family_steps(self.task)
         if self.val_steps is None:
             self.val_steps = DEFAULT_VAL_STEPS.get(self.task, self.steps)
         super().__post_init__()
         check_loop_fields(
-            self, ("val_instances", "val_every", "val_steps", "threads"),
+            self, ("val_instances", "val_every", "val_steps", "threads", "workers"),
             ("update_iterations", "query_iterations", "images"),
         )  # fmt: skip
 
     def out_dir(self) -> Path:
         """The output folder, with the task filled in."""
-        return Path(self.out.replace("{task}", self.task))
+        return fill_out(self.out, task=self.task)
 
     def job(self) -> Job:
         """The generic loop's run: this config is the trainer's config, too."""
@@ -100,13 +107,20 @@ class TrainConfig(LoopOptions, MetaConfig):
         )  # fmt: skip
 
 
-def select_alpha(cfg: TrainConfig, out: Path, val_tasks: list[Task]) -> dict | None:
+def select_alpha(cfg: TrainConfig, out: Path, val_groups: dict[str, list[Task]]) -> dict | None:
     """Choose the update scale alpha of the final ``best.pt`` on val (papers/002 sec. 4.3).
 
     The criterion is the meta-objective itself (eq. 4's t-weighted mean loss over the trajectory), so a
     scale that reaches low loss sooner wins over one that only ends marginally lower. The networks stay
-    as trained; only the test-time scale of their output changes. Returns the val score of every alpha
-    tried, or None without ``--alpha-grid``.
+    as trained; only the test-time scale of their output changes. Over several families an alpha scores
+    the mean over families of its weighted loss divided by that family's mean over the grid, so every
+    family counts alike whatever its loss scale. Returns the val score of every alpha tried, or None
+    without ``--alpha-grid``.
+
+    Args:
+        cfg: the run's config (``alpha_grid``, ``val_steps``, ``seed``).
+        out: the output folder whose ``best.pt`` is rewritten with the chosen alpha.
+        val_groups: each family's val instances.
     """
     grid = parse_float_list(cfg.alpha_grid, "alpha_grid")
     if not grid:
@@ -115,11 +129,23 @@ def select_alpha(cfg: TrainConfig, out: Path, val_tasks: list[Task]) -> dict | N
     trained = optimizer_from_checkpoint(ckpt)
     assert cfg.val_steps is not None
     scores = {
-        a: validate(trained.with_options(alpha=a), val_tasks, cfg.val_steps, seed=cfg.seed) for a in grid
+        a: {name: validate(trained.with_options(alpha=a), tasks, cfg.val_steps, seed=cfg.seed)
+            for name, tasks in val_groups.items()}
+        for a in grid
+    }  # fmt: skip
+    units = {name: sum(scores[a][name].weighted_loss_mean for a in grid) / len(grid) for name in val_groups}
+    if len(val_groups) == 1:
+        units = dict.fromkeys(val_groups, 1.0)  # one family: its weighted loss itself, as always
+    tried = {
+        str(a): sum(scores[a][name].weighted_loss_mean / units[name] for name in val_groups) / len(val_groups)
+        for a in grid
     }
-    best = min(grid, key=lambda a: scores[a].weighted_loss_mean)
-    tried = {str(a): scores[a].weighted_loss_mean for a in grid}
-    val = {**ckpt["val"], **scores[best].summary(), "alpha_grid": tried}
+    best = min(grid, key=lambda a: tried[str(a)])
+    if len(val_groups) == 1:
+        chosen = next(iter(scores[best].values())).summary()
+    else:
+        chosen = {"families": {name: val.summary() for name, val in scores[best].items()}}
+    val = {**ckpt["val"], **chosen, "alpha_grid": tried}
     save_zo_lstm(out / "best.pt", trained.with_options(alpha=best), train_config=ckpt["train_config"],
                  task=ckpt["task"], val=val)  # fmt: skip
     return {"alpha": best, "val_weighted_loss": tried}
@@ -128,11 +154,18 @@ def select_alpha(cfg: TrainConfig, out: Path, val_tasks: list[Task]) -> dict | N
 def main(argv: list[str] | None = None) -> dict:
     """``python -m train.zo_lstm``: train both stages, choose alpha on val, print the summary as JSON."""
     cfg = parse_config(TrainConfig, argv)
+    with user_input():  # a bad worker count is the command line's error
+        distributed.check_workers(cfg.workers)
+    return distributed.launch(_train_rank, cfg, cfg.workers)
+
+
+def _train_rank(cfg: TrainConfig) -> dict:
+    """One rank's ``python -m train.zo_lstm``; rank 0 alone chooses alpha (it writes best.pt)."""
     torch.set_num_threads(cfg.threads)
     with user_input():  # a bad task or option is the command line's error
         job = cfg.job()
     result = train(job)
-    alpha = select_alpha(cfg, job.out, result["val_tasks"])
+    alpha = select_alpha(cfg, job.out, result["val_groups"]) if distributed.is_main() else None
     return finish(result, {"alpha": alpha}, {"alpha": alpha["alpha"]} if alpha is not None else None)
 
 
