@@ -12,7 +12,7 @@ import torch
 
 import l2l
 from l2l.common import distributed
-from l2l.learned import MetaConfig, MetaTrainer
+from l2l.learned import MetaConfig, MetaTrainer, validate
 from l2l.learned.zo_lmom import ZOLMomConfig
 from train import learned as train_learned
 from train import zo_lstm as train_zo_lstm
@@ -30,6 +30,10 @@ def _config(**changes) -> MetaConfig:
 
 def _tasks(dim: int = 5) -> list:
     return l2l.make_family("quadratic", dim=dim, sizes=(16, 4, 4)).instances("train")
+
+
+def _val_tasks() -> list:
+    return l2l.make_family("quadratic", dim=5, sizes=(16, 4, 4)).instances("val")
 
 
 def _trained(trainer: MetaTrainer, update: int = 3, query: int = 2) -> MetaTrainer:
@@ -90,7 +94,9 @@ def _two_rank_body(iterations: int) -> dict:
     torch.set_num_threads(1)
     trainer = _trained(MetaTrainer(_config(meta_batch=4), _tasks()), iterations, iterations)
     state = trainer.state_dict()  # a collective: every rank gathers the slots
+    fresh = MetaTrainer(_config(), _tasks()).frozen()  # the same weights on both ranks
     return {
+        "val": validate(fresh, _val_tasks(), 8, seed=1, sharded=True).summary(),
         "weights": _flat(trainer),
         "state": state,
         "mine": trainer.mine,
@@ -102,6 +108,9 @@ def test_two_ranks_train_the_serial_weights_within_rounding():
     serial = _trained(MetaTrainer(_config(meta_batch=4), _tasks()), 3, 3)
     ranked = distributed.launch(_two_rank_body, 3, workers=2)
     assert ranked["world"] == 2 and ranked["mine"] == [0, 2]
+    # validation split over the 2 ranks gives the serial numbers bit for bit (each run has its seed)
+    fresh = MetaTrainer(_config(), _tasks()).frozen()
+    assert ranked["val"] == validate(fresh, _val_tasks(), 8, seed=1).summary()
     assert not torch.equal(serial.optimizer.modules()["update_rnn"].cell.weight_ih, torch.zeros(1))
     difference = float((ranked["weights"] - _flat(serial)).abs().max())
     assert difference <= TOLERANCE, f"2 ranks differ from serial by {difference}"

@@ -27,10 +27,10 @@ every family counts alike whatever the scale of its loss. With one family the sc
 ``final_loss_mean``, as before.
 
 **Parallel.** Under ``torchrun --nproc-per-node N -m train.learned ...`` or with ``--workers N`` the
-meta-batch is split over the ranks and the meta-gradients all-reduced (:mod:`l2l.learned.meta`); rank 0
-validates and writes every file and the wandb run, and every rank reads ``last.pt`` on ``--resume`` (the
-output folder must be shared by the ranks). A run resumed on another number of ranks continues the
-same meta-batch.
+meta-batch is split over the ranks and the meta-gradients all-reduced (:mod:`l2l.learned.meta`), and
+every validation's runs are split over the ranks too; rank 0 writes every file and the wandb run, and
+every rank reads ``last.pt`` on ``--resume`` (the output folder must be shared by the ranks). A run
+resumed on another number of ranks continues the same meta-batch.
 
 ``python -m train.zo_lstm`` is the ZO-LSTM's own entry point on top of this loop (its flags, its alpha
 selection on val).
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import typing
 import uuid
@@ -359,32 +358,31 @@ def evaluate(
 ) -> dict:
     """Validate the current optimizer, keep it if it is the stage's best, and save the training state.
 
-    Rank 0 validates and writes; the other ranks only take part in the save (a collective) and return
-    the record without scores.
+    In a process group every rank calls it: the val runs are split over the ranks, every rank gets all of
+    them and keeps the same records, and rank 0 alone writes files.
     """
     stage = trainer.stage
     assert stage is not None
+    optimizer = trainer.frozen()
+    vals = {name: validate(optimizer, tasks, job.val_steps, seed=job.meta.seed, sharded=True)
+            for name, tasks in val_groups.items()}  # fmt: skip
     record = {"stage": stage, "iteration": trainer.iteration, "global_step": progress["global_step"]}
-    if distributed.is_main():
-        optimizer = trainer.frozen()
-        vals = {name: validate(optimizer, tasks, job.val_steps, seed=job.meta.seed)
-                for name, tasks in val_groups.items()}  # fmt: skip
-        record.update(validation_numbers(vals, progress.get("control")))
-        progress["history"].append(record)
-        best = progress["best"].get(stage)
-        if is_better(score_of(record), None if best is None else score_of(best)):
-            progress["best"][stage] = record
-            summary = next(iter(vals.values())).summary() if len(vals) == 1 else record
-            for name in stage_files(job, trainer.stage_names(), stage):
-                save_learned(
-                    job.out / name, optimizer, train_config=job.record, task=task_info(job, trainer),
-                    val={**summary, "stage": stage, "iteration": trainer.iteration, "split": "val"},
-                )  # fmt: skip
-        if run is not None:
-            for name, val in vals.items():
-                numbers = record if len(vals) == 1 else {**record, **record["families"][name]}
-                prefix = "val" if len(vals) == 1 else f"val/{name}"
-                log_validation(run, val, numbers, val_groups[name], job, prefix)
+    record.update(validation_numbers(vals, progress.get("control")))
+    progress["history"].append(record)
+    best = progress["best"].get(stage)
+    if is_better(score_of(record), None if best is None else score_of(best)):
+        progress["best"][stage] = record
+        summary = next(iter(vals.values())).summary() if len(vals) == 1 else record
+        for name in stage_files(job, trainer.stage_names(), stage) if distributed.is_main() else ():
+            save_learned(
+                job.out / name, optimizer, train_config=job.record, task=task_info(job, trainer),
+                val={**summary, "stage": stage, "iteration": trainer.iteration, "split": "val"},
+            )  # fmt: skip
+    if run is not None:
+        for name, val in vals.items():
+            numbers = record if len(vals) == 1 else {**record, **record["families"][name]}
+            prefix = "val" if len(vals) == 1 else f"val/{name}"
+            log_validation(run, val, numbers, val_groups[name], job, prefix)
     save_training_state(job, trainer, progress)
     return record
 
@@ -406,14 +404,14 @@ def validation_numbers(vals: dict[str, Validation], control: dict[str, float] | 
 
 
 def score_of(record: dict) -> float:
-    """The selection score of a validation record (lower is better; NaN for a rank that did not validate)."""
-    return record.get("score", record.get("final_loss_mean", math.nan))
+    """The selection score of a validation record (lower is better)."""
+    return record["score"] if "score" in record else record["final_loss_mean"]
 
 
 def control_scores(optimizer: LearnedOptimizer, val_groups: dict[str, list[Task]], job: Job) -> dict:
     """Each family's val final loss of the untrained control, the unit of the several-family score."""
     control = optimizer.make_variant(UNTRAINED)
-    scores = {name: validate(control, tasks, job.val_steps, seed=job.meta.seed).final_loss_mean
+    scores = {name: validate(control, tasks, job.val_steps, seed=job.meta.seed, sharded=True).final_loss_mean
               for name, tasks in val_groups.items()}  # fmt: skip
     bad = {name: score for name, score in scores.items() if not score > 0}
     if bad:
@@ -482,7 +480,7 @@ def train(job: Job) -> dict:
         progress = new_progress()
         if job.init_from:
             trainer.load_weights(read_checkpoint(job.init_from))
-    if len(val_groups) > 1 and "control" not in progress and distributed.is_main():
+    if len(val_groups) > 1 and "control" not in progress:
         progress["control"] = control_scores(trainer.optimizer, val_groups, job)
     run = start_wandb(job, progress) if distributed.is_main() else None
     stages = trainer.stage_names()

@@ -114,8 +114,9 @@ def select_alpha(cfg: TrainConfig, out: Path, val_groups: dict[str, list[Task]])
     scale that reaches low loss sooner wins over one that only ends marginally lower. The networks stay
     as trained; only the test-time scale of their output changes. Over several families an alpha scores
     the mean over families of its weighted loss divided by that family's mean over the grid, so every
-    family counts alike whatever its loss scale. Returns the val score of every alpha tried, or None
-    without ``--alpha-grid``.
+    family counts alike whatever its loss scale. In a process group every rank calls it (the val runs are
+    split over the ranks) and rank 0 rewrites ``best.pt``. Returns the val score of every alpha tried, or
+    None without ``--alpha-grid``.
 
     Args:
         cfg: the run's config (``alpha_grid``, ``val_steps``, ``seed``).
@@ -129,7 +130,7 @@ def select_alpha(cfg: TrainConfig, out: Path, val_groups: dict[str, list[Task]])
     trained = optimizer_from_checkpoint(ckpt)
     assert cfg.val_steps is not None
     scores = {
-        a: {name: validate(trained.with_options(alpha=a), tasks, cfg.val_steps, seed=cfg.seed)
+        a: {name: validate(trained.with_options(alpha=a), tasks, cfg.val_steps, seed=cfg.seed, sharded=True)
             for name, tasks in val_groups.items()}
         for a in grid
     }  # fmt: skip
@@ -146,8 +147,9 @@ def select_alpha(cfg: TrainConfig, out: Path, val_groups: dict[str, list[Task]])
     else:
         chosen = {"families": {name: val.summary() for name, val in scores[best].items()}}
     val = {**ckpt["val"], **chosen, "alpha_grid": tried}
-    save_zo_lstm(out / "best.pt", trained.with_options(alpha=best), train_config=ckpt["train_config"],
-                 task=ckpt["task"], val=val)  # fmt: skip
+    if distributed.is_main():
+        save_zo_lstm(out / "best.pt", trained.with_options(alpha=best), train_config=ckpt["train_config"],
+                     task=ckpt["task"], val=val)  # fmt: skip
     return {"alpha": best, "val_weighted_loss": tried}
 
 
@@ -160,12 +162,12 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _train_rank(cfg: TrainConfig) -> dict:
-    """One rank's ``python -m train.zo_lstm``; rank 0 alone chooses alpha (it writes best.pt)."""
+    """One rank's ``python -m train.zo_lstm`` (every rank validates its share of the alphas' val runs)."""
     torch.set_num_threads(cfg.threads)
     with user_input():  # a bad task or option is the command line's error
         job = cfg.job()
     result = train(job)
-    alpha = select_alpha(cfg, job.out, result["val_groups"]) if distributed.is_main() else None
+    alpha = select_alpha(cfg, job.out, result["val_groups"])
     return finish(result, {"alpha": alpha}, {"alpha": alpha["alpha"]} if alpha is not None else None)
 
 

@@ -346,11 +346,25 @@ def val_seed(seed: int, index: int) -> int:
     return VAL_SEED_OFFSET + seed + 1000 * index
 
 
-def validate(optimizer: ZOOptimizer, tasks: Sequence[Task], steps: int, seed: int = 0) -> Validation:
-    """Run ``optimizer`` with ``l2l.run`` (the evaluation code path) on each task, with fixed seeds."""
+def validate(
+    optimizer: ZOOptimizer, tasks: Sequence[Task], steps: int, seed: int = 0, sharded: bool = False
+) -> Validation:
+    """Run ``optimizer`` with ``l2l.run`` (the evaluation code path) on each task, with fixed seeds.
+
+    Args:
+        optimizer: the (frozen) optimizer to score.
+        tasks: the validation instances.
+        steps: steps per run.
+        seed: the runs' seeds are :func:`val_seed` of it.
+        sharded: in a process group, split the runs round-robin over the ranks
+            (:func:`l2l.common.distributed.sharded_map`; every rank must call, and every rank gets the
+            whole validation, equal to the serial one bit for bit since every run has its own seed).
+    """
     if not tasks:
         raise ValueError("validate needs at least one task")
-    trajs = [run(optimizer, task, steps=steps, seed=val_seed(seed, i)) for i, task in enumerate(tasks)]
+    indices = list(range(len(tasks)))
+    one = lambda i: run(optimizer, tasks[i], steps=steps, seed=val_seed(seed, i))  # noqa: E731
+    trajs = distributed.sharded_map(one, indices) if sharded else [one(i) for i in indices]
     curves = torch.tensor([t.losses for t in trajs], dtype=torch.float64)
     weights = torch.arange(1, curves.shape[1], dtype=torch.float64)
     weighted = (curves[:, 1:] * weights).sum(dim=1) / weights.sum() if steps > 0 else curves[:, 0]
