@@ -183,3 +183,30 @@ def test_several_families_validate_each_and_select_on_the_normalised_mean(tmp_pa
     )
     with pytest.raises(ValueError, match="'quadratic,quadratic' must be one family or distinct"):
         train_learned.main(["--task", "quadratic,quadratic", "--wandb", "disabled"])
+
+
+def test_zo_lstm_across_families_chooses_alpha_on_the_normalised_mean(tmp_path):
+    argv = _cli(tmp_path, "--update-iterations", "2", "--task", "quadratic,binary_classification",
+                "--train-instances", "4", "--alpha-grid", "0.5,2")  # fmt: skip
+    tried = train_zo_lstm.main(argv)["alpha"]["val_weighted_loss"]
+    best = l2l.learned.read_checkpoint(tmp_path / "best.pt")
+    # each family's weighted loss over its mean over the grid, averaged: the two scores average to 1
+    assert set(tried) == {"0.5", "2.0"} and sum(tried.values()) / 2 == pytest.approx(1.0, rel=1e-12)
+    assert best["config"]["alpha"] == float(min(tried, key=tried.get))
+    assert set(best["val"]["families"]) == {"quadratic", "binary_classification"}
+    with pytest.raises(ValueError, match=r"default steps differ .*give --steps"):
+        train_learned.family_steps("quadratic,binary_classification")
+
+
+def test_a_run_saved_before_meta_batch_and_workers_existed_resumes(tmp_path):
+    argv = _cli(tmp_path, "--meta-batch", "1")  # a repeated flag: the last one wins
+    train_zo_lstm.main([*argv, "--update-iterations", "2"])
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    for key in ("meta_batch", "workers"):
+        del state["config"][key]  # as a run saved before the fields existed
+    torch.save(state, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="meta_batch: 1 -> 4"):
+        train_zo_lstm.main([*argv, "--update-iterations", "4", "--meta-batch", "4", "--resume"])
+    train_zo_lstm.main([*argv, "--update-iterations", "4", "--resume"])
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [record["iteration"] for record in history] == [0, 2, 4]
