@@ -95,7 +95,9 @@ def _two_rank_body(iterations: int) -> dict:
     trainer = _trained(MetaTrainer(_config(meta_batch=4), _tasks()), iterations, iterations)
     state = trainer.state_dict()  # a collective: every rank gathers the slots
     fresh = MetaTrainer(_config(), _tasks()).frozen()  # the same weights on both ranks
+    alone = _trained(MetaTrainer(_config(), _tasks()), iterations, iterations)  # rank 1 holds no slot
     return {
+        "alone": _flat(alone),
         "val": validate(fresh, _val_tasks(), 8, seed=1, sharded=True).summary(),
         "weights": _flat(trainer),
         "state": state,
@@ -108,6 +110,8 @@ def test_two_ranks_train_the_serial_weights_within_rounding():
     serial = _trained(MetaTrainer(_config(meta_batch=4), _tasks()), 3, 3)
     ranked = distributed.launch(_two_rank_body, 3, workers=2)
     assert ranked["world"] == 2 and ranked["mine"] == [0, 2]
+    # K = 1 on 2 ranks: rank 1 holds no slot and adds zeros, so the weights are the serial ones bit for bit
+    assert torch.equal(ranked["alone"], _flat(_trained(MetaTrainer(_config(), _tasks()), 3, 3)))
     # validation split over the 2 ranks gives the serial numbers bit for bit (each run has its seed)
     fresh = MetaTrainer(_config(), _tasks()).frozen()
     assert ranked["val"] == validate(fresh, _val_tasks(), 8, seed=1).summary()

@@ -228,14 +228,19 @@ class MetaTrainer:
         return {**totals, "trajectory_step": float(trajectory_step)}
 
     def _all_reduce_gradients(self) -> None:
-        """Sum the trained parameters' gradients over the ranks (one flat all_reduce; a missing one is 0)."""
+        """Sum the trained parameters' gradients over the ranks (one flat all_reduce).
+
+        A rank without a gradient for a parameter adds zeros; a parameter no rank has a gradient for keeps
+        ``grad = None``, as in a serial run (Adam then leaves it alone rather than stepping on momentum).
+        """
         assert self.meta_opt is not None
         params = [p for group in self.meta_opt.param_groups for p in group["params"]]
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        distributed.all_reduce_sum(flat)
-        for p, part in zip(params, flat.split([p.numel() for p in params]), strict=True):
-            p.grad = part.view_as(p).clone()
+        present = torch.tensor([float(p.grad is not None) for p in params], dtype=grads[0].dtype)
+        flat = distributed.all_reduce_sum(torch.cat([*(g.reshape(-1) for g in grads), present]))
+        parts = flat.split([*(p.numel() for p in params), len(params)])
+        for p, part, seen in zip(params, parts[:-1], parts[-1].tolist(), strict=True):
+            p.grad = part.view_as(p).clone() if seen > 0 else None
 
     def _unroll_window(self, unroll: Unroll) -> tuple[torch.Tensor, torch.Tensor, float]:
         """The meta-loss of the next window of ``unroll``: sum_t t f(x_t) + sum_t r_t, scaled."""
