@@ -81,7 +81,7 @@ class AttackTask(Task):
         return self.image.numel()
 
     def x0(self) -> torch.Tensor:
-        return torch.zeros(self.dim)
+        return torch.zeros(self.dim, device=self.image.device)
 
     def adversarial(self, X: torch.Tensor) -> torch.Tensor:
         """The attacked images for perturbation rows ``X`` [B, d] -> [B, *image.shape]."""
