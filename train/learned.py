@@ -38,6 +38,7 @@ from tqdm import tqdm
 import l2l
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
+from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import save_torch_atomic, write_json_atomic
 from l2l.learned.checkpoint import TRAINING_PREFIX, read_checkpoint, save_learned
 from l2l.learned.meta import MetaTrainer, Validation, is_better, validate
@@ -71,6 +72,7 @@ class Job:
         wandb_project: wandb project.
         resumable: fields of ``record`` that may differ on ``--resume``.
         saved_before: the value fields had in runs saved before they existed.
+        device: where the tasks, their models and the optimizer's modules live.
     """
 
     meta: LearnedConfig
@@ -90,6 +92,7 @@ class Job:
     wandb_project: str = "l2l-zo"
     resumable: frozenset[str] = frozenset()
     saved_before: dict = field(default_factory=dict)
+    device: str = "cpu"
 
 
 @dataclass
@@ -105,6 +108,7 @@ class LoopOptions:
     )
     wandb_project: str = doc_field("l2l-zo", "wandb project name")
     resume: bool = doc_field(False, "continue from <out>/last.pt (pass the same options as the first run)")
+    device: str = doc_field("cpu", DEVICE_HELP + "; --resume needs the device of the first run")
 
 
 @dataclass
@@ -150,11 +154,16 @@ class LearnedTrainConfig(LoopOptions):
             init_from=self.init_from, resume=self.resume, wandb=self.wandb,
             wandb_project=self.wandb_project, resumable=frozenset({"iterations", "resume", "wandb",
                                                                    "wandb_project", "threads"}),
+            saved_before={"device": "cpu"}, device=self.device,
         )  # fmt: skip
 
 
 def check_loop_fields(cfg: Any, positive: tuple[str, ...], nonnegative: tuple[str, ...]) -> None:
-    """Raise a clear ValueError for a field of ``positive`` below 1 or of ``nonnegative`` below 0."""
+    """Raise a clear ValueError for a field of ``positive`` below 1 or of ``nonnegative`` below 0.
+
+    It also refuses a ``device`` this machine lacks (every loop config has the field).
+    """
+    resolve_device(cfg.device)
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name}={getattr(cfg, name)} must be >= 1")
@@ -363,7 +372,7 @@ def train(job: Job) -> dict:
     """Run ``job`` (or continue it with ``job.resume``); returns the best record of each stage and ``out``."""
     job.out.mkdir(parents=True, exist_ok=True)
     with user_input():  # a task or an instance count the family cannot give is the command line's error
-        family = l2l.make_family(job.task)
+        family = l2l.make_family(job.task, device=job.device)
         train_tasks = family.instances("train", limit=job.train_instances)
         val_tasks = family.instances("val", limit=min(job.val_instances, family.split_size("val")))
     trainer = MetaTrainer(job.meta, train_tasks)

@@ -54,3 +54,10 @@ def module_device(module: torch.nn.Module) -> torch.device:
     for p in module.parameters():
         return p.device
     return torch.device("cpu")
+
+
+#: the ``--help`` text of every command's ``--device`` option
+DEVICE_HELP = (
+    "torch device of the tasks, their models and the optimizers: cpu or cuda (cuda:N); a seed "
+    "reproduces results bit for bit per device, and cpu is what the tests pin"
+)
