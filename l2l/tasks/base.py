@@ -49,6 +49,10 @@ class Task(abc.ABC):
     #: whether the task attacks a classifier: it then has ``model``, ``image``, ``label``,
     #: ``adversarial(X)`` (the attacked images) and a misclassification ``success``
     classifier_attack: ClassVar[bool] = False
+    #: whether ``loss_and_success(X)[0]`` equals ``loss(X)`` bit for bit from one shared pass; the
+    #: oracle then answers a single-row query through it, and ``l2l.run`` reuses that row's loss and
+    #: success when it records the same iterate (no second model pass for one-query-per-step attacks)
+    exact_loss_and_success: ClassVar[bool] = False
 
     @property
     def image_shape(self) -> tuple[int, ...] | None:
