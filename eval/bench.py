@@ -23,6 +23,7 @@ the machine runs at the time: on a shared machine they are contaminated by its o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import statistics
@@ -48,7 +49,7 @@ ATTACK_OVERHEAD_TARGET = 1.10
 TRAINING_TARGET_S = 20 * 60
 #: what ``--quick`` sets (tiny runs: the figures are noisy, the plumbing is the same)
 QUICK = {
-    "steps": 20, "repeats": 1, "meta_iterations": 1, "val_steps": 10, "compare_instances": 2,
+    "steps": 20, "repeats": 1, "meta_iterations": 1, "unroll": 4, "val_steps": 10, "compare_instances": 2,
     "compare_steps": 5,
 }  # fmt: skip
 
@@ -63,20 +64,28 @@ class BenchConfig:
     threads: int = doc_field(1, "torch CPU threads")
     out: str = doc_field("results/bench.json", "where the JSON report is written")
     meta_iterations: int = doc_field(20, "meta-iterations timed per ZO-LSTM stage (0 skips that benchmark)")
+    unroll: int | None = doc_field(
+        None, "optimizee steps of a timed meta-iteration, scaled to the default unroll (none: the default)"
+    )
     val_steps: int | None = doc_field(
         None, "steps of the timed validation run, scaled to the family's horizon (none: the horizon)"
     )
     compare_instances: int = doc_field(4, "MNIST test instances of the --workers benchmark (0 skips it)")
     compare_steps: int = doc_field(100, "steps per run of the --workers benchmark")
-    quick: bool = doc_field(False, "tiny runs in seconds (overrides the sizes above; the test uses it)")
+    compare_task: str = doc_field("mnist_attack", "task family of the --workers benchmark")
+    quick: bool = doc_field(
+        False, "tiny runs in seconds (the sizes above that are not given; the test uses it)"
+    )
     device: str = doc_field("cpu", DEVICE_HELP)
     json: bool = doc_field(False, "print the JSON report instead of the table")
 
     def __post_init__(self) -> None:
         resolve_device(self.device)
-        if self.quick:
+        if self.quick:  # tiny sizes for the options left at their defaults; given ones win
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
             for name, value in QUICK.items():
-                setattr(self, name, value)
+                if getattr(self, name) == defaults[name]:
+                    setattr(self, name, value)
         for name in ("steps", "q", "repeats", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
@@ -158,10 +167,18 @@ def bench_attack_overhead(cfg: BenchConfig) -> dict:
     }
 
 
-def time_meta_iterations(trainer: MetaTrainer, stage: str, n: int) -> float:
-    """Median seconds of one meta-iteration (``unroll`` optimizee steps + backward + Adam) in ``stage``."""
+def time_meta_iterations(trainer: MetaTrainer, stage: str, n: int, warm_up: bool = True) -> float:
+    """Median seconds of one meta-iteration (``unroll`` optimizee steps + backward + Adam) in ``stage``.
+
+    Args:
+        trainer: the meta-trainer.
+        stage: the stage to time.
+        n: timed meta-iterations.
+        warm_up: run one untimed meta-iteration first.
+    """
     trainer.begin_stage(stage)
-    trainer.meta_step()  # warm-up
+    if warm_up:
+        trainer.meta_step()
     times = []
     for _ in range(n):
         start = time.perf_counter()
@@ -175,17 +192,20 @@ def bench_meta_training(cfg: BenchConfig) -> dict:
 
     The total is estimated from these measurements with the default ``train.zo_lstm`` schedule:
     iterations of each stage plus every validation (each an ``l2l.run`` of the family's horizon per val
-    instance; the timed run of ``val_steps`` steps is scaled to the horizon).
+    instance). Runs shorter than the defaults (``unroll``, ``val_steps``, as ``--quick`` sets) are timed
+    and scaled linearly to them.
     """
     defaults, meta = ZO_LSTM_SCHEDULE, MetaConfig()
+    timed = MetaConfig(unroll=min(meta.unroll, cfg.unroll or meta.unroll))
     family = l2l.make_family("mnist_attack", device=cfg.device)
-    trainer = MetaTrainer(meta, family.instances("train", limit=20))
-    update_s = time_meta_iterations(trainer, "update", cfg.meta_iterations)
-    query_s = time_meta_iterations(trainer, "query", cfg.meta_iterations)
+    trainer = MetaTrainer(timed, family.instances("train", limit=20))
+    scale = meta.unroll / timed.unroll  # a meta-iteration's cost grows with its unroll
+    update_s = time_meta_iterations(trainer, "update", cfg.meta_iterations, not cfg.quick) * scale
+    query_s = time_meta_iterations(trainer, "query", cfg.meta_iterations, not cfg.quick) * scale
     val_task, horizon = family.instance("val", 0), family.default_steps
-    timed = min(horizon, cfg.val_steps or horizon)
-    val_run_s = median_seconds(lambda: l2l.run(trainer.frozen(), val_task, timed, seed=0), 1)
-    val_run_s *= horizon / timed
+    val_steps = min(horizon, cfg.val_steps or horizon)
+    val_run_s = median_seconds(lambda: l2l.run(trainer.frozen(), val_task, val_steps, seed=0), 1)
+    val_run_s *= horizon / val_steps
     validations = sum(
         n // defaults.val_every + 2 for n in (defaults.update_iterations, defaults.query_iterations)
     )
@@ -215,7 +235,7 @@ def bench_meta_training(cfg: BenchConfig) -> dict:
 
 
 def bench_workers(cfg: BenchConfig) -> dict:
-    """Wall time of one small ``eval.compare`` MNIST grid, serial and with ``--workers 2``, and the ratio.
+    """Wall time of one small ``eval.compare`` grid, serial and with ``--workers 2``, and the ratio.
 
     Each is the whole command (task loading and, for 2 workers, the spawned process's start-up), run
     once; the two results must agree, which the run checks (a sharded grid is bit for bit the serial one).
@@ -224,7 +244,7 @@ def bench_workers(cfg: BenchConfig) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         for workers in (1, 2):
             argv = [
-                "--task", "mnist_attack", "--optimizers", "zo_sgd,zo_adam", "--split", "test",
+                "--task", cfg.compare_task, "--optimizers", "zo_sgd,zo_adam", "--split", "test",
                 "--instances", str(cfg.compare_instances), "--trials", "1",
                 "--steps", str(cfg.compare_steps), "--threads", str(cfg.threads), "--workers", str(workers),
                 "--wandb", "disabled", "--device", cfg.device,
@@ -236,6 +256,7 @@ def bench_workers(cfg: BenchConfig) -> dict:
             seconds[workers] = time.perf_counter() - start
             per_run[workers] = [{k: v for k, v in r.items() if "wall" not in k} for r in result["per_run"]]
     return {
+        "task": cfg.compare_task,
         "runs": len(per_run[1]),
         "steps": cfg.compare_steps,
         "serial_s": seconds[1],
