@@ -292,7 +292,7 @@ def adversarial_images(val: Validation, tasks: list[Task], count: int) -> list[A
             predicted = int(attack.model(adv.unsqueeze(0)).argmax(dim=1))
         pair = torch.cat([attack.image, adv], dim=-1).clamp(0, 1)
         caption = f"label {attack.label} -> {predicted}, loss {traj.final_loss:.3f}"
-        images.append(wandb.Image(pair, caption=caption))
+        images.append(wandb.Image(pair.cpu(), caption=caption))
     return images
 
 

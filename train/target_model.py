@@ -50,7 +50,7 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
     if max_shift == 0:
         return images
     padded = F.pad(images, [max_shift] * 4)
-    offsets = torch.randint(0, 2 * max_shift + 1, (len(images), 2), generator=generator).tolist()  # CPU
+    offsets = torch.randint(0, 2 * max_shift + 1, (len(images), 2), generator=generator).tolist()
     h, w = images.shape[-2:]
     return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
 
