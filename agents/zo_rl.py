@@ -126,11 +126,11 @@ class ZORL(ZOOptimizer):
         """The policy's query direction [d] (norm sqrt(d)) at iterate ``x`` of ``task``."""
         if self.observe != "iterate" and task is None:
             raise ValueError(f"a policy that observes {self.observe!r} needs the task (an oracle's .task)")
-        obs = observation(task, x, self.observe) if task is not None else x.detach().float().numpy()
+        obs = observation(task, x, self.observe) if task is not None else x.detach().float().cpu().numpy()
         assert self.policy is not None
         with torch.no_grad(), eval_mode(self.policy.actor):
             action = self.policy.actor(torch.as_tensor(obs).reshape(1, -1))[0]
-        return action_to_direction(action)
+        return action_to_direction(action).to(x.device)  # the policy runs where SB3 put it
 
     def propose(self, state: ZOState, oracle: Oracle) -> torch.Tensor:
         """The direction [d] of a step that asks the policy: :meth:`direction` at the iterate."""
@@ -139,7 +139,7 @@ class ZORL(ZOOptimizer):
     def estimate(self, state: ZOState, oracle: Oracle) -> Estimate:
         """The two-query estimate along the policy's (or a Gaussian) direction, f(x) and f(x + mu u)."""
         # The coin is drawn at every step, so P = 1 consumes the random stream as P < 1 does.
-        use_policy = bool(torch.rand((), generator=state.rng) < self.policy_prob)
+        use_policy = bool(torch.rand((), generator=state.rng, device=state.rng.device) < self.policy_prob)
         if use_policy:
             u = self.propose(state, oracle)
         else:
@@ -187,7 +187,7 @@ class ZORLLSTM(ZOLSTM):
         directions = super().sample_directions(x, f, rng, std)
         if self.sampler is None:
             raise ValueError("this ZORLLSTM has no sampler; build it with agents.load_zo_rl_lstm")
-        if bool(torch.rand((), generator=rng) < self.policy_prob):
+        if bool(torch.rand((), generator=rng, device=rng.device) < self.policy_prob):
             u = self.sampler.direction(x, getattr(f, "task", None))
             directions[0] = u if std is None else u * std
         return directions

@@ -79,7 +79,7 @@ def observation(task: Task, x: torch.Tensor, observe: str = "iterate") -> np.nda
             if observe == "image_delta":
                 top = x.detach().abs().max()
                 point = torch.cat([point, x / top if float(top) > 0 else torch.zeros_like(x)])
-    return point.detach().float().flatten().numpy().astype(np.float32, copy=True)
+    return point.detach().float().flatten().cpu().numpy().astype(np.float32, copy=True)
 
 
 def observed_image_shape(task: Task, observe: str) -> tuple[int, ...] | None:

@@ -56,6 +56,7 @@ from eval.specs import OptimizerSpec, build_optimizers, parse_optimizers
 from eval.wandb_log import log_attack_table
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
+from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic, write_text_atomic
 from l2l.optimizers.base import ZOOptimizer
 from l2l.optimizers.registry import is_tuned, load_tuned
@@ -119,8 +120,10 @@ class AttackTableConfig:
         "offline", "wandb mode: offline needs no account or network; online uploads"
     )
     wandb_project: str = doc_field("l2l-zo", "wandb project name")
+    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
+        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
         for name in ("instances", "trials", "threads", "budget"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
@@ -218,7 +221,7 @@ def tuned_source(spec: OptimizerSpec, key: str) -> str | None:
 def attack_tasks(config: AttackTableConfig) -> list[AttackTask]:
     """The instances to attack; refuses a family that takes no eps or whose tasks are not attacks."""
     config.tuned_key()  # a clear error when the family takes no eps
-    family = l2l.make_family(config.task, **config.family_options())
+    family = l2l.make_family(config.task, device=config.device, **config.family_options())
     tasks = family.instances(config.split, limit=config.instances)
     if not tasks[0].classifier_attack:
         raise ValueError(

@@ -1,108 +1,184 @@
 """Speed benchmarks, reported as ratios measured in one process.
 
-    python -m eval.bench            # table on stdout, JSON in results/bench.json
+    python -m eval.bench            # table on stdout, JSON in results/bench.json (about 2 minutes)
+    python -m eval.bench --quick    # the same figures from tiny runs, in seconds (what the test runs)
     python -m eval.bench --json     # the JSON on stdout instead of the table
 
-``attack_overhead``: a 200-step ZO-Adam MNIST attack through ``l2l.run`` against the bare target-model
-forward passes for the same number of queries (same batch shapes). The ratio is what the framework
-(oracle, estimator, optimizer, trajectory bookkeeping) costs on top of the model. Target: <= 1.25.
+``attack_overhead``: a 200-step ZO-Adam MNIST attack (q + 1 queries per step) through ``l2l.run``
+against the bare target-model forward passes for the same queries (same batch shapes), and the same for
+Square (one query per step). The ratio is what the framework (oracle, estimator, optimizer, trajectory
+bookkeeping) costs on top of the model; 1.0 is the physical limit. ``breakdown`` splits ZO-Adam's
+surplus: ``record`` is the one-row forward per step that records f(x_k) (the new iterate is never a
+query of its own, and a row of a batched forward may differ from a one-row forward in the last bits,
+so reusing the next step's base query would change recorded values) and ``rest`` the Python around
+the model. Square's records are recalled from its own queries (``Oracle.recall``), so it pays none.
+
+``meta_training``: seconds per meta-iteration per task at K = 1 (one trajectory per meta-iteration;
+K = 4, 16 need a meta-batch option, which this version does not have) and the estimated serial
+default MNIST ZO-LSTM training. ``workers``: the speed-up of ``eval.compare --workers 2`` over the
+serial run on a small MNIST grid, process start-up included. Every figure is measured on whatever else
+the machine runs at the time: on a shared machine they are contaminated by its other jobs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 import l2l
+from eval import compare
 from l2l.common.cli import run_cli
 from l2l.common.config import doc_field, parse_config, parse_float_list
+from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic
 from l2l.learned.meta import MetaConfig, MetaTrainer
 from l2l.learned.schedule import ZO_LSTM_SCHEDULE
 
-ATTACK_OVERHEAD_TARGET = 1.25
+ATTACK_OVERHEAD_TARGET = 1.10
 #: a full two-stage MNIST meta-training must fit in this many seconds on 2 CPU cores
 TRAINING_TARGET_S = 20 * 60
+#: what ``--quick`` sets (tiny runs: the figures are noisy, the plumbing is the same)
+QUICK = {
+    "steps": 20, "repeats": 1, "meta_iterations": 1, "unroll": 4, "val_steps": 10, "compare_instances": 2,
+    "compare_steps": 5,
+}  # fmt: skip
 
 
 @dataclass
 class BenchConfig:
     """Time the framework against the bare model it queries; print and save the ratios."""
 
-    steps: int = doc_field(200, "ZO-Adam steps in the attack benchmark")
-    q: int = doc_field(20, "query directions per step (q + 1 queries per step)")
+    steps: int = doc_field(200, "attack steps in the attack benchmark")
+    q: int = doc_field(20, "ZO-Adam query directions per step (q + 1 queries per step)")
     repeats: int = doc_field(5, "timed repetitions of each measurement; the median is reported")
     threads: int = doc_field(1, "torch CPU threads")
     out: str = doc_field("results/bench.json", "where the JSON report is written")
     meta_iterations: int = doc_field(20, "meta-iterations timed per ZO-LSTM stage (0 skips that benchmark)")
+    unroll: int | None = doc_field(
+        None, "optimizee steps of a timed meta-iteration, scaled to the default unroll (none: the default)"
+    )
+    val_steps: int | None = doc_field(
+        None, "steps of the timed validation run, scaled to the family's horizon (none: the horizon)"
+    )
+    compare_instances: int = doc_field(4, "MNIST test instances of the --workers benchmark (0 skips it)")
+    compare_steps: int = doc_field(100, "steps per run of the --workers benchmark")
+    compare_task: str = doc_field("mnist_attack", "task family of the --workers benchmark")
+    quick: bool = doc_field(
+        False, "tiny runs in seconds (the sizes above that are not given; the test uses it)"
+    )
+    device: str = doc_field("cpu", DEVICE_HELP)
     json: bool = doc_field(False, "print the JSON report instead of the table")
+
+    def __post_init__(self) -> None:
+        resolve_device(self.device)
+        if self.quick:  # tiny sizes for the options left at their defaults; given ones win
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            for name, value in QUICK.items():
+                if getattr(self, name) == defaults[name]:
+                    setattr(self, name, value)
+        for name in ("steps", "q", "repeats", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.compare_instances > 0 and self.compare_steps < 1:
+            raise ValueError(f"compare_steps={self.compare_steps} must be >= 1")
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``fn()`` over ``repeats`` runs, after one untimed warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    return interleaved_medians([fn], repeats)[0]
+
+
+def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each of ``fns``, timed in turn so that drifting machine load hits them all.
+
+    Args:
+        fns: the functions to time; each is called once untimed first (warm-up).
+        repeats: timed calls of each.
+    """
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def interleaved_medians(
-    a: Callable[[], object], b: Callable[[], object], repeats: int
-) -> tuple[float, float]:
-    """Median seconds of ``a`` and of ``b``, timed alternately so that drifting machine load hits both."""
-    a()
-    b()
-    times_a, times_b = [], []
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, times in ((a, times_a), (b, times_b)):
+        for fn, spent in zip(fns, times, strict=True):
             start = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times_a), statistics.median(times_b)
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
+
+
+def bare_forwards(model: torch.nn.Module, images: torch.Tensor, calls: int) -> Callable[[], None]:
+    """``calls`` forward passes of ``model`` on ``images``, gradient-free: the physical limit of a run."""
+
+    def forwards() -> None:
+        with torch.no_grad():
+            for _ in range(calls):
+                model(images)
+
+    return forwards
 
 
 def bench_attack_overhead(cfg: BenchConfig) -> dict:
-    """``l2l.run`` of tuned ZO-Adam on a val attack instance vs. bare forward passes of its model."""
-    task = l2l.make_task("mnist_attack", split="val", index=0)
-    optimizer = l2l.make_optimizer("zo_adam", task="mnist_attack", q=cfg.q)
-    per_step = optimizer.queries_per_step(task.dim)
+    """``l2l.run`` of tuned ZO-Adam and of Square on a val attack instance vs. bare forwards of its model.
+
+    ZO-Adam's surplus is split into its per-step one-row record forward and the rest (module docstring).
+    """
+    task = l2l.make_family("mnist_attack_linf", device=cfg.device).instance("val", 0)
+    adam = l2l.make_optimizer("zo_adam", task="mnist_attack_linf", q=cfg.q)
+    square = l2l.make_optimizer("square", task="mnist_attack_linf")
+    per_step = adam.queries_per_step(task.dim)
     # the same kind of inputs a step sends: images perturbed by mu-sized directions
-    noise = torch.randn(per_step, task.dim, generator=torch.Generator().manual_seed(0))
-    images = task.adversarial(optimizer.mu * noise)
-
-    def bare() -> None:
-        with torch.no_grad():
-            for _ in range(cfg.steps):
-                task.model(images)
-
-    run_s, bare_s = interleaved_medians(
-        lambda: l2l.run(optimizer, task, cfg.steps, seed=0), bare, cfg.repeats
+    noise = torch.randn(per_step, task.dim, generator=torch.Generator().manual_seed(0)).to(task.device)
+    batch = task.adversarial(adam.mu * noise)
+    row = task.adversarial(torch.zeros(1, task.dim, device=task.device))
+    adam_s, square_s, batch_s, row_s = interleaved_medians(
+        [
+            lambda: l2l.run(adam, task, cfg.steps, seed=0),
+            lambda: l2l.run(square, task, cfg.steps, seed=0),
+            bare_forwards(task.model, batch, cfg.steps),
+            bare_forwards(task.model, row, cfg.steps),
+        ],
+        cfg.repeats,
     )
-    queries = cfg.steps * per_step
+    ratio = adam_s / batch_s
     return {
-        "run_s": run_s,
-        "bare_forward_s": bare_s,
-        "ratio": run_s / bare_s,
+        "run_s": adam_s,
+        "bare_forward_s": batch_s,
+        "ratio": ratio,
+        "breakdown": {"record": row_s / batch_s, "rest": (adam_s - batch_s - row_s) / batch_s},
+        "square_ratio": square_s / row_s,
+        "square_run_s": square_s,
+        "square_bare_forward_s": row_s,
         "target_ratio": ATTACK_OVERHEAD_TARGET,
-        "meets_target": run_s / bare_s <= ATTACK_OVERHEAD_TARGET,
-        "queries": queries,
-        "queries_per_s": queries / run_s,
-        "bare_queries_per_s": queries / bare_s,
+        "meets_target": ratio <= ATTACK_OVERHEAD_TARGET,
+        "square_meets_target": square_s / row_s <= ATTACK_OVERHEAD_TARGET,
+        "queries": cfg.steps * per_step,
+        "queries_per_s": cfg.steps * per_step / adam_s,
+        "bare_queries_per_s": cfg.steps * per_step / batch_s,
     }
 
 
-def time_meta_iterations(trainer: MetaTrainer, stage: str, n: int) -> float:
-    """Median seconds of one meta-iteration (``unroll`` optimizee steps + backward + Adam) in ``stage``."""
+def time_meta_iterations(trainer: MetaTrainer, stage: str, n: int, warm_up: bool = True) -> float:
+    """Median seconds of one meta-iteration (``unroll`` optimizee steps + backward + Adam) in ``stage``.
+
+    Args:
+        trainer: the meta-trainer.
+        stage: the stage to time.
+        n: timed meta-iterations.
+        warm_up: run one untimed meta-iteration first.
+    """
     trainer.begin_stage(stage)
-    trainer.meta_step()  # warm-up
+    if warm_up:
+        trainer.meta_step()
     times = []
     for _ in range(n):
         start = time.perf_counter()
@@ -112,18 +188,24 @@ def time_meta_iterations(trainer: MetaTrainer, stage: str, n: int) -> float:
 
 
 def bench_meta_training(cfg: BenchConfig) -> dict:
-    """Seconds per meta-iteration of both stages on mnist_attack, and the default training's total.
+    """Seconds per meta-iteration per task (K = 1) of both stages on mnist_attack, and the serial total.
 
     The total is estimated from these measurements with the default ``train.zo_lstm`` schedule:
-    iterations of each stage plus every validation (each a 200-step ``l2l.run`` per val instance).
+    iterations of each stage plus every validation (each an ``l2l.run`` of the family's horizon per val
+    instance). Runs shorter than the defaults (``unroll``, ``val_steps``, as ``--quick`` sets) are timed
+    and scaled linearly to them.
     """
-    defaults, unroll = ZO_LSTM_SCHEDULE, MetaConfig().unroll
-    family = l2l.make_family("mnist_attack")
-    trainer = MetaTrainer(MetaConfig(), family.instances("train", limit=20))
-    update_s = time_meta_iterations(trainer, "update", cfg.meta_iterations)
-    query_s = time_meta_iterations(trainer, "query", cfg.meta_iterations)
-    val_task = family.instance("val", 0)
-    val_run_s = median_seconds(lambda: l2l.run(trainer.frozen(), val_task, family.default_steps, seed=0), 1)
+    defaults, meta = ZO_LSTM_SCHEDULE, MetaConfig()
+    timed = MetaConfig(unroll=min(meta.unroll, cfg.unroll or meta.unroll))
+    family = l2l.make_family("mnist_attack", device=cfg.device)
+    trainer = MetaTrainer(timed, family.instances("train", limit=20))
+    scale = meta.unroll / timed.unroll  # a meta-iteration's cost grows with its unroll
+    update_s = time_meta_iterations(trainer, "update", cfg.meta_iterations, not cfg.quick) * scale
+    query_s = time_meta_iterations(trainer, "query", cfg.meta_iterations, not cfg.quick) * scale
+    val_task, horizon = family.instance("val", 0), family.default_steps
+    val_steps = min(horizon, cfg.val_steps or horizon)
+    val_run_s = median_seconds(lambda: l2l.run(trainer.frozen(), val_task, val_steps, seed=0), 1)
+    val_run_s *= horizon / val_steps
     validations = sum(
         n // defaults.val_every + 2 for n in (defaults.update_iterations, defaults.query_iterations)
     )
@@ -134,9 +216,11 @@ def bench_meta_training(cfg: BenchConfig) -> dict:
         + validations * defaults.val_instances * val_run_s
     )
     return {
-        "unroll": unroll,
-        "stage1_s_per_meta_iteration": update_s,
-        "stage2_s_per_meta_iteration": query_s,
+        "unroll": meta.unroll,
+        "meta_batch": meta.trajectories,
+        "meta_batch_4_16": "not measured: this version has no --meta-batch option",
+        "stage1_s_per_meta_iteration": update_s / meta.trajectories,
+        "stage2_s_per_meta_iteration": query_s / meta.trajectories,
         "val_run_s": val_run_s,
         "default_schedule": {
             "update_iterations": defaults.update_iterations,
@@ -150,7 +234,70 @@ def bench_meta_training(cfg: BenchConfig) -> dict:
     }
 
 
+def bench_workers(cfg: BenchConfig) -> dict:
+    """Wall time of one small ``eval.compare`` grid, serial and with ``--workers 2``, and the ratio.
+
+    Each is the whole command (task loading and, for 2 workers, the spawned process's start-up), run
+    once; the two results must agree, which the run checks (a sharded grid is bit for bit the serial one).
+    """
+    seconds, per_run = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        for workers in (1, 2):
+            argv = [
+                "--task", cfg.compare_task, "--optimizers", "zo_sgd,zo_adam", "--split", "test",
+                "--instances", str(cfg.compare_instances), "--trials", "1",
+                "--steps", str(cfg.compare_steps), "--threads", str(cfg.threads), "--workers", str(workers),
+                "--wandb", "disabled", "--device", cfg.device,
+                "--json", str(Path(folder) / f"w{workers}.json"),
+            ]  # fmt: skip
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                result = compare.main(argv)
+            seconds[workers] = time.perf_counter() - start
+            per_run[workers] = [{k: v for k, v in r.items() if "wall" not in k} for r in result["per_run"]]
+    return {
+        "task": cfg.compare_task,
+        "runs": len(per_run[1]),
+        "steps": cfg.compare_steps,
+        "serial_s": seconds[1],
+        "workers2_s": seconds[2],
+        "speedup": seconds[1] / seconds[2],
+        "same_results": per_run[1] == per_run[2],
+    }
+
+
+def print_table(report: dict, cfg: BenchConfig) -> None:
+    """The report as a table on stdout."""
+    a = report["attack_overhead"]
+    rows = [
+        ("attack run / bare forwards (ZO-Adam)", f"{a['ratio']:.3f}", f"<= {a['target_ratio']}"),
+        ("  of which one-row records", f"{a['breakdown']['record']:.3f}", ""),
+        ("  of which the rest", f"{a['breakdown']['rest']:.3f}", ""),
+        ("attack run / bare forwards (Square)", f"{a['square_ratio']:.3f}", f"<= {a['target_ratio']}"),
+        ("attack queries per second", f"{a['queries_per_s']:.0f}", ""),
+        ("bare model queries per second", f"{a['bare_queries_per_s']:.0f}", ""),
+    ]
+    if "meta_training" in report:
+        m = report["meta_training"]
+        rows += [
+            ("ZO-LSTM stage 1 s / meta-it. / task", f"{m['stage1_s_per_meta_iteration']:.3f}", "K = 1"),
+            ("ZO-LSTM stage 2 s / meta-it. / task", f"{m['stage2_s_per_meta_iteration']:.3f}", "K = 1"),
+            ("full default training s (serial)", f"{m['estimated_full_training_s']:.0f}",
+             f"<= {m['target_s']}"),
+        ]  # fmt: skip
+    if "workers" in report:
+        w = report["workers"]
+        same = "same" if w["same_results"] else "DIFFERENT"
+        rows.append(("eval.compare --workers 2 speed-up", f"{w['speedup']:.2f}", f"{same} results"))
+    print(f"{'benchmark':<38}{'value':>10}  {'target / note'}")
+    for name, value, note in rows:
+        print(f"{name:<38}{value:>10}  {note}")
+    quick = ", quick" if cfg.quick else ""
+    print(f"(threads={cfg.threads}, device={cfg.device}{quick}; report in {cfg.out})")
+
+
 def main(argv: list[str] | None = None) -> dict:
+    """``python -m eval.bench``: run the benchmarks, write the JSON report, print it; returns it."""
     cfg = parse_config(BenchConfig, argv)
     torch.set_num_threads(cfg.threads)
     report = {
@@ -161,24 +308,13 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if cfg.meta_iterations > 0:
         report["meta_training"] = bench_meta_training(cfg)
+    if cfg.compare_instances > 0:
+        report["workers"] = bench_workers(cfg)
     write_json_atomic(cfg.out, report)
     if cfg.json:
         print(json.dumps(report, indent=2))
     else:
-        a = report["attack_overhead"]
-        print(f"{'benchmark':<34}{'value':>12}{'target':>10}")
-        print(f"{'attack run / bare forwards':<34}{a['ratio']:>12.3f}{'<= ' + str(a['target_ratio']):>10}")
-        print(f"{'attack queries per second':<34}{a['queries_per_s']:>12.0f}")
-        print(f"{'bare model queries per second':<34}{a['bare_queries_per_s']:>12.0f}")
-        if "meta_training" in report:
-            m = report["meta_training"]
-            print(f"{'ZO-LSTM stage 1 s / meta-iteration':<34}{m['stage1_s_per_meta_iteration']:>12.3f}")
-            print(f"{'ZO-LSTM stage 2 s / meta-iteration':<34}{m['stage2_s_per_meta_iteration']:>12.3f}")
-            target = f"<= {m['target_s']}"
-            print(
-                f"{'full default training s (est.)':<34}{m['estimated_full_training_s']:>12.0f}{target:>10}"
-            )
-        print(f"(threads={cfg.threads}; report in {cfg.out})")
+        print_table(report, cfg)
     return report
 
 

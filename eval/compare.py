@@ -25,6 +25,7 @@ from eval.specs import build_optimizers, parse_optimizers
 from eval.wandb_log import log_comparison
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
+from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.estimators import check_mu, check_q
 from l2l.optimizers.base import ZOOptimizer
 
@@ -72,8 +73,10 @@ class CompareConfig:
     )
     wandb_project: str = doc_field("l2l-zo", "wandb project name")
     stop_at_success: bool = doc_field(False, "end each run at its first successful iterate")
+    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
+        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
         for name in ("instances", "trials", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
@@ -140,7 +143,8 @@ def head_to_head(
     records where each label came from.
     """
     with user_input():
-        tasks = l2l.make_family(config.task).instances(config.split, limit=config.instances)
+        family = l2l.make_family(config.task, device=config.device)
+        tasks = family.instances(config.split, limit=config.instances)
     with pinned_threads(config.threads):
         records = run_grid(
             optimizers,
@@ -161,6 +165,7 @@ def head_to_head(
         "version": l2l.__version__,
         "threads": config.threads,
         "stop_at_success": config.stop_at_success,
+        "device": config.device,
         "sources": sources,
         "results": summarize_all(records, optimizers, tasks[0].dim),
         "per_run": [r.row() for r in records],

@@ -31,6 +31,7 @@ from eval.compare import pinned_threads
 from eval.headtohead import run_seed
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
+from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import atomic_write, write_json_atomic
 from l2l.diagnostics import cosine_trace
 from l2l.estimators import check_q
@@ -60,8 +61,10 @@ class CosineConfig:
         "results/cosine/{task}_{split}.json",
         "result JSON ({task}, {split} filled in); the PNG goes beside it",
     )
+    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
+        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
         unknown = sorted(set(self.method_list()) - set(METHODS))
         if unknown:
             raise ValueError(f"unknown method(s) {unknown} in --methods; choose among {', '.join(METHODS)}")
@@ -111,7 +114,8 @@ def summarize_traces(traces: list[tuple[list[int], list[float]]]) -> dict:
 def cosine_study(config: CosineConfig, progress: bool = True) -> dict:
     """Run every method on every (instance, trial) and return the result dict (nothing is written)."""
     with user_input():  # bad names and checkpoints are the command line's errors
-        tasks = l2l.make_family(config.task).instances(config.split, limit=config.instances)
+        family = l2l.make_family(config.task, device=config.device)
+        tasks = family.instances(config.split, limit=config.instances)
         methods = {name: build_method(name, config) for name in config.method_list()}
     results = {}
     runs = [(i, t) for i in range(len(tasks)) for t in range(config.trials)]

@@ -40,6 +40,7 @@ from eval.report import WHITE_BOX_MARK, fmt_cell, line_style, new_axes, save_png
 from eval.specs import build_optimizers, parse_optimizers
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
+from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic, write_text_atomic
 from l2l.optimizers.base import ZOOptimizer
 from l2l.tasks.order_attack import OrderAttackTask
@@ -72,8 +73,10 @@ class OrderAttackConfig:
         "query budgets of the query-budget table (papers/004 Table 7), read off each run's best-so-far "
         "curve; those above --budget are left out",
     )
+    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
+        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
         if self.budget < 1 or self.instances < 1 or self.pgd_steps < 1 or self.threads < 1:
             raise ValueError(
                 f"budget={self.budget}, instances={self.instances}, pgd_steps={self.pgd_steps} and "
@@ -224,7 +227,7 @@ def order_attack_table(cfg: OrderAttackConfig) -> dict:
     cells = []
     for k, N, eps in cfg.cells():
         with user_input():
-            family = l2l.make_family(FAMILY, k=k, N=N, eps=eps)
+            family = l2l.make_family(FAMILY, device=cfg.device, k=k, N=N, eps=eps)
             tasks = family.instances(cfg.split, cfg.instances)
             methods = build_methods(cfg, k, N, eps, tasks[0].dim)
         clean = float(np.mean([t.metrics(t.x0())["tau_s"] for t in tasks]))

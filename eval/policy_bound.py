@@ -39,6 +39,7 @@ from eval.compare import CompareConfig, head_to_head
 from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, is_main, launch
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
+from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_text_atomic
 from l2l.diagnostics import true_gradient
 from l2l.estimators import gaussian_directions
@@ -134,8 +135,10 @@ class BoundConfig:
         "results/policy_bound/{task}_{split}.json",
         "result JSON ({task}, {split} filled in); the CSVs, plots and out_bound.md go beside it",
     )
+    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
+        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
         unknown = sorted(set(self.mode_list()) - set(MODES))
         if unknown:
             raise ValueError(f"unknown mode(s) {unknown} in --modes; choose among {', '.join(MODES)}")
@@ -151,6 +154,7 @@ class BoundConfig:
     def compare_config(self) -> CompareConfig:
         """The head-to-head settings these rows run under."""
         shared = ("task", "split", "instances", "trials", "budget", "q", "seed", "threads", "workers", "json")
+        shared += ("device",)
         return CompareConfig(**{k: getattr(self, k) for k in shared}, wandb="disabled")
 
 

@@ -30,6 +30,7 @@ from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, check_workers, is_ma
 from eval.headtohead import run_grid
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
+from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic
 from l2l.estimators import check_mu, check_q
 from l2l.optimizers import registry
@@ -152,8 +153,10 @@ class TuneConfig:
         WORKERS_DEFAULT, WORKERS_HELP + "; each candidate's runs are sharded, candidates run one by one"
     )
     write: bool = doc_field(True, "record the winners in l2l/optimizers/tuned.json")
+    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
+        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
         for name in ("instances", "trials", "steps", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
@@ -335,7 +338,8 @@ def _tune_and_record(cfg: TuneConfig) -> dict[str, dict]:
         key = cfg.tuned_key()
         for name in names:
             search_space(name)  # fail fast on a method without a search space
-        tasks = l2l.make_family(cfg.task, **cfg.family_options()).instances("val", limit=cfg.instances)
+        family = l2l.make_family(cfg.task, device=cfg.device, **cfg.family_options())
+        tasks = family.instances("val", limit=cfg.instances)
     total = sum(stage_sizes(n, cfg) for n in names)
     bar = tqdm(total=total, desc=f"tune {key} (val)", unit="cfg", disable=not is_main())
     results = {}

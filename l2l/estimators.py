@@ -70,7 +70,7 @@ def gaussian_directions(
 
     ``std`` ([d], the square root of a diagonal covariance) may require grad; the result then does.
     """
-    z = torch.randn(check_q(q), dim, generator=generator)
+    z = torch.randn(check_q(q), dim, generator=generator, device=generator.device)
     if std is None:
         return z
     if std.shape != (dim,):
@@ -80,7 +80,7 @@ def gaussian_directions(
 
 def sphere_directions(q: int, dim: int, generator: torch.Generator) -> torch.Tensor:
     """q directions uniform on the unit sphere in R^dim."""
-    z = torch.randn(check_q(q), dim, generator=generator)
+    z = torch.randn(check_q(q), dim, generator=generator, device=generator.device)
     return z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
@@ -121,13 +121,13 @@ def guided_directions(
     """
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha={alpha!r} must be in [0, 1] (the weight of the full space)")
-    z = torch.randn(check_q(q), dim, generator=generator)
+    z = torch.randn(check_q(q), dim, generator=generator, device=generator.device)
     if basis is None:
         return z
     if basis.dim() != 2 or basis.shape[0] != dim:
         raise ValueError(f"basis has shape {tuple(basis.shape)}; expected [{dim}, k] (orthonormal columns)")
     k = basis.shape[1]
-    w = torch.randn(q, k, generator=generator, dtype=basis.dtype)
+    w = torch.randn(q, k, generator=generator, device=generator.device, dtype=basis.dtype)
     guided = (w @ basis.T).to(z.dtype) * ((1 - alpha) * dim / k) ** 0.5
     return z * alpha**0.5 + guided
 
@@ -175,7 +175,8 @@ def coordinate_difference(
 ) -> Estimate:
     """Coordinatewise central differences (papers/002 eq. 5) on ``coords`` (default: all d)."""
     dim = x.shape[0]
-    basis = torch.eye(dim, dtype=x.dtype) if coords is None else torch.eye(dim, dtype=x.dtype)[coords]
+    eye = torch.eye(dim, dtype=x.dtype, device=x.device)
+    basis = eye if coords is None else eye[coords]
     est = central_difference(f, x, basis, mu)
     # central_difference averages over directions; the coordinate estimator sums over them.
     est.grad = est.grad * basis.shape[0]

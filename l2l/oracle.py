@@ -42,6 +42,7 @@ class Oracle:
         self.calls = 0
         self.white_box_calls = 0
         self._batch: torch.Tensor | None = None
+        self._rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
 
     @property
     def dim(self) -> int:
@@ -122,9 +123,47 @@ class Oracle:
         X = check_rows(X, self.task.dim)
         self._charge(X.shape[0])
         with torch.no_grad():
-            values = self.task.loss(X.detach(), self._batch).detach()
+            if X.shape[0] == 1 and self._batch is None and self.task.exact_loss_and_success:
+                values, ok = self.task.loss_and_success(X.detach())
+                self.remember(X[0], values[0], None if ok is None else ok[0])
+            else:
+                values = self.task.loss(X.detach(), self._batch)
+        values = values.detach()
         self._check_finite(values)
         return values
+
+    #: single rows whose full-objective loss and success :meth:`recall` keeps (a step's few candidates)
+    MEMORY = 4
+
+    def remember(self, x: torch.Tensor, loss: torch.Tensor, success: torch.Tensor | None) -> None:
+        """Keep the full-objective ``loss`` and ``success`` of the point ``x`` [d] for :meth:`recall`.
+
+        Only values computed as ``task.loss_and_success(x.unsqueeze(0))`` computes them belong here (a
+        single row, full objective), so that a recalled value is the one recomputing would give. It is
+        the experimenter's bookkeeping, never shown to the optimizer, and costs no query.
+
+        Args:
+            x: the point.
+            loss: its full-objective loss (0-d).
+            success: whether it solves the task (0-d bool), or None where success is undefined.
+        """
+        self._rows = [*self._rows[-(self.MEMORY - 1) :], (x.detach().clone(), loss.detach(), success)]
+
+    def recall(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The remembered (loss, success) of a point exactly equal to ``x``, or None (uncounted).
+
+        A hit becomes the most recent memory, so an iterate that several rejected candidates follow
+        is still remembered (least recently used rows are forgotten first).
+
+        Args:
+            x: the point [d].
+        """
+        for i in range(len(self._rows) - 1, -1, -1):
+            row, loss, success = self._rows[i]
+            if row.shape == x.shape and torch.equal(row, x):
+                self._rows.append(self._rows.pop(i))
+                return loss, success
+        return None
 
     def _charge(self, n: int) -> None:
         """Count ``n`` queries, refusing (before anything is evaluated) if they break the budget."""

@@ -54,15 +54,26 @@ Callback = Callable[[ZOState, Oracle, "Trajectory"], None]
 
 
 def _record(traj: Trajectory, oracle: Oracle, x: torch.Tensor) -> None:
-    """Append the full-objective loss at ``x``: the experimenter's measurement, not a query."""
-    task, queries = oracle.task, oracle.queries
-    with torch.no_grad():
-        loss, ok = task.loss_and_success(x.unsqueeze(0))
-        traj.losses.append(float(loss[0]))
-        traj.queries.append(queries)
-        if traj.success_step is None and ok is not None and bool(ok[0]):
-            traj.success_step = len(traj.losses) - 1
-            traj.success_query = queries
+    """Append the full-objective loss at ``x``: the experimenter's measurement, not a query.
+
+    Where the step's own single-row query (or the previous record) already computed f and success at
+    exactly ``x`` the same way (:attr:`Task.exact_loss_and_success`), the value is reused, not
+    recomputed: the same bits for one model pass less.
+    """
+    queries = oracle.queries
+    known = oracle.recall(x)
+    if known is None:
+        with torch.no_grad():
+            loss, ok = oracle.task.loss_and_success(x.unsqueeze(0))
+        known = (loss[0], None if ok is None else ok[0])
+        if oracle.task.exact_loss_and_success:
+            oracle.remember(x, *known)
+    loss, ok = known
+    traj.losses.append(float(loss))
+    traj.queries.append(queries)
+    if traj.success_step is None and ok is not None and bool(ok):
+        traj.success_step = len(traj.losses) - 1
+        traj.success_query = queries
 
 
 def _observe(callback: Callback | None, state: ZOState, oracle: Oracle, traj: Trajectory) -> None:

@@ -47,6 +47,7 @@ from agents.zo_rl import SHIPPED, ZORL, attach_info, read_policy, zo_rl_from_age
 from envs.zo_env import ZOEnv
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
+from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import atomic_write, write_json_atomic
 from l2l.common.paths import checkpoints_dir
 from l2l.diagnostics import cosine_trace
@@ -130,8 +131,10 @@ class TrainConfig:
     )
     wandb_project: str = doc_field("l2l-zo", "wandb project name")
     resume: bool = doc_field(False, "continue from <out>/last.zip (pass the same options as the first run)")
+    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
+        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
         if self.steps is None:
             self.steps = default_steps(self.task)
         if self.val_steps is None:
@@ -314,7 +317,7 @@ def start_wandb(cfg: TrainConfig, out: Path, progress: dict) -> Any:
 
 def val_instances(cfg: TrainConfig) -> list[Task]:
     """The first ``--val-instances`` val instances (all of them if the split is smaller)."""
-    family = l2l.make_family(cfg.task)
+    family = l2l.make_family(cfg.task, device=cfg.device)
     return family.instances("val", limit=min(cfg.val_instances, family.split_size("val")))
 
 

@@ -54,6 +54,7 @@ import l2l
 from l2l.common import distributed
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
+from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import save_torch_atomic, write_json_atomic
 from l2l.learned.checkpoint import TRAINING_PREFIX, read_checkpoint, save_learned
 from l2l.learned.meta import MetaTrainer, Validation, is_better, validate
@@ -87,6 +88,7 @@ class Job:
         wandb_project: wandb project.
         resumable: fields of ``record`` that may differ on ``--resume``.
         saved_before: the value fields had in runs saved before they existed.
+        device: where the tasks, their models and the optimizer's modules live.
     """
 
     meta: LearnedConfig
@@ -106,6 +108,7 @@ class Job:
     wandb_project: str = "l2l-zo"
     resumable: frozenset[str] = frozenset()
     saved_before: dict = field(default_factory=dict)
+    device: str = "cpu"
 
 
 @dataclass
@@ -125,6 +128,7 @@ class LoopOptions:
         distributed.WORKERS_DEFAULT,
         "processes to split the meta-batch over (torch.distributed, gloo; under torchrun leave it out)",
     )
+    device: str = doc_field("cpu", DEVICE_HELP + "; --resume needs the device of the first run")
 
 
 @dataclass
@@ -174,6 +178,7 @@ class LearnedTrainConfig(LoopOptions):
             init_from=self.init_from, resume=self.resume, wandb=self.wandb,
             wandb_project=self.wandb_project, resumable=frozenset({"iterations", "resume", "wandb",
                                                                    "wandb_project", "threads", "workers"}),
+            saved_before={"device": "cpu"}, device=self.device,
         )  # fmt: skip
 
 
@@ -199,7 +204,11 @@ def fill_out(out: str, task: str, optimizer: str = "") -> Path:
 
 
 def check_loop_fields(cfg: Any, positive: tuple[str, ...], nonnegative: tuple[str, ...]) -> None:
-    """Raise a clear ValueError for a field of ``positive`` below 1 or of ``nonnegative`` below 0."""
+    """Raise a clear ValueError for a field of ``positive`` below 1 or of ``nonnegative`` below 0.
+
+    It also refuses a ``device`` this machine lacks (every loop config has the field).
+    """
+    resolve_device(cfg.device)
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name}={getattr(cfg, name)} must be >= 1")
@@ -331,7 +340,7 @@ def adversarial_images(val: Validation, tasks: list[Task], count: int) -> list[A
             predicted = int(attack.model(adv.unsqueeze(0)).argmax(dim=1))
         pair = torch.cat([attack.image, adv], dim=-1).clamp(0, 1)
         caption = f"label {attack.label} -> {predicted}, loss {traj.final_loss:.3f}"
-        images.append(wandb.Image(pair, caption=caption))
+        images.append(wandb.Image(pair.cpu(), caption=caption))
     return images
 
 
@@ -427,7 +436,7 @@ def load_tasks(job: Job) -> tuple[dict[str, list[Task]], dict[str, list[Task]]]:
     train_groups, val_groups = {}, {}
     with user_input():  # a task or an instance count the family cannot give is the command line's error
         for name in family_names(job.task):
-            family = l2l.make_family(name)
+            family = l2l.make_family(name, device=job.device)
             train_groups[name] = family.instances("train", limit=job.train_instances)
             val_groups[name] = family.instances("val", limit=min(job.val_instances, family.split_size("val")))
     return train_groups, val_groups

@@ -25,6 +25,7 @@ from tqdm import tqdm
 import l2l
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config
+from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import save_torch_atomic
 from l2l.tasks.fashion_data import load_fashion_mnist
 from l2l.tasks.ranking_models import (
@@ -50,8 +51,10 @@ class RankingModelConfig:
     max_train_s: float | None = doc_field(None, "stop training after this many seconds (none: no limit)")
     min_recall: float = doc_field(0.8, "fail (exit 1) if recall@1 on the database ends below this")
     out: str = doc_field(str(fashion_ranking_path()), "where to write the checkpoint")
+    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
+        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
         for name in ("epochs", "batch_size", "embed_dim", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
@@ -101,8 +104,10 @@ def train(cfg: RankingModelConfig) -> dict:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     generator = torch.Generator().manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
     images, labels = load_fashion_mnist("train")
-    model = FashionEmbeddingCNN(embed_dim=cfg.embed_dim)
+    images = images.to(device)  # the triplet indices stay on the CPU generator's stream
+    model = FashionEmbeddingCNN(embed_dim=cfg.embed_dim).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     total = cfg.epochs * -(-len(images) // cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[(2 * total) // 3], gamma=0.5)
@@ -129,9 +134,9 @@ def train(cfg: RankingModelConfig) -> dict:
     model.eval()
     db_images, db_labels = load_fashion_mnist("test")
     return {
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "config": asdict(cfg),
-        "recall_at_1": recall_at_1(embed_all(model, db_images), db_labels),
+        "recall_at_1": recall_at_1(embed_all(model, db_images.to(device)).cpu(), db_labels),
         "steps": steps,
         "stopped_early": stopped_early,
         "train_wall_s": train_wall_s,

@@ -20,6 +20,7 @@ from tqdm import tqdm
 import l2l
 from l2l.common.cli import run_cli
 from l2l.common.config import doc_field, parse_config
+from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import save_torch_atomic
 from l2l.tasks.mnist_data import heldout_split, model_train_split
 from l2l.tasks.target_models import CWMnistCNN, mnist_checkpoint_path
@@ -38,6 +39,10 @@ class TargetModelConfig:
     threads: int = doc_field(2, "torch CPU threads")
     min_accuracy: float = doc_field(0.96, "fail (exit 1) if held-out accuracy ends below this")
     out: str = doc_field(str(mnist_checkpoint_path()), "where to write the checkpoint")
+    device: str = doc_field("cpu", DEVICE_HELP)
+
+    def __post_init__(self) -> None:
+        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
 
 
 def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -60,8 +65,9 @@ def train(cfg: TargetModelConfig) -> dict:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     generator = torch.Generator().manual_seed(cfg.seed)
-    train_x, train_y = model_train_split()
-    model = CWMnistCNN(dropout=cfg.dropout)
+    device = resolve_device(cfg.device)
+    train_x, train_y = (t.to(device) for t in model_train_split())  # batch orders stay on the CPU stream
+    model = CWMnistCNN(dropout=cfg.dropout).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     milestones = [cfg.epochs // 2, (3 * cfg.epochs) // 4]
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.5)
@@ -77,9 +83,9 @@ def train(cfg: TargetModelConfig) -> dict:
             optimizer.step()
         scheduler.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
-    heldout_x, heldout_y = heldout_split()
+    heldout_x, heldout_y = (t.to(device) for t in heldout_split())
     return {
-        "state_dict": model.state_dict(),
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
         "config": asdict(cfg),
         "train_accuracy": accuracy(model, train_x, train_y),
         "heldout_accuracy": accuracy(model, heldout_x, heldout_y),

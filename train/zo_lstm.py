@@ -54,7 +54,7 @@ RESUMABLE_CHANGES = {
     "workers",
 }
 #: the value a field had in runs saved before it existed, so that their --resume still matches
-SAVED_BEFORE_FIELD = {"meta_loss_scale": "sum", "meta_batch": 1}
+SAVED_BEFORE_FIELD = {"meta_loss_scale": "sum", "meta_batch": 1, "device": "cpu"}
 
 
 @dataclass
@@ -103,7 +103,7 @@ class TrainConfig(LoopOptions, MetaConfig):
             val_instances=self.val_instances, val_every=self.val_every, val_steps=self.val_steps,
             images=self.images, init_from=self.init_from, resume=self.resume, wandb=self.wandb,
             wandb_project=self.wandb_project, resumable=frozenset(RESUMABLE_CHANGES),
-            saved_before=SAVED_BEFORE_FIELD,
+            saved_before=SAVED_BEFORE_FIELD, device=self.device,
         )  # fmt: skip
 
 

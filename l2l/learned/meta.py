@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 import torch
 
 from l2l.common import distributed
+from l2l.common.device import generator_on
 from l2l.learned.optimizee_grad import optimizee_objective
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Stage
 from l2l.learned.zo_lstm import MetaConfig  # the ZO-LSTM's config, kept importable from here
@@ -107,12 +108,19 @@ class Unroll:
         }  # fmt: skip
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> Unroll:
-        """The trajectory that :meth:`state_dict` described."""
-        rng, batch_rng = torch.Generator(), torch.Generator()
+    def from_state_dict(cls, state: dict, device: torch.device | None = None) -> Unroll:
+        """The trajectory that :meth:`state_dict` described, its tensors and direction stream on ``device``.
+
+        Args:
+            state: what :meth:`state_dict` returned (possibly loaded onto the CPU).
+            device: the task's device (None: the CPU); the minibatch stream stays on the CPU, as in ``run``.
+        """
+        device = torch.device("cpu") if device is None else device
+        rng, batch_rng = torch.Generator(device=device), torch.Generator()
         rng.set_state(state["rng"])
         batch_rng.set_state(state["batch_rng"])
-        return cls(state["task_index"], state["x"], dict(state["carry"]), rng, batch_rng, state["step"])
+        carry = {k: v.to(device) for k, v in state["carry"].items()}
+        return cls(state["task_index"], state["x"].to(device), carry, rng, batch_rng, state["step"])
 
 
 class MetaTrainer:
@@ -142,7 +150,8 @@ class MetaTrainer:
         self.groups = [(sum(map(len, groups[:i])), len(group)) for i, group in enumerate(groups)]
         #: this rank's slots (all of them outside a process group)
         self.mine = distributed.shard(range(config.slots()), distributed.rank(), distributed.world_size())
-        self.optimizer: LearnedOptimizer = config.new_optimizer()
+        # the modules live where the tasks do (every task of a trainer shares one device)
+        self.optimizer: LearnedOptimizer = config.new_optimizer().to(self.tasks[0].device)
         self.name = self.optimizer.learned_name
         self.plan: dict[str, Stage] = {stage.name: stage for stage in self.optimizer.stages(config)}
         self.sampler = torch.Generator().manual_seed(derived_seed(self.name, config.seed, "instances"))
@@ -192,7 +201,7 @@ class MetaTrainer:
             task_index=index,
             x=x,
             carry=self.optimizer.initial_carry(x.shape[0]),
-            rng=torch.Generator().manual_seed(derived_seed(self.name, seed, "directions", k)),
+            rng=generator_on(x.device, derived_seed(self.name, seed, "directions", k)),
             batch_rng=torch.Generator().manual_seed(derived_seed(self.name, seed, "batches", k)),
         )
 
@@ -247,7 +256,7 @@ class MetaTrainer:
         cfg, task = self.config, self.tasks[unroll.task_index]
         view = self._view
         full = optimizee_objective(task, None, cfg.optimizee_grad, cfg.coord_mu)
-        loss, reg = torch.zeros(()), torch.zeros(())
+        loss, reg = torch.zeros((), device=unroll.x.device), torch.zeros((), device=unroll.x.device)
         for _ in range(min(cfg.unroll, cfg.steps - unroll.step)):
             batch = task.sample_batch(unroll.batch_rng)
             f = optimizee_objective(task, batch, cfg.optimizee_grad, cfg.coord_mu)
@@ -316,7 +325,7 @@ class MetaTrainer:
             self.begin_stage(state["stage"])
             assert self.meta_opt is not None
             self.meta_opt.load_state_dict(state["meta_opt"])
-        self.unrolls = [Unroll.from_state_dict(u) for u in state["unrolls"]]
+        self.unrolls = [Unroll.from_state_dict(u, self.tasks[0].device) for u in state["unrolls"]]
         self.stage, self.iteration, self.started = state["stage"], state["iteration"], state["started"]
         self.sampler.set_state(state["sampler"])
 

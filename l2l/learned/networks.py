@@ -42,7 +42,7 @@ class CoordinatewiseLSTM(nn.Module):
 
     def initial_state(self, dim: int) -> LSTMState:
         """Zero (h, c) for a d-dimensional optimizee."""
-        zeros = torch.zeros(dim, self.hidden)
+        zeros = torch.zeros(dim, self.hidden, device=self.head.weight.device)
         return zeros, zeros.clone()
 
     def run(self, features: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:

@@ -192,7 +192,18 @@ class LearnedOptimizer(ZOOptimizer):
         """The meta-training stages, in order."""
 
     def init_slots(self, state: ZOState) -> None:
+        self.to(state.x.device)  # the modules follow the iterate (a no-op where they already are)
         state.slots.update(self.initial_carry(state.x.shape[0]))
+
+    def to(self: L, device: str | torch.device) -> L:
+        """Move every module to ``device`` in place and return self.
+
+        Args:
+            device: the torch device the runs will use (e.g. the task's).
+        """
+        for module in self.modules().values():
+            module.to(device)
+        return self
 
     def config(self) -> dict:
         return dataclasses.asdict(self)  # type: ignore[call-overload]

@@ -37,7 +37,7 @@ def guided_es_directions(
         raise ValueError(f"guided-ES alpha={alpha!r} must be in [0, 1]")
     dim, k = surrogates.shape
     z = gaussian_directions(q, dim, generator)
-    e = torch.randn(q, k, generator=generator)
+    e = torch.randn(q, k, generator=generator, device=generator.device)
     if not bool(surrogates.abs().sum() > 0):
         return z
     basis, _ = torch.linalg.qr(surrogates)  # [d, k], orthonormal columns

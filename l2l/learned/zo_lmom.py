@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from l2l.common.config import doc_field
+from l2l.common.device import module_device
 from l2l.estimators import Objective, check_mu, check_q, forward_difference, gaussian_directions
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Project, Stage, TrainStep, register_learned
 from l2l.optimizers.base import ZOState
@@ -126,7 +127,7 @@ class ZOLMom(LearnedOptimizer):
         return {"net": self.net}
 
     def initial_carry(self, dim: int) -> dict[str, torch.Tensor]:
-        return {"momentum": torch.zeros(dim)}
+        return {"momentum": torch.zeros(dim, device=module_device(self.net))}
 
     def stages(self, config: LearnedConfig) -> tuple[Stage, ...]:
         if not isinstance(config, ZOLMomConfig):

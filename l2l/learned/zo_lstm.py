@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from l2l.common.config import doc_field
+from l2l.common.device import module_device
 from l2l.estimators import Estimate, Objective, check_mu, check_q, forward_difference, gaussian_directions
 from l2l.learned.networks import SIGMA_NORMS, build_networks, sigma_penalty
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Project, Stage, TrainStep, register_learned
@@ -211,7 +212,8 @@ class ZOLSTM(LearnedOptimizer):
 
     def initial_carry(self, dim: int) -> dict[str, torch.Tensor]:
         """Zero LSTM states and zero 'previous' estimate and update for a d-dimensional optimizee."""
-        carry = {"prev_grad": torch.zeros(dim), "prev_update": torch.zeros(dim)}
+        device = module_device(self.update_net)
+        carry = {"prev_grad": torch.zeros(dim, device=device), "prev_update": torch.zeros(dim, device=device)}
         carry["update_h"], carry["update_c"] = self.update_net.initial_state(dim)
         if self.directions == "query":
             carry["query_h"], carry["query_c"] = self.query_net.initial_state(dim)
@@ -220,7 +222,7 @@ class ZOLSTM(LearnedOptimizer):
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
         # Every variant draws the coin, so the direction streams of variants line up under one seed
         # (query_prob = 0 reproduces the no-query variant bit for bit).
-        use_query = bool(torch.rand((), generator=state.rng) < self.query_prob)
+        use_query = bool(torch.rand((), generator=state.rng, device=state.rng.device) < self.query_prob)
         with torch.no_grad():
             out = self.advance(state.x, state.slots, oracle, state.rng, use_query, project=oracle.project)
         state.x, state.fx = out.x, out.est.fx

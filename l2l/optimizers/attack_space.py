@@ -127,8 +127,8 @@ class AttackSpace:
 
     def basis(self, coords: torch.Tensor, level: int, dtype: torch.dtype) -> torch.Tensor:
         """D(e_i) for each coordinate i in ``coords``: the task-space direction of each variable [B, d]."""
-        eye = torch.zeros(len(coords), self.size(level), dtype=dtype)
-        eye[torch.arange(len(coords)), coords] = 1.0
+        eye = torch.zeros(len(coords), self.size(level), dtype=dtype, device=coords.device)
+        eye[torch.arange(len(coords), device=coords.device), coords] = 1.0
         return self.upscale(eye, level)
 
     def regrow(self, y: torch.Tensor, old: int, new: int) -> torch.Tensor:

@@ -153,10 +153,12 @@ class BanditsTD(ZOOptimizer):
         ball, shape = ball_and_shape(oracle)
         p = self.settings(ball.norm)
         if "prior" not in state.slots:
-            state.slots["prior"] = torch.zeros(prior_shape(shape, self.tile), dtype=state.x.dtype)
+            state.slots["prior"] = torch.zeros(
+                prior_shape(shape, self.tile), dtype=state.x.dtype, device=state.x.device
+            )
         z = state.slots["prior"]
         v = prior(z, ball.norm)
-        u = torch.randn(v.shape, generator=state.rng, dtype=v.dtype) / math.sqrt(v.numel())
+        u = torch.randn(v.shape, generator=state.rng, device=v.device, dtype=v.dtype) / math.sqrt(v.numel())
         delta, eta = p["exploration"], p["fd_eta"]
         probes = [state.x + eta * unit(upsample(v + s * delta * u, self.tile, shape)) for s in (1.0, -1.0)]
         f_plus, f_minus = oracle(torch.stack(probes))

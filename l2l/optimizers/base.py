@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from l2l.common.device import generator_on
 from l2l.estimators import Estimate, EstimatorSpec
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task
@@ -59,7 +60,7 @@ class ZOOptimizer(abc.ABC):
         """A fresh state at ``x0``; ``seed`` fixes every random choice of the run."""
         if x0.dim() != 1:
             raise ValueError(f"x0 must be a vector [d]; got shape {tuple(x0.shape)}")
-        state = ZOState(x=x0.detach().clone(), rng=torch.Generator().manual_seed(int(seed)))
+        state = ZOState(x=x0.detach().clone(), rng=generator_on(x0.device, seed))
         self.init_slots(state)
         return state
 

@@ -56,11 +56,11 @@ class BetaAttack(PopulationSearch):
 
     def init_slots(self, state: ZOState) -> None:
         d = state.x.shape[0]
-        state.slots["a"] = torch.ones(d, dtype=torch.float64)
-        state.slots["b"] = torch.ones(d, dtype=torch.float64)
+        state.slots["a"] = torch.ones(d, dtype=torch.float64, device=state.x.device)
+        state.slots["b"] = torch.ones(d, dtype=torch.float64, device=state.x.device)
 
     def propose(self, state: ZOState, geometry: AttackGeometry) -> torch.Tensor:
-        seed = int(torch.randint(0, 2**62, (1,), generator=state.rng))
+        seed = int(torch.randint(0, 2**62, (1,), generator=state.rng, device=state.rng.device))
         a, b = state.slots["a"].numpy(), state.slots["b"].numpy()
         z = np.random.default_rng(seed).beta(a, b, size=(self.population_size, len(a)))
         state.slots["z"] = z = torch.from_numpy(z).clamp(Z_CLAMP, 1 - Z_CLAMP)

@@ -94,7 +94,7 @@ class CMAES(ZOOptimizer):
         # imported here: pycma pulls in scipy.stats (1-4 s on this machine), paid only by runs using it
         import cma
 
-        seed = int(torch.randint(0, 2**62, (1,), generator=state.rng))
+        seed = int(torch.randint(0, 2**62, (1,), generator=state.rng, device=state.rng.device))
         options = {
             "popsize": self.queries_per_step(state.x.shape[0]),
             "randn": _GeneratorRandn(seed),

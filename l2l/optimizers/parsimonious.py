@@ -120,12 +120,12 @@ class Parsimonious(SearchAttack):
                 raise ValueError(f"{name}={value!r} must be an int >= 1")
 
     def search(self, state: ZOState, geometry: AttackGeometry) -> Search:
-        signs = -torch.ones(geometry.shape)
+        signs = -torch.ones(geometry.shape, device=state.rng.device)
         loss = yield vertex(signs, geometry)
         size = self.block_size
         while True:
             blocks = block_grid(geometry.shape, size)
-            order = torch.randperm(len(blocks), generator=state.rng).tolist()
+            order = torch.randperm(len(blocks), generator=state.rng, device=state.rng.device).tolist()
             for start in range(0, len(order), self.batch_size):
                 batch = [blocks[i] for i in order[start : start + self.batch_size]]
                 signs, loss = yield from self.local_search(signs, loss, batch, geometry)

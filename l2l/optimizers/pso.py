@@ -58,11 +58,13 @@ class PSO(PopulationSearch):
     def propose(self, state: ZOState, geometry: AttackGeometry) -> torch.Tensor:
         s, H, d, rng = state.slots, self.population_size, geometry.dim, state.rng
         if "y" not in s:
-            start = (torch.rand(H, d, generator=rng) * 2 - 1) * geometry.ball.eps
-            s["y"], s["v"] = torch.stack([geometry.project(row) for row in start]), torch.zeros(H, d)
+            start = (torch.rand(H, d, generator=rng, device=rng.device) * 2 - 1) * geometry.ball.eps
+            s["y"] = torch.stack([geometry.project(row) for row in start])
+            s["v"] = torch.zeros(H, d, device=rng.device)
             return s["y"]
-        pull_p = self.phi_p * torch.rand(H, d, generator=rng) * (s["p"] - s["y"])
-        pull_g = self.phi_g * torch.rand(H, d, generator=rng) * (s["g"].unsqueeze(0) - s["y"])
+        pull_p = self.phi_p * torch.rand(H, d, generator=rng, device=rng.device) * (s["p"] - s["y"])
+        pull_g = torch.rand(H, d, generator=rng, device=rng.device) * (s["g"].unsqueeze(0) - s["y"])
+        pull_g = self.phi_g * pull_g
         s["v"] = self.inertia * s["v"] + pull_p + pull_g
         s["y"] = torch.stack([geometry.project(row) for row in s["y"] + s["v"]])
         return s["y"]

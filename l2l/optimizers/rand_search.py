@@ -27,7 +27,8 @@ class RandSearch(SearchAttack):
     norms: ClassVar[tuple[str, ...]] = ("linf",)
 
     def search(self, state: ZOState, geometry: AttackGeometry) -> Search:
-        yield torch.zeros(geometry.dim)
+        yield torch.zeros(geometry.dim, device=state.rng.device)
         eps = geometry.ball.eps
         while True:
-            yield geometry.project((torch.rand(geometry.dim, generator=state.rng) * 2 - 1) * eps)
+            unit = torch.rand(geometry.dim, generator=state.rng, device=state.rng.device)
+            yield geometry.project((unit * 2 - 1) * eps)

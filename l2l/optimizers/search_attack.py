@@ -49,12 +49,12 @@ class AttackGeometry:
 
 def random_signs(shape: tuple[int, ...], rng: torch.Generator) -> torch.Tensor:
     """Independent uniform {-1, +1} entries of ``shape`` drawn from ``rng``."""
-    return torch.randint(0, 2, shape, generator=rng).float() * 2 - 1
+    return torch.randint(0, 2, shape, generator=rng, device=rng.device).float() * 2 - 1
 
 
 def random_position(extent: int, side: int, rng: torch.Generator) -> int:
     """A uniform start in 0 .. extent - side for a window of ``side`` pixels along an axis."""
-    return int(torch.randint(0, extent - side + 1, (1,), generator=rng))
+    return int(torch.randint(0, extent - side + 1, (1,), generator=rng, device=rng.device))
 
 
 def check_norm(norm: str | None) -> None:

@@ -59,7 +59,7 @@ class SignHunter(SearchAttack):
 
     def search(self, state: ZOState, geometry: AttackGeometry) -> Search:
         dim, eps = geometry.dim, geometry.ball.eps
-        signs = torch.ones(dim)
+        signs = torch.ones(dim, device=state.rng.device)
         best_loss = yield geometry.project(eps * signs)
         while True:
             for level in range(top_level(dim) + 1):

@@ -46,7 +46,7 @@ def dct_vector(
     _, h, w = shape
     channel, rest = divmod(index, h * w)
     u, v = divmod(rest, w)
-    out = torch.zeros(shape, dtype=rows_h.dtype)
+    out = torch.zeros(shape, dtype=rows_h.dtype, device=rows_h.device)
     out[channel] = torch.outer(rows_h[u], rows_w[v])
     return out.flatten()
 
@@ -68,10 +68,10 @@ def search_order(shape: tuple[int, int, int], basis: str, rng: torch.Generator) 
     """
     d = math.prod(shape)
     if basis == "pixel":
-        return torch.randperm(d, generator=rng)
+        return torch.randperm(d, generator=rng, device=rng.device)
     low = low_frequency_mask(shape)
-    groups = [torch.nonzero(low).flatten(), torch.nonzero(~low).flatten()]
-    return torch.cat([g[torch.randperm(len(g), generator=rng)] for g in groups])
+    groups = [torch.nonzero(low).flatten().to(rng.device), torch.nonzero(~low).flatten().to(rng.device)]
+    return torch.cat([g[torch.randperm(len(g), generator=rng, device=rng.device)] for g in groups])
 
 
 def lowers(log_p: torch.Tensor, loss: torch.Tensor, log_p_now: torch.Tensor, loss_now: torch.Tensor) -> bool:
@@ -152,7 +152,8 @@ class SimBA(ZOOptimizer):
         state.slots.update(shape=shape, order=search_order(shape, self.basis, state.rng), next=0, sign=-1.0)
         if self.basis == "dct":
             state.slots.update(
-                rows_h=dct_matrix(shape[1], state.x.dtype), rows_w=dct_matrix(shape[2], state.x.dtype)
+                rows_h=dct_matrix(shape[1], state.x.dtype).to(state.x.device),
+                rows_w=dct_matrix(shape[2], state.x.dtype).to(state.x.device),
             )
 
     def direction(self, state: ZOState, index: int) -> torch.Tensor:

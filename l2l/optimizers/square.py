@@ -76,7 +76,8 @@ def pseudo_gaussian_square(side: int, rng: torch.Generator) -> torch.Tensor:
     top = side // 2
     out = torch.cat([pseudo_gaussian_rectangle(top, side), -pseudo_gaussian_rectangle(side - top, side)])
     out = out / torch.linalg.vector_norm(out)
-    return out.T.contiguous() if float(torch.rand((), generator=rng)) > 0.5 else out
+    out = out.to(rng.device)
+    return out.T.contiguous() if float(torch.rand((), generator=rng, device=rng.device)) > 0.5 else out
 
 
 def to_radius(delta: torch.Tensor, eps: float) -> torch.Tensor:
@@ -94,7 +95,7 @@ def l2_start(geometry: AttackGeometry, rng: torch.Generator) -> torch.Tensor:
     side = max(1, min(h, w) // 5)
     rows, cols = h // side, w // side
     top, left = (h - rows * side) // 2, (w - cols * side) // 2
-    delta = torch.zeros(c, h, w)
+    delta = torch.zeros(c, h, w, device=rng.device)
     for i in range(rows):
         for j in range(cols):
             tile = pseudo_gaussian_square(side, rng) * random_signs((c, 1, 1), rng)
@@ -135,7 +136,7 @@ def l2_candidate(
     r2, q2 = random_position(h, side, rng), random_position(w, side, rng)
     win1 = (slice(None), slice(r1, r1 + side), slice(q1, q1 + side))
     win2 = (slice(None), slice(r2, r2 + side), slice(q2, q2 + side))
-    both = torch.zeros(c, h, w, dtype=torch.bool)
+    both = torch.zeros(c, h, w, dtype=torch.bool, device=best.device)
     both[win1] = True
     both[win2] = True
     mass = (delta.square() * both).sum(dim=(1, 2)).view(c, 1, 1)

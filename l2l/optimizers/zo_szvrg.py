@@ -55,11 +55,11 @@ class ZOSZVRG(ZOSGD):
     def estimate(self, state: ZOState, oracle: Oracle) -> Estimate:
         dim, mu = state.x.shape[0], self.mu
         if self.is_snapshot_step(state):
-            directions = torch.randn(self.q0, dim, generator=state.rng)
+            directions = torch.randn(self.q0, dim, generator=state.rng, device=state.rng.device)
             est = forward_estimate(oracle(forward_points(state.x, directions, mu)), directions, mu)
             state.slots["snapshot"], state.slots["snapshot_grad"] = state.x.clone(), est.grad
             return est
-        directions = torch.randn(self.q, dim, generator=state.rng)
+        directions = torch.randn(self.q, dim, generator=state.rng, device=state.rng.device)
         points = torch.cat(
             [forward_points(state.x, directions, mu), forward_points(state.slots["snapshot"], directions, mu)]
         )

@@ -110,7 +110,7 @@ class ZOOBase(ZOOptimizer):
     def init_slots(self, state: ZOState) -> None:
         space = self.attack_space(state.x.shape[0])
         state.slots.update(space=space, level=0, origin=state.x.clone())
-        state.slots["y"] = torch.zeros(space.size(0), dtype=state.x.dtype)
+        state.slots["y"] = torch.zeros(space.size(0), dtype=state.x.dtype, device=state.x.device)
         self.init_coordinate_state(state, space.size(0))
 
     def queries_per_step(self, dim: int) -> int:
@@ -158,7 +158,7 @@ class ZOOBase(ZOOptimizer):
         b = min(self.batch, space.size(level))
         probs = space.importance(y, level) if self.importance else None
         if probs is None:
-            return torch.randperm(space.size(level), generator=state.rng)[:b]
+            return torch.randperm(space.size(level), generator=state.rng, device=state.rng.device)[:b]
         return torch.multinomial(probs, b, replacement=False, generator=state.rng)
 
     def _iterate(self, state: ZOState, space: AttackSpace, project: Projection) -> torch.Tensor:

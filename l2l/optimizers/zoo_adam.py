@@ -60,9 +60,9 @@ class ZOOAdam(ZOOBase):
             raise ValueError(f"reset_at={self.reset_at} must hold step numbers (integers >= 0)")
 
     def init_coordinate_state(self, state: ZOState, size: int) -> None:
-        state.slots["m"] = torch.zeros(size, dtype=state.x.dtype)
-        state.slots["v"] = torch.zeros(size, dtype=state.x.dtype)
-        state.slots["t"] = torch.zeros(size, dtype=torch.long)
+        state.slots["m"] = torch.zeros(size, dtype=state.x.dtype, device=state.x.device)
+        state.slots["v"] = torch.zeros(size, dtype=state.x.dtype, device=state.x.device)
+        state.slots["t"] = torch.zeros(size, dtype=torch.long, device=state.x.device)
         state.slots.setdefault("resets", [])
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:

@@ -49,6 +49,7 @@ class AttackTask(Task):
     """
 
     classifier_attack = True
+    exact_loss_and_success = True  # loss and loss_and_success share _forward and _loss_from
 
     def __init__(
         self,
@@ -81,7 +82,7 @@ class AttackTask(Task):
         return self.image.numel()
 
     def x0(self) -> torch.Tensor:
-        return torch.zeros(self.dim)
+        return torch.zeros(self.dim, device=self.image.device)
 
     def adversarial(self, X: torch.Tensor) -> torch.Tensor:
         """The attacked images for perturbation rows ``X`` [B, d] -> [B, *image.shape]."""

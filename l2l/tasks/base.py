@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -48,6 +49,10 @@ class Task(abc.ABC):
     #: whether the task attacks a classifier: it then has ``model``, ``image``, ``label``,
     #: ``adversarial(X)`` (the attacked images) and a misclassification ``success``
     classifier_attack: ClassVar[bool] = False
+    #: whether ``loss_and_success(X)[0]`` equals ``loss(X)`` bit for bit from one shared pass; the
+    #: oracle then answers a single-row query through it, and ``l2l.run`` reuses that row's loss and
+    #: success when it records the same iterate (no second model pass for one-query-per-step attacks)
+    exact_loss_and_success: ClassVar[bool] = False
 
     @property
     def image_shape(self) -> tuple[int, ...] | None:
@@ -126,6 +131,26 @@ class Task(abc.ABC):
         """A JSON-friendly description of the instance, for logs and checkpoints."""
         return {"family": self.family, "dim": self.dim}
 
+    @property
+    def device(self) -> torch.device:
+        """Where the task's tensors live, and so where ``x0`` and the run's iterates are made."""
+        return getattr(self, "_device", torch.device("cpu"))
+
+    def to(self, device: str | torch.device) -> Task:
+        """Move the task's tensors and modules (a shared model moves for every task using it) to ``device``.
+
+        Moves every tensor and ``nn.Module`` attribute, in place; returns self. A task that keeps tensors
+        elsewhere (in a container) overrides it. On the task's own device it changes nothing.
+
+        Args:
+            device: a torch device, e.g. from :func:`l2l.common.device.resolve_device`.
+        """
+        device = torch.device(device)
+        if device != self.device:
+            move_attributes(self, device)
+            self._device = device
+        return self
+
 
 class TaskFamily(abc.ABC):
     """A family of task instances with disjoint train / val / test splits.
@@ -137,6 +162,13 @@ class TaskFamily(abc.ABC):
     name: str = ""
     #: the number of optimizer steps a run of this family takes by default (training and evaluation)
     default_steps: ClassVar[int] = 200
+    #: where :meth:`instance` puts its tasks (``make_family(..., device=...)`` sets it)
+    device: torch.device = torch.device("cpu")
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "instance" in cls.__dict__:
+            cls.instance = _on_family_device(cls.__dict__["instance"])  # type: ignore[method-assign]
 
     @abc.abstractmethod
     def split_size(self, split: str) -> int:
@@ -167,6 +199,31 @@ class TaskFamily(abc.ABC):
                 f"index={index} is outside the {split!r} split of {self.name!r}, which has {n} instances "
                 f"(valid: 0..{n - 1})"
             )
+
+
+def move_attributes(obj: object, device: torch.device) -> None:
+    """Move every tensor and ``nn.Module`` attribute of ``obj`` to ``device`` (modules in place).
+
+    Args:
+        obj: a task or a family.
+        device: the target device.
+    """
+    for name, value in vars(obj).items():
+        if isinstance(value, torch.Tensor | torch.nn.Module):
+            setattr(obj, name, value.to(device))
+
+
+def _on_family_device(instance: Callable[..., Task]) -> Callable[..., Task]:
+    """Wrap a family's ``instance`` so that the task it builds lands on the family's device."""
+
+    @functools.wraps(instance)
+    def on_device(self: TaskFamily, split: str, index: int) -> Task:
+        if self.device.type == "cpu":
+            return instance(self, split, index)
+        move_attributes(self, self.device)  # the family's data first: some tasks compute on it when built
+        return instance(self, split, index).to(self.device)
+
+    return on_device
 
 
 def check_split(split: str) -> str:

@@ -58,12 +58,12 @@ def tau_s(ranks: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     if perm.shape != (k,) or k < 2:
         raise ValueError(f"perm has shape {tuple(perm.shape)}; expected [{k}] with k >= 2 candidates")
     target = torch.empty_like(perm)
-    target[perm] = torch.arange(k)
+    target[perm] = torch.arange(k, device=perm.device)
     present = ranks >= 0
     agree = torch.sign(target[:, None] - target[None, :]) * torch.sign(ranks[:, :, None] - ranks[:, None, :])
     both = present[:, :, None] & present[:, None, :]
     scores = torch.where(both, agree, torch.full_like(agree, -1))
-    lower = torch.tril(torch.ones(k, k, dtype=torch.bool), diagonal=-1)
+    lower = torch.tril(torch.ones(k, k, dtype=torch.bool, device=ranks.device), diagonal=-1)
     return scores[:, lower].sum(dim=1).float() / (k * (k - 1) / 2)
 
 
@@ -119,7 +119,7 @@ class OrderAttackTask(Task):
             clean = self._distances(self.image.unsqueeze(0))[0]
         self.candidates = clean.topk(k, largest=False).indices
         # the complement of C and q: the items the semantics-preserving term keeps behind C
-        others = torch.ones(len(database), dtype=torch.bool)
+        others = torch.ones(len(database), dtype=torch.bool, device=database.device)
         others[self.candidates] = False
         others[self.query_id] = False
         self.others = torch.nonzero(others).flatten()
@@ -129,7 +129,7 @@ class OrderAttackTask(Task):
         return self.image.numel()
 
     def x0(self) -> torch.Tensor:
-        return torch.zeros(self.dim)
+        return torch.zeros(self.dim, device=self.image.device)
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -205,7 +205,7 @@ class OrderAttackTask(Task):
         dist = self._distances(self.adversarial(X))
         own = dist[:, self.candidates]
         ordered = own[:, self.perm]
-        pairs = torch.triu(torch.ones(self.k, self.k, dtype=torch.bool), diagonal=1)
+        pairs = torch.triu(torch.ones(self.k, self.k, dtype=torch.bool, device=X.device), diagonal=1)
         reo = F.relu(ordered[:, :, None] - ordered[:, None, :])[:, pairs].sum(dim=1)
         qa = F.relu(own[:, :, None] - dist[:, None, self.others]).sum(dim=(1, 2))
         return reo + self.xi * qa

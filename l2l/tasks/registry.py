@@ -6,6 +6,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
+from l2l.common.device import resolve_device
 from l2l.common.registry import Registry
 from l2l.tasks.base import Task, TaskFamily
 
@@ -26,9 +29,19 @@ def _factory(name: str) -> Callable[..., TaskFamily]:
     return _FAMILIES[name]
 
 
-def make_family(name: str, **kwargs) -> TaskFamily:
-    """The task family registered as ``name``; ``kwargs`` go to its constructor."""
-    return _factory(name)(**kwargs)
+def make_family(name: str, device: str | torch.device | None = None, **kwargs) -> TaskFamily:
+    """The task family registered as ``name``; ``kwargs`` go to its constructor.
+
+    Args:
+        name: a registered family name.
+        device: where its instances (and their model) live; None keeps the CPU. A seed reproduces a
+            run bit for bit per device only (see :mod:`l2l.common.device`).
+        **kwargs: the family's own options.
+    """
+    family = _factory(name)(**kwargs)
+    if device is not None:
+        family.device = resolve_device(device)
+    return family
 
 
 def default_steps(name: str) -> int:
@@ -47,9 +60,11 @@ def default_steps(name: str) -> int:
     return int(factory().default_steps)
 
 
-def make_task(name: str, split: str = "test", index: int = 0, **kwargs) -> Task:
-    """Instance ``index`` of ``split`` of the family ``name``."""
-    return make_family(name, **kwargs).instance(split, index)
+def make_task(
+    name: str, split: str = "test", index: int = 0, device: str | torch.device | None = None, **kwargs
+) -> Task:
+    """Instance ``index`` of ``split`` of the family ``name``, on ``device`` (None: the CPU)."""
+    return make_family(name, device=device, **kwargs).instance(split, index)
 
 
 def check_family_options(name: str, options: dict[str, Any]) -> None:

@@ -1,0 +1,35 @@
+"""``python -m eval.bench --quick``: every figure is measured, written and reloadable; a tiny grid agrees."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eval import bench
+
+
+def test_quick_bench_writes_every_figure(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    report = bench.main(["--quick", "--compare-instances", "0", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    a, m = report["attack_overhead"], report["meta_training"]
+    assert report["config"]["steps"] == bench.QUICK["steps"] and report["config"]["device"] == "cpu"
+    # a run does at least the model's work, so neither ratio can fall below the physical limit by much
+    assert a["ratio"] > 0.8 and a["square_ratio"] > 0.8
+    assert a["breakdown"]["record"] > 0 and a["queries"] == bench.QUICK["steps"] * 21
+    assert m["meta_batch"] == 1 and m["stage1_s_per_meta_iteration"] > 0
+    assert m["estimated_full_training_s"] > 0 and "workers" not in report  # --compare-instances 0 wins
+    table = capsys.readouterr().out
+    assert "attack run / bare forwards (Square)" in table and "quick" in table
+
+
+def test_workers_bench_gives_the_serial_results():
+    cfg = bench.BenchConfig(compare_task="quadratic", compare_instances=1, compare_steps=3)
+    w = bench.bench_workers(cfg)
+    assert w["runs"] == 2 and w["same_results"] and w["speedup"] > 0
+
+
+def test_bad_bench_sizes_are_refused():
+    with pytest.raises(ValueError, match="repeats=0 must be >= 1"):
+        bench.BenchConfig(repeats=0)
