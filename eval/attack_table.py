@@ -55,7 +55,7 @@ from eval.report import WHITE_BOX_MARK, fmt_cell, line_style, new_axes, plot_tit
 from eval.specs import OptimizerSpec, build_optimizers, parse_optimizers
 from eval.wandb_log import log_attack_table
 from l2l.common.cli import run_cli, user_input
-from l2l.common.config import doc_field, parse_config
+from l2l.common.config import check_at_least, doc_field, parse_config
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic, write_text_atomic
 from l2l.optimizers.base import ZOOptimizer
@@ -124,9 +124,7 @@ class AttackTableConfig:
 
     def __post_init__(self) -> None:
         resolve_device(self.device)  # refuse cuda on a machine without one, before any work
-        for name in ("instances", "trials", "threads", "budget"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        check_at_least(self, ("instances", "trials", "threads", "budget"))
         check_workers(self.workers)
         if self.trials > 1000:
             raise ValueError(

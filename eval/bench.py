@@ -38,7 +38,7 @@ import torch
 import l2l
 from eval import compare
 from l2l.common.cli import run_cli
-from l2l.common.config import doc_field, parse_config, parse_float_list
+from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic
 from l2l.learned.meta import MetaConfig, MetaTrainer
@@ -86,9 +86,7 @@ class BenchConfig:
             for name, value in QUICK.items():
                 if getattr(self, name) == defaults[name]:
                     setattr(self, name, value)
-        for name in ("steps", "q", "repeats", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        check_at_least(self, ("steps", "q", "repeats", "threads"))
         if self.compare_instances > 0 and self.compare_steps < 1:
             raise ValueError(f"compare_steps={self.compare_steps} must be >= 1")
 

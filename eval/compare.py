@@ -24,7 +24,7 @@ from eval.headtohead import run_grid, summarize_all
 from eval.specs import build_optimizers, parse_optimizers
 from eval.wandb_log import log_comparison
 from l2l.common.cli import run_cli, user_input
-from l2l.common.config import doc_field, parse_config
+from l2l.common.config import check_at_least, doc_field, parse_config
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.estimators import check_mu, check_q
 from l2l.optimizers.base import ZOOptimizer
@@ -77,9 +77,7 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         resolve_device(self.device)  # refuse cuda on a machine without one, before any work
-        for name in ("instances", "trials", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        check_at_least(self, ("instances", "trials", "threads"))
         if self.trials > 1000:
             raise ValueError(
                 f"trials={self.trials} must be <= 1000 (run seeds are seed + 1000 * instance + trial)"

@@ -30,7 +30,7 @@ import l2l
 from eval.compare import pinned_threads
 from eval.headtohead import run_seed
 from l2l.common.cli import run_cli, user_input
-from l2l.common.config import doc_field, parse_config
+from l2l.common.config import check_at_least, doc_field, parse_config
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import atomic_write, write_json_atomic
 from l2l.diagnostics import cosine_trace
@@ -68,9 +68,7 @@ class CosineConfig:
         unknown = sorted(set(self.method_list()) - set(METHODS))
         if unknown:
             raise ValueError(f"unknown method(s) {unknown} in --methods; choose among {', '.join(METHODS)}")
-        for name in ("instances", "trials", "steps", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        check_at_least(self, ("instances", "trials", "steps", "threads"))
         if self.budget is not None and self.budget < 1:
             raise ValueError(f"budget={self.budget} must be >= 1 (or none)")
         check_q(self.q)

@@ -29,7 +29,7 @@ import l2l
 from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, check_workers, is_main, launch
 from eval.headtohead import run_grid
 from l2l.common.cli import run_cli, user_input
-from l2l.common.config import doc_field, parse_config, parse_float_list
+from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic
 from l2l.estimators import check_mu, check_q
@@ -157,9 +157,7 @@ class TuneConfig:
 
     def __post_init__(self) -> None:
         resolve_device(self.device)  # refuse cuda on a machine without one, before any work
-        for name in ("instances", "trials", "steps", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        check_at_least(self, ("instances", "trials", "steps", "threads"))
         if self.budget is not None and self.budget < 1:
             raise ValueError(f"budget={self.budget} must be >= 1 (or none for --steps alone)")
         if self.eps is not None and not self.eps > 0:

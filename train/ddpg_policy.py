@@ -46,7 +46,7 @@ from agents.networks import ZORLPolicy
 from agents.zo_rl import SHIPPED, ZORL, attach_info, read_policy, zo_rl_from_agent
 from envs.zo_env import ZOEnv
 from l2l.common.cli import run_cli, user_input
-from l2l.common.config import doc_field, parse_config, parse_float_list
+from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import atomic_write, write_json_atomic
 from l2l.common.paths import checkpoints_dir
@@ -139,7 +139,7 @@ class TrainConfig:
             self.steps = default_steps(self.task)
         if self.val_steps is None:
             self.val_steps = self.steps
-        for name in (
+        check_at_least(self, (
             "steps",
             "timesteps",
             "buffer_size",
@@ -148,9 +148,7 @@ class TrainConfig:
             "val_every",
             "val_instances",
             "select_budget",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        ))
         for name in ("learning_starts", "gradient_steps", "noise_std"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 0")

@@ -53,7 +53,7 @@ from tqdm import tqdm
 import l2l
 from l2l.common import distributed
 from l2l.common.cli import run_cli, user_input
-from l2l.common.config import doc_field, parse_config
+from l2l.common.config import check_at_least, doc_field, parse_config
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import save_torch_atomic, write_json_atomic
 from l2l.learned.checkpoint import TRAINING_PREFIX, read_checkpoint, save_learned
@@ -209,12 +209,8 @@ def check_loop_fields(cfg: Any, positive: tuple[str, ...], nonnegative: tuple[st
     It also refuses a ``device`` this machine lacks (every loop config has the field).
     """
     resolve_device(cfg.device)
-    for name in positive:
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name}={getattr(cfg, name)} must be >= 1")
-    for name in nonnegative:
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"{name}={getattr(cfg, name)} must be >= 0")
+    check_at_least(cfg, positive, 1)
+    check_at_least(cfg, nonnegative, 0)
 
 
 def parse_options(text: str, config_class: type[LearnedConfig]) -> dict[str, Any]:

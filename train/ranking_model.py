@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import l2l
 from l2l.common.cli import run_cli, user_input
-from l2l.common.config import doc_field, parse_config
+from l2l.common.config import check_at_least, doc_field, parse_config
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import save_torch_atomic
 from l2l.tasks.fashion_data import load_fashion_mnist
@@ -55,9 +55,7 @@ class RankingModelConfig:
 
     def __post_init__(self) -> None:
         resolve_device(self.device)  # refuse cuda on a machine without one, before any work
-        for name in ("epochs", "batch_size", "embed_dim", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        check_at_least(self, ("epochs", "batch_size", "embed_dim", "threads"))
         if not (self.lr > 0 and self.margin >= 0):
             raise ValueError(f"lr={self.lr} must be > 0 and margin={self.margin} >= 0")
 

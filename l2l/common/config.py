@@ -13,6 +13,7 @@ import dataclasses
 import sys
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any, NoReturn, TypeVar
 
 from l2l.common.cli import USAGE_STATUS, user_input
@@ -109,3 +110,16 @@ def parse_float_list(text: str, name: str) -> list[float]:
         return [float(item) for item in text.split(",") if item.strip()]
     except ValueError as err:
         raise ValueError(f"{name}={text!r} must be comma-separated numbers, e.g. '0.5,1,2'") from err
+
+
+def check_at_least(config: Any, names: Sequence[str], low: int = 1) -> None:
+    """Raise a ValueError naming the first field of ``names`` whose value is below ``low``.
+
+    Args:
+        config: the config object (any object with those attributes).
+        names: the fields to check.
+        low: the smallest allowed value.
+    """
+    for name in names:
+        if getattr(config, name) < low:
+            raise ValueError(f"{name}={getattr(config, name)} must be >= {low}")
