@@ -18,6 +18,7 @@ from eval.specs import build_optimizers, parse_optimizers
 from eval.wandb_log import log_comparison
 from l2l.optimizers.base import ZOOptimizer
 from l2l.run import Trajectory
+from tests.helpers import without_timings
 
 STEPS, Q, INSTANCES, TRIALS = 15, 4, 2, 2
 OPTIMIZERS = ("zo_sgd", "zo_signsgd", "zo_adam")
@@ -59,15 +60,6 @@ def result(outputs: OutputPaths) -> dict:
 def _read_csv(path: Path) -> list[dict]:
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh))
-
-
-def _without_timings(obj):
-    """``obj`` with every wall-clock entry removed (the only part that may differ between runs)."""
-    if isinstance(obj, dict):
-        return {k: _without_timings(v) for k, v in obj.items() if k != "wall_s"}
-    if isinstance(obj, list):
-        return [_without_timings(v) for v in obj]
-    return obj
 
 
 # --- optimizer specs ---
@@ -226,7 +218,7 @@ def test_plots_and_markdown_are_written(outputs):
 
 def test_same_seed_gives_identical_results(result, tmp_path):
     again = compare_cli.main(_argv(tmp_path / "again.json"))
-    assert _without_timings(json.loads(json.dumps(again))) == _without_timings(result)
+    assert without_timings(json.loads(json.dumps(again))) == without_timings(result)
 
 
 def test_budget_stops_runs_before_exceeding_it(tmp_path):

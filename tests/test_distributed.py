@@ -17,6 +17,7 @@ from eval import attack_table, compare, tune
 from eval.distributed import launch, rank, shard, sharded_map, world_size
 from eval.headtohead import run_grid
 from l2l.common.cli import run_cli
+from tests.helpers import without_timings
 
 ROOT = Path(__file__).resolve().parents[1]
 QUADRATIC = [
@@ -25,17 +26,8 @@ QUADRATIC = [
 ]  # fmt: skip
 
 
-def _without_wall_times(value):
-    """``value`` (parsed JSON) without its ``wall_s`` entries: the only figures that may differ."""
-    if isinstance(value, dict):
-        return {k: _without_wall_times(v) for k, v in value.items() if k != "wall_s"}
-    if isinstance(value, list):
-        return [_without_wall_times(v) for v in value]
-    return value
-
-
 def _json(path: Path) -> dict:
-    return _without_wall_times(json.loads(path.read_text()))
+    return without_timings(json.loads(path.read_text()))
 
 
 def _grid(progress: bool = False) -> list:
@@ -102,7 +94,7 @@ def test_compare_with_two_workers_writes_the_serial_json(tmp_path):
     serial = compare.main([*QUADRATIC, "--json", str(tmp_path / "serial.json")])
     sharded = compare.main([*QUADRATIC, "--json", str(tmp_path / "sharded.json"), "--workers", "2"])
     assert _json(tmp_path / "sharded.json") == _json(tmp_path / "serial.json")
-    assert _without_wall_times(sharded) == _without_wall_times(serial)
+    assert without_timings(sharded) == without_timings(serial)
     assert (tmp_path / "sharded_runs.csv").is_file() and (tmp_path / "sharded.md").is_file()
 
 
