@@ -18,8 +18,11 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
     # timings are figures to report, not to assert (a loaded machine moves them): only their presence
     assert a["ratio"] > 0 and a["square_ratio"] > 0
     assert a["breakdown"]["record"] > 0 and a["queries"] == bench.QUICK["steps"] * 21
-    assert m["meta_batch"] == 1 and m["stage1_s_per_meta_iteration"] > 0
-    assert m["estimated_full_training_s"] > 0 and "workers" not in report  # --compare-instances 0 wins
+    assert list(m["per_meta_batch"]) == ["1", "2"]  # QUICK's meta-batches
+    assert all(v > 0 for stages in m["per_meta_batch"].values() for v in stages.values())
+    assert set(m["two_ranks_k2_s_per_meta_iteration"]) == {"update", "query"}
+    assert m["estimated_full_training_s"] > 0 and m["estimated_full_training_2_ranks_s"] > 0
+    assert "workers" not in report  # --compare-instances 0 wins
     table = capsys.readouterr().out
     assert "attack run / bare forwards (Square)" in table and "quick" in table
 
@@ -33,3 +36,5 @@ def test_workers_bench_gives_the_serial_results():
 def test_bad_bench_sizes_are_refused():
     with pytest.raises(ValueError, match="repeats=0 must be >= 1"):
         bench.BenchConfig(repeats=0)
+    with pytest.raises(ValueError, match=r"meta_batches='1,0.5' must list integers >= 1"):
+        bench.BenchConfig(meta_batches="1,0.5")

@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 import typing
 import uuid
 from dataclasses import dataclass, field
@@ -271,7 +272,7 @@ def parse_iterations(text: str, stages: list[str]) -> dict[str, int]:
 
 def new_progress() -> dict[str, Any]:
     """What the loop tracks besides the trainer: best record per stage, all validations, the wandb run."""
-    return {"best": {}, "history": [], "global_step": 0, "wandb_id": None}
+    return {"best": {}, "history": [], "global_step": 0, "wandb_id": None, "train_s": 0.0}
 
 
 def save_training_state(job: Job, trainer: MetaTrainer, progress: dict) -> None:
@@ -371,7 +372,10 @@ def evaluate(
     optimizer = trainer.frozen()
     vals = {name: validate(optimizer, tasks, job.val_steps, seed=job.meta.seed, sharded=True)
             for name, tasks in val_groups.items()}  # fmt: skip
-    record = {"stage": stage, "iteration": trainer.iteration, "global_step": progress["global_step"]}
+    # train_s (meta-step seconds so far, validation excluded) is a log for reading val curves at equal
+    # wall time; it is the one field a rerun or a --resume does not reproduce
+    record = {"stage": stage, "iteration": trainer.iteration, "global_step": progress["global_step"],
+              "train_s": round(progress.get("train_s", 0.0), 3)}  # fmt: skip
     record.update(validation_numbers(vals, progress.get("control")))
     progress["history"].append(record)
     best = progress["best"].get(stage)
@@ -500,7 +504,9 @@ def train(job: Job) -> dict:
             record = evaluate(trainer, job, val_groups, progress, run)
             bar.set_postfix_str(f"{stage} val {score_of(record):.4f}")
         while trainer.iteration < iterations:
+            started = time.perf_counter()
             stats = trainer.meta_step()
+            progress["train_s"] = progress.get("train_s", 0.0) + time.perf_counter() - started
             progress["global_step"] += 1
             bar.update(1)
             if run is not None:
