@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 import l2l
+from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, check_workers, is_main, launch
 from eval.headtohead import run_grid
 from eval.report import WHITE_BOX_MARK, fmt_cell, line_style, new_axes, save_png
 from eval.specs import build_optimizers, parse_optimizers
@@ -74,9 +75,11 @@ class OrderAttackConfig:
         "curve; those above --budget are left out",
     )
     device: str = doc_field("cpu", DEVICE_HELP)
+    workers: int = doc_field(WORKERS_DEFAULT, WORKERS_HELP)
 
     def __post_init__(self) -> None:
         resolve_device(self.device)  # refuse cuda on a machine without one, before any work
+        check_workers(self.workers)
         if self.budget < 1 or self.instances < 1 or self.pgd_steps < 1 or self.threads < 1:
             raise ValueError(
                 f"budget={self.budget}, instances={self.instances}, pgd_steps={self.pgd_steps} and "
@@ -318,9 +321,20 @@ def write_outputs(result: dict, json_path: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Parse ``argv``, run the table, print it and write its files."""
+    """Parse ``argv``, run the table, print it and write its files.
+
+    With ``--workers N`` (or under torchrun) each method's runs are sharded over N processes and rank 0
+    writes (:mod:`eval.distributed`); the result is the serial one, wall times aside.
+    """
     cfg = parse_config(OrderAttackConfig, argv)
+    return launch(_table_and_write, cfg, cfg.workers)
+
+
+def _table_and_write(cfg: OrderAttackConfig) -> dict:
+    """One rank's part of :func:`main`: every rank runs the table, rank 0 alone writes and prints."""
     result = order_attack_table(cfg)
+    if not is_main():
+        return result
     paths = write_outputs(result, Path(cfg.out))
     print(markdown_report(result))
     print("wrote " + ", ".join(str(p) for p in paths))

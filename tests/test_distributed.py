@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 import l2l
-from eval import attack_table, compare, tune
+from eval import attack_table, compare, order_attack, tune
 from eval.distributed import launch, rank, shard, sharded_map, world_size
 from eval.headtohead import run_grid
 from l2l.common.cli import run_cli
@@ -114,6 +114,22 @@ def test_attack_table_with_two_workers_writes_the_serial_json(tmp_path):
     assert any(row["success_step"] is not None for row in serial["per_run"])  # the table is not all misses
 
 
+@pytest.mark.skipif(
+    not (ROOT / "checkpoints" / "fashion_ranking.pt").is_file(), reason="needs checkpoints/fashion_ranking.pt"
+)
+def test_order_attack_with_two_workers_writes_the_serial_json(tmp_path):
+    argv = [
+        "--methods", "rand,nes", "--N", "inf", "--eps", "4", "--budget", "60", "--split", "val",
+        "--instances", "3", "--no-progress",
+    ]  # fmt: skip
+    order_attack.main([*argv, "--out", str(tmp_path / "serial.json")])
+    order_attack.main([*argv, "--out", str(tmp_path / "sharded.json"), "--workers", "2"])
+    serial = _json(tmp_path / "serial.json")
+    sharded = _json(tmp_path / "sharded.json")
+    assert sharded.pop("config")["workers"] == 2 and serial.pop("config")["workers"] == 1
+    assert sharded == serial and serial["results"]["rand"]["runs"] == 3
+
+
 def test_torchrun_writes_the_serial_json_and_prints_once(tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -129,7 +145,7 @@ def test_torchrun_writes_the_serial_json_and_prints_once(tmp_path):
     assert _json(tmp_path / "torchrun.json") == _json(tmp_path / "serial.json")
 
 
-@pytest.mark.parametrize("cli", [compare, tune, attack_table])
+@pytest.mark.parametrize("cli", [compare, tune, attack_table, order_attack])
 def test_workers_below_one_is_refused(cli):
     with pytest.raises(ValueError, match=r"workers=0 must be an integer >= 1"):
         cli.main(["--workers", "0"])
