@@ -202,6 +202,9 @@ def parse_names(text: str) -> list[str]:
 def score(name: str, params: dict, tasks: list[Task], cfg: TuneConfig) -> dict[str, float]:
     """Mean final loss and mean queries spent by ``name`` with ``params`` over the tuning runs.
 
+    The loss of a run is its final one, or its lowest on tasks that report the best iterate seen
+    (:attr:`l2l.tasks.base.Task.reports_best_seen`).
+
     Candidates rank by loss, then by queries: on attacks run with ``--stop-at-success`` many settings
     reach loss 0, and the one that gets there with fewer queries is better. A run that hits NaN scores inf.
     """
@@ -218,7 +221,9 @@ def score(name: str, params: dict, tasks: list[Task], cfg: TuneConfig) -> dict[s
         )
     except l2l.NonFiniteLoss:
         return {"val_final_loss": math.inf, "val_queries": math.inf}
-    finals = [r.trajectory.final_loss for r in records]
+    # a task whose protocol reports the best iterate seen (the order attack) is scored by it
+    finals = [min(r.trajectory.losses) if tasks[r.instance].reports_best_seen else r.trajectory.final_loss
+              for r in records]  # fmt: skip
     loss = sum(finals) / len(finals) if all(math.isfinite(f) for f in finals) else math.inf
     return {
         "val_final_loss": loss,

@@ -64,3 +64,14 @@ def test_relative_stage_refines_around_the_current_value():
         3e-3,
         1e-2,
     ]
+
+
+def test_a_task_that_reports_its_best_iterate_is_scored_by_it(monkeypatch):
+    tasks = QuadraticFamily().instances("val", limit=2)
+    cfg = tune.TuneConfig(task="quadratic", optimizers="zo_sgd", instances=2, steps=6, write=False)
+    diverging = {"delta": 400.0, "q": 2}  # steps far past the minimum: the last loss is the worst
+    last = tune.score("zo_sgd", diverging, tasks, cfg)["val_final_loss"]
+    monkeypatch.setattr(type(tasks[0]), "reports_best_seen", True)
+    best = tune.score("zo_sgd", diverging, tasks, cfg)["val_final_loss"]
+    start = [float(t.loss(t.x0().unsqueeze(0))[0]) for t in tasks]  # a diverging run's best is its start
+    assert best == pytest.approx(sum(start) / 2, rel=1e-6) and best < last

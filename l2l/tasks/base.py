@@ -53,6 +53,9 @@ class Task(abc.ABC):
     #: oracle then answers a single-row query through it, and ``l2l.run`` reuses that row's loss and
     #: success when it records the same iterate (no second model pass for one-query-per-step attacks)
     exact_loss_and_success: ClassVar[bool] = False
+    #: whether the task's protocol reports the best iterate seen rather than the last one (the order
+    #: attack of papers/004 reports the best sample); ``eval.tune`` then scores a run by its lowest loss
+    reports_best_seen: ClassVar[bool] = False
 
     @property
     def image_shape(self) -> tuple[int, ...] | None:

@@ -95,6 +95,8 @@ class OrderAttackTask(Task):
         family: registry name of the family.
     """
 
+    reports_best_seen = True  # papers/004 reports the best sample a method has seen within Q
+
     def __init__(
         self,
         model: nn.Module,
