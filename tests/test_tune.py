@@ -8,6 +8,7 @@ import pytest
 
 import l2l
 from eval import tune
+from l2l.learned.meta import validate
 from l2l.optimizers import registry
 from l2l.tasks.quadratic import QuadraticFamily
 
@@ -66,7 +67,7 @@ def test_relative_stage_refines_around_the_current_value():
     ]
 
 
-def test_a_task_that_reports_its_best_iterate_is_scored_by_it(monkeypatch):
+def test_a_task_that_reports_its_best_iterate_is_tuned_and_validated_by_it(monkeypatch):
     tasks = QuadraticFamily().instances("val", limit=2)
     cfg = tune.TuneConfig(task="quadratic", optimizers="zo_sgd", instances=2, steps=6, write=False)
     diverging = {"delta": 400.0, "q": 2}  # steps far past the minimum: the last loss is the worst
@@ -75,3 +76,6 @@ def test_a_task_that_reports_its_best_iterate_is_scored_by_it(monkeypatch):
     best = tune.score("zo_sgd", diverging, tasks, cfg)["val_final_loss"]
     start = [float(t.loss(t.x0().unsqueeze(0))[0]) for t in tasks]  # a diverging run's best is its start
     assert best == pytest.approx(sum(start) / 2, rel=1e-6) and best < last
+    val = validate(l2l.make_optimizer("zo_sgd", **diverging), tasks, steps=6)  # meta-training's selection
+    assert val.final_loss_mean == pytest.approx(sum(start) / 2, rel=1e-6)
+    assert val.final_loss_mean < sum(curve[-1] for curve in (t.losses for t in val.trajectories)) / 2
