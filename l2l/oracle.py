@@ -167,13 +167,17 @@ class Oracle:
 
     def _charge(self, n: int) -> None:
         """Count ``n`` queries, refusing (before anything is evaluated) if they break the budget."""
+        self._check_budget(n)
+        self.queries += n
+        self.calls += 1
+
+    def _check_budget(self, n: int) -> None:
+        """Raise :class:`QueryBudgetExceeded` if ``n`` more queries would break the budget; counts nothing."""
         if self.budget is not None and self.queries + n > self.budget:
             raise QueryBudgetExceeded(
                 f"evaluating {n} rows would use {self.queries + n} queries, over the budget of "
                 f"{self.budget} ({self.remaining} left); raise the budget or stop earlier"
             )
-        self.queries += n
-        self.calls += 1
 
     def _check_finite(self, values: torch.Tensor) -> None:
         if not torch.isfinite(values).all():
