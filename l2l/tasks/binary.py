@@ -96,9 +96,12 @@ class BinaryClassificationTask(Task):
     ) -> list[torch.Tensor]:
         """Every instance's loss on its own minibatch from one batched matmul ([N, r, d] @ [N, d, m]).
 
-        Stacks when every instance has as many query rows and minibatch rows as the first (the case of
-        ``l2l.run_many``: one optimizer, one family); otherwise it loops. Equal to :meth:`loss` per
-        instance up to float rounding.
+        Stacks when every instance has a minibatch of as many rows as the first, and as many query rows
+        (an optimizer step of ``l2l.run_many``: one optimizer, one family); otherwise it loops. The full
+        objective loops on purpose: stacking would copy every instance's whole dataset per call, which
+        measured slower than the loop on CPU (16 instances of 2,000 x 100: 3.2 ms against 2.4 ms), while
+        a stacked minibatch step measured 2.4x faster. Equal to :meth:`loss` per instance up to float
+        rounding.
 
         Args:
             tasks: instances with one :meth:`stack_key`.
@@ -107,24 +110,13 @@ class BinaryClassificationTask(Task):
         """
         batches = check_blocks(tasks, rows, batches)
         rows = [check_rows(X, task.dim) for task, X in zip(tasks, rows, strict=True)]
-        data = [task._rows(batch) for task, batch in zip(tasks, batches, strict=True)]
-        if len({X.shape for X in rows}) > 1 or len({features.shape for features, _ in data}) > 1:
+        minibatches = all(b is not None for b in batches) and len({b.shape for b in batches}) == 1
+        if not minibatches or len({X.shape for X in rows}) > 1:
             return super().loss_many(tasks, rows, batches)
+        data = [task._rows(batch) for task, batch in zip(tasks, batches, strict=True)]
         features = torch.stack([features for features, _ in data])
         labels = torch.stack([labels for _, labels in data])
         return list(squared_error(torch.stack(rows), features, labels).unbind(0))
-
-    @classmethod
-    def loss_and_success_many(
-        cls, tasks: Sequence[Task], rows: Sequence[torch.Tensor]
-    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """The full-objective losses of :meth:`loss_many`; classification defines no success (None).
-
-        Args:
-            tasks: instances with one :meth:`stack_key`.
-            rows: each instance's rows, [r, d].
-        """
-        return [(loss, None) for loss in cls.loss_many(tasks, rows, None)]
 
     def _rows(self, batch: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The features and labels of the rows in ``batch`` (all rows when None)."""
