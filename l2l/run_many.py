@@ -199,3 +199,19 @@ def _record(stacked: StackedOracle, lanes: list[_Lane], members: list[int], cloc
     for i in members:
         lanes[i].traj.wall_s += (now - clock) / len(members)
     return now
+
+
+def agree(batched: Trajectory, serial: Trajectory, rtol: float = 1e-5) -> bool:
+    """Whether a :func:`run_many` trajectory matches ``l2l.run``'s to the tolerance it promises.
+
+    The same steps, query counts and success step, and every recorded loss within ``rtol`` relative.
+
+    Args:
+        batched: the trajectory from :func:`run_many`.
+        serial: the same instance's trajectory from ``l2l.run`` with the same seed and budget.
+        rtol: the relative tolerance on the losses.
+    """
+    same_counts = batched.queries == serial.queries and batched.success_step == serial.success_step
+    losses = torch.tensor(batched.losses, dtype=torch.float64)
+    reference = torch.tensor(serial.losses, dtype=torch.float64)
+    return same_counts and losses.shape == reference.shape and torch.allclose(losses, reference, rtol, 0.0)

@@ -20,8 +20,13 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
     assert a["breakdown"]["record"] > 0 and a["queries"] == bench.QUICK["steps"] * 21
     assert m["meta_batch"] == 1 and m["stage1_s_per_meta_iteration"] > 0
     assert m["estimated_full_training_s"] > 0 and "workers" not in report  # --compare-instances 0 wins
+    v = report["many"]  # --quick keeps the run_many benchmark, at tiny sizes
+    assert v["instances"] == bench.QUICK["many_instances"] and v["same_results"] and v["speedup"] > 0
+    assert v["rows"] == bench.QUICK["many_instances"] * bench.QUICK["many_steps"] * 21
+    assert v["many_rows_per_s"] > 0
     table = capsys.readouterr().out
     assert "attack run / bare forwards (Square)" in table and "quick" in table
+    assert "run_many speed-up" in table
 
 
 def test_workers_bench_gives_the_serial_results():
@@ -33,3 +38,5 @@ def test_workers_bench_gives_the_serial_results():
 def test_bad_bench_sizes_are_refused():
     with pytest.raises(ValueError, match="repeats=0 must be >= 1"):
         bench.BenchConfig(repeats=0)
+    with pytest.raises(ValueError, match="many_steps=0 must be >= 1"):
+        bench.BenchConfig(many_steps=0)
