@@ -200,9 +200,7 @@ def test_grid_units_group_lockstep_optimizers_only():
         grid_units(optimizers, 3, 2, vectorize=0)
 
 
-def _compare_json(
-    path: Path, *extra: str, task: str = "quadratic", optimizers: str = "zo_adam,guided_es"
-):
+def _compare_json(path: Path, *extra: str, task: str = "quadratic", optimizers: str = "zo_adam,guided_es"):
     """The JSON of a small ``eval.compare`` run, without timings and without its ``vectorize`` setting."""
     argv = [
         "--task", task, "--optimizers", optimizers, "--instances", "3", "--trials", "2", "--steps", "6",
