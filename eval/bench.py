@@ -16,7 +16,10 @@ the model. Square's records are recalled from its own queries (``Oracle.recall``
 ``meta_training``: seconds per meta-iteration per task at K = 1, 4, 16 (``--meta-batches``) and the
 estimated default MNIST ZO-LSTM training, serial and on 2 ranks (see :func:`bench_meta_training`).
 ``workers``: the speed-up of ``eval.compare --workers 2`` over the serial run on a small MNIST grid,
-process start-up included. Every figure is measured on whatever else
+process start-up included. ``many``: rows (queries) per second of
+``l2l.run_many`` stepping B mnist_attack attacks in lockstep (one model forward per step for all)
+against ``l2l.run`` on each in turn, and their ratio (``--many-instances``; a 2-core CPU gains little
+from bigger batches, a GPU much more). Every figure is measured on whatever else
 the machine runs at the time: on a shared machine they are contaminated by its other jobs.
 """
 
@@ -44,6 +47,7 @@ from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic
 from l2l.learned.meta import MetaConfig, MetaTrainer
 from l2l.learned.schedule import ZO_LSTM_SCHEDULE
+from l2l.run_many import agree
 
 ATTACK_OVERHEAD_TARGET = 1.10
 #: a full two-stage MNIST meta-training must fit in this many seconds on 2 CPU cores
@@ -53,7 +57,7 @@ TRAINING_TARGET_2_RANKS_S = 600
 #: what ``--quick`` sets (tiny runs: the figures are noisy, the plumbing is the same)
 QUICK = {
     "steps": 20, "repeats": 1, "meta_iterations": 1, "meta_batches": "1,2", "unroll": 4, "val_steps": 10,
-    "compare_instances": 2, "compare_steps": 5,
+    "compare_instances": 2, "compare_steps": 5, "many_instances": 2, "many_steps": 5,
 }  # fmt: skip
 
 
@@ -79,6 +83,10 @@ class BenchConfig:
     compare_instances: int = doc_field(4, "MNIST test instances of the --workers benchmark (0 skips it)")
     compare_steps: int = doc_field(100, "steps per run of the --workers benchmark")
     compare_task: str = doc_field("mnist_attack", "task family of the --workers benchmark")
+    many_instances: int = doc_field(
+        8, "mnist_attack val instances run by l2l.run_many in lockstep vs. one at a time (0 skips it)"
+    )
+    many_steps: int = doc_field(50, "steps per run of the run_many benchmark")
     quick: bool = doc_field(
         False, "tiny runs in seconds (the sizes above that are not given; the test uses it)"
     )
@@ -94,6 +102,10 @@ class BenchConfig:
                     setattr(self, name, value)
         check_at_least(self, ("steps", "q", "repeats", "threads"))
         self.meta_batch_list()  # a bad list fails here, before anything is timed
+        if self.compare_instances > 0 and self.compare_steps < 1:
+            raise ValueError(f"compare_steps={self.compare_steps} must be >= 1")
+        if self.many_instances > 0 and self.many_steps < 1:
+            raise ValueError(f"many_steps={self.many_steps} must be >= 1")
 
     def meta_batch_list(self) -> list[int]:
         """The meta-batch sizes of ``meta_batches``, each an integer >= 1."""
@@ -103,8 +115,6 @@ class BenchConfig:
                 f"meta_batches={self.meta_batches!r} must list integers >= 1, comma-separated (e.g. 1,4,16)"
             )
         return [int(k) for k in sizes]
-        if self.compare_instances > 0 and self.compare_steps < 1:
-            raise ValueError(f"compare_steps={self.compare_steps} must be >= 1")
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -311,6 +321,41 @@ def bench_workers(cfg: BenchConfig) -> dict:
     }
 
 
+def bench_many(cfg: BenchConfig) -> dict:
+    """``l2l.run_many`` of tuned ZO-Adam on B mnist_attack val instances against ``l2l.run`` on each in turn.
+
+    Rows per second are all runs' queries over the wall time (the recording forwards included in both);
+    the ratio is the lockstep speed-up. The two must agree to ``run_many``'s float tolerance
+    (``same_results``, :func:`l2l.run_many.agree`).
+    """
+    tasks = l2l.make_family("mnist_attack", device=cfg.device).instances("val", limit=cfg.many_instances)
+    adam = l2l.make_optimizer("zo_adam", task="mnist_attack", q=cfg.q)
+    seeds = list(range(len(tasks)))
+    pairs = list(zip(tasks, seeds, strict=True))
+    runs: dict[str, list[l2l.Trajectory]] = {}
+
+    def one_at_a_time() -> None:
+        runs["serial"] = [l2l.run(adam, task, cfg.many_steps, seed=seed) for task, seed in pairs]
+
+    def lockstep() -> None:
+        runs["many"] = l2l.run_many(adam, tasks, cfg.many_steps, seeds=seeds)
+
+    serial_s, many_s = interleaved_medians([one_at_a_time, lockstep], cfg.repeats)
+    rows = sum(traj.queries[-1] for traj in runs["serial"])
+    return {
+        "task": "mnist_attack",
+        "instances": len(tasks),
+        "steps": cfg.many_steps,
+        "rows": rows,
+        "serial_s": serial_s,
+        "many_s": many_s,
+        "serial_rows_per_s": rows / serial_s,
+        "many_rows_per_s": rows / many_s,
+        "speedup": serial_s / many_s,
+        "same_results": all(agree(m, s) for m, s in zip(runs["many"], runs["serial"], strict=True)),
+    }
+
+
 def print_table(report: dict, cfg: BenchConfig) -> None:
     """The report as a table on stdout."""
     a = report["attack_overhead"]
@@ -339,6 +384,15 @@ def print_table(report: dict, cfg: BenchConfig) -> None:
         w = report["workers"]
         same = "same" if w["same_results"] else "DIFFERENT"
         rows.append(("eval.compare --workers 2 speed-up", f"{w['speedup']:.2f}", f"{same} results"))
+    if "many" in report:
+        v = report["many"]
+        same = "same" if v["same_results"] else "DIFFERENT"
+        rows += [
+            (f"run_many speed-up (B = {v['instances']})", f"{v['speedup']:.2f}",
+             f"{same} results (rtol 1e-5)"),
+            ("run_many rows per second", f"{v['many_rows_per_s']:.0f}",
+             f"one at a time: {v['serial_rows_per_s']:.0f}"),
+        ]  # fmt: skip
     print(f"{'benchmark':<38}{'value':>10}  {'target / note'}")
     for name, value, note in rows:
         print(f"{name:<38}{value:>10}  {note}")
@@ -360,6 +414,8 @@ def main(argv: list[str] | None = None) -> dict:
         report["meta_training"] = bench_meta_training(cfg)
     if cfg.compare_instances > 0:
         report["workers"] = bench_workers(cfg)
+    if cfg.many_instances > 0:
+        report["many"] = bench_many(cfg)
     write_json_atomic(cfg.out, report)
     if cfg.json:
         print(json.dumps(report, indent=2))

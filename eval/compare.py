@@ -68,6 +68,13 @@ class CompareConfig:
         1, "torch CPU threads; the same seed and thread count reproduce results bit for bit"
     )
     workers: int = doc_field(WORKERS_DEFAULT, WORKERS_HELP)
+    vectorize: int = doc_field(
+        1,
+        "B > 1 runs the instances of one optimizer and trial B at a time in lockstep (l2l.run_many: one "
+        "stacked model forward per step) for optimizers that support it (zo_sgd, zo_signsgd, zo_adam, nes, "
+        "spsa); the others run one at a time. Results match the serial run to float tolerance, not bit "
+        "for bit (a bigger batch may round differently); with --workers a group is the shard unit",
+    )
     wandb: Literal["online", "offline", "disabled"] = doc_field(
         "offline", "wandb mode: offline needs no account or network; online uploads"
     )
@@ -77,7 +84,7 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         resolve_device(self.device)  # refuse cuda on a machine without one, before any work
-        check_at_least(self, ("instances", "trials", "threads"))
+        check_at_least(self, ("instances", "trials", "threads", "vectorize"))
         if self.trials > 1000:
             raise ValueError(
                 f"trials={self.trials} must be <= 1000 (run seeds are seed + 1000 * instance + trial)"
@@ -153,6 +160,7 @@ def head_to_head(
             seed=config.seed,
             stop_at_success=config.stop_at_success,
             progress=progress,
+            vectorize=config.vectorize,
         )
     settings = {k: getattr(config, k) for k in ("task", "split", "instances", "trials", "q", "budget")}
     settings["steps"] = config.step_limit()
@@ -163,6 +171,7 @@ def head_to_head(
         "version": l2l.__version__,
         "threads": config.threads,
         "stop_at_success": config.stop_at_success,
+        "vectorize": config.vectorize,
         "device": config.device,
         "sources": sources,
         "results": summarize_all(records, optimizers, tasks[0].dim),

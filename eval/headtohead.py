@@ -100,6 +100,7 @@ def run_grid(
     stop_at_success: bool = False,
     progress: bool = True,
     observe: Callable[[str, int, int], RunObserver] | None = None,
+    vectorize: int = 1,
 ) -> list[RunRecord]:
     """Run every optimizer on every task for ``trials`` seeds each (see :func:`run_seed`).
 
@@ -116,33 +117,78 @@ def run_grid(
             :func:`l2l.run`; None: none), e.g. to keep the best iterate's metrics; observers never
             query. Whatever the observer's ``result()`` returns after the run is kept as the record's
             ``observed``, so it travels with the records across ranks.
+        vectorize: B > 1 runs the instances of one (optimizer, trial) B at a time in lockstep through
+            ``l2l.run_many`` (:func:`grid_units`), for optimizers that support it (``l2l.runs_in_lockstep``;
+            the others run one at a time). Results then match the serial ones to float tolerance, not
+            bit for bit. It cannot be combined with ``observe`` (``run_many`` takes no callback).
 
-    Under an initialised torch.distributed process group every rank must call it alike: the grid,
-    (optimizer, instance, trial) in this nesting order, is sharded round-robin over the ranks and every
-    rank returns all records, in that order (:func:`eval.distributed.sharded_map`). They equal a serial
-    run's bit for bit, except the measured ``wall_s``.
+    Under an initialised torch.distributed process group every rank must call it alike: the units of
+    :func:`grid_units` (single runs, (optimizer, instance, trial) in this nesting order, or groups with
+    ``vectorize``) are sharded round-robin over the ranks and every rank returns all records, in the
+    serial (optimizer, instance, trial) order (:func:`eval.distributed.sharded_map`). They equal a
+    serial run with the same ``vectorize`` bit for bit, except the measured ``wall_s``.
     """
     if trials < 1:
         raise ValueError(f"trials={trials} must be >= 1")
+    if vectorize > 1 and observe is not None:
+        raise ValueError(f"vectorize={vectorize} cannot observe runs (l2l.run_many takes no callback); use 1")
     success_defined = [defines_success(task) for task in tasks]
-    grid = [(k, i, t) for k in range(len(optimizers)) for i in range(len(tasks)) for t in range(trials)]
-    mine = len(distributed.shard(grid, distributed.rank(), distributed.world_size()))
-    desc = "compare" if distributed.world_size() == 1 else f"compare (rank 0's {mine} of {len(grid)} runs)"
+    units = grid_units(optimizers, len(tasks), trials, vectorize)
+    world = distributed.world_size()
+    mine = sum(len(unit[1]) for unit in distributed.shard(units, distributed.rank(), world))
+    runs = len(optimizers) * len(tasks) * trials
+    desc = "compare" if world == 1 else f"compare (rank 0's {mine} of {runs} runs)"
+    limits = {"steps": steps, "budget": budget, "stop_at_success": stop_at_success}
     with tqdm(total=mine, desc=desc, unit="run", disable=not (progress and distributed.is_main())) as bar:
 
-        def one(item: tuple[int, int, int]) -> RunRecord:
-            (label, optimizer), i, t = optimizers[item[0]], item[1], item[2]
+        def one(unit: tuple[int, tuple[int, ...], int]) -> list[RunRecord]:
+            (label, optimizer), instances, t = optimizers[unit[0]], unit[1], unit[2]
             bar.set_postfix_str(label, refresh=False)
-            s = run_seed(seed, i, t)
-            observer = None if observe is None else observe(label, i, t)
-            traj = l2l.run(
-                optimizer, tasks[i], steps=steps, budget=budget, seed=s, stop_at_success=stop_at_success,
-                callback=observer,
-            )
-            observed = None if observer is None else observer.result()
-            return RunRecord(label, i, t, s, traj, success_defined[i], observed)
+            seeds = [run_seed(seed, i, t) for i in instances]
+            if len(instances) > 1:
+                trajs = l2l.run_many(optimizer, [tasks[i] for i in instances], seeds=seeds, **limits)
+                observed = [None] * len(instances)
+            else:
+                observer = None if observe is None else observe(label, instances[0], t)
+                trajs = [l2l.run(optimizer, tasks[instances[0]], seed=seeds[0], callback=observer, **limits)]
+                observed = [None if observer is None else observer.result()]
+            bar.update(len(instances))
+            return [
+                RunRecord(label, i, t, s, traj, success_defined[i], obs)
+                for i, s, traj, obs in zip(instances, seeds, trajs, observed, strict=True)
+            ]
 
-        return distributed.sharded_map(one, grid, on_done=bar.update)
+        groups = distributed.sharded_map(one, units)
+    order = {label: k for k, (label, _) in enumerate(optimizers)}
+    return sorted((r for g in groups for r in g), key=lambda r: (order[r.optimizer], r.instance, r.trial))
+
+
+def grid_units(
+    optimizers: Sequence[tuple[str, ZOOptimizer]], n_tasks: int, trials: int, vectorize: int = 1
+) -> list[tuple[int, tuple[int, ...], int]]:
+    """The work units of :func:`run_grid`, ``(optimizer index, instance indices, trial)``, in serial order.
+
+    One run per unit, (optimizer, instance, trial) nested in that order; with ``vectorize`` B > 1, an
+    optimizer that runs in lockstep (``l2l.runs_in_lockstep``) gets, per trial, groups of B consecutive
+    instances (the last one smaller), each one ``l2l.run_many`` call; under ``--workers`` a group is
+    the shard unit, so its batch composition, and so its results, do not depend on the worker count.
+
+    Args:
+        optimizers: (label, optimizer) pairs.
+        n_tasks: number of instances.
+        trials: runs per (optimizer, instance).
+        vectorize: instances per group (1: single runs only).
+    """
+    if isinstance(vectorize, bool) or not isinstance(vectorize, int) or vectorize < 1:
+        raise ValueError(f"vectorize={vectorize!r} must be an integer >= 1 (1: one run at a time)")
+    units: list[tuple[int, tuple[int, ...], int]] = []
+    for k, (_, optimizer) in enumerate(optimizers):
+        if vectorize > 1 and l2l.runs_in_lockstep(optimizer):
+            groups = [tuple(range(a, min(a + vectorize, n_tasks))) for a in range(0, n_tasks, vectorize)]
+            units += [(k, group, t) for t in range(trials) for group in groups]
+        else:
+            units += [(k, (i,), t) for i in range(n_tasks) for t in range(trials)]
+    return units
 
 
 def pad_curves(curves: Sequence[Sequence[float]]) -> np.ndarray:

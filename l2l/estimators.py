@@ -160,27 +160,46 @@ def forward_difference(
     return forward_estimate(f(forward_points(x, directions, mu)), directions, mu, scale)
 
 
+def central_points(x: torch.Tensor, directions: torch.Tensor, mu: float) -> torch.Tensor:
+    """The 2q query rows of a central difference: x + mu u_i for every i, then x - mu u_i."""
+    step = check_mu(mu) * directions
+    return torch.cat([x.unsqueeze(0) + step, x.unsqueeze(0) - step])
+
+
+def central_estimate(values: torch.Tensor, directions: torch.Tensor, mu: float) -> Estimate:
+    """The central-difference estimate from ``values`` [2q] observed at :func:`central_points`."""
+    q = directions.shape[0]
+    if values.shape != (2 * q,):
+        raise ValueError(f"values has shape {tuple(values.shape)}; expected [{2 * q}] (q plus rows, q minus)")
+    slopes = (values[:q] - values[q:]) / (2 * check_mu(mu) * q)
+    return Estimate(grad=slopes @ directions, fx=None, directions=directions, queries=2 * q)
+
+
 def central_difference(f: Objective, x: torch.Tensor, directions: torch.Tensor, mu: float) -> Estimate:
     """``1/(2 mu q) * sum_i [f(x + mu u_i) - f(x - mu u_i)] u_i`` from 2q queries."""
-    mu = check_mu(mu)
-    q = directions.shape[0]
-    step = mu * directions
-    values = f(torch.cat([x.unsqueeze(0) + step, x.unsqueeze(0) - step]))
-    slopes = (values[:q] - values[q:]) / (2 * mu * q)
-    return Estimate(grad=slopes @ directions, fx=None, directions=directions, queries=2 * q)
+    return central_estimate(f(central_points(x, directions, mu)), directions, mu)
+
+
+def coordinate_basis(x: torch.Tensor, coords: torch.Tensor | None = None) -> torch.Tensor:
+    """The unit vectors e_i [k, d] of the coordinates ``coords`` (default: all d) of ``x``'s space."""
+    eye = torch.eye(x.shape[0], dtype=x.dtype, device=x.device)
+    return eye if coords is None else eye[coords]
+
+
+def coordinate_estimate(values: torch.Tensor, basis: torch.Tensor, mu: float) -> Estimate:
+    """The coordinatewise estimate from ``values`` [2k] observed at ``central_points(x, basis, mu)``."""
+    est = central_estimate(values, basis, mu)
+    # central_estimate averages over directions; the coordinate estimator sums over them.
+    est.grad = est.grad * basis.shape[0]
+    return est
 
 
 def coordinate_difference(
     f: Objective, x: torch.Tensor, mu: float, coords: torch.Tensor | None = None
 ) -> Estimate:
     """Coordinatewise central differences (papers/002 eq. 5) on ``coords`` (default: all d)."""
-    dim = x.shape[0]
-    eye = torch.eye(dim, dtype=x.dtype, device=x.device)
-    basis = eye if coords is None else eye[coords]
-    est = central_difference(f, x, basis, mu)
-    # central_difference averages over directions; the coordinate estimator sums over them.
-    est.grad = est.grad * basis.shape[0]
-    return est
+    basis = coordinate_basis(x, coords)
+    return coordinate_estimate(f(central_points(x, basis, mu)), basis, mu)
 
 
 ESTIMATOR_KINDS = ("gaussian", "sphere", "antithetic", "rademacher", "coordinate")
@@ -235,14 +254,47 @@ class EstimatorSpec:
             raise ValueError("the coordinate estimator has no random directions")
         return gaussian_directions(self.q, dim, generator, std)
 
+    def draw(
+        self, x: torch.Tensor, generator: torch.Generator, std: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The query rows of one estimate at ``x`` and the directions they probe, before any is evaluated.
+
+        :meth:`estimate` is ``combine(f(rows), directions)``; the split lets ``l2l.run_many`` draw the
+        rows of several runs, evaluate them in one stacked call, and combine each run's own values.
+
+        Args:
+            x: the point [d].
+            generator: the run's generator (the only randomness drawn).
+            std: an optional diagonal sampling std [d] (gaussian, antithetic).
+
+        Returns:
+            ``(rows, directions)``: rows [queries_per_step(d), d]; directions [q, d] (the basis
+            vectors for ``coordinate``).
+        """
+        if self.kind == "coordinate":
+            basis = coordinate_basis(x)
+            return central_points(x, basis, self.mu), basis
+        directions = self.directions(x.shape[0], generator, std)
+        if self.evaluates_x:
+            return forward_points(x, directions, self.mu), directions
+        return central_points(x, directions, self.mu), directions
+
+    def combine(self, values: torch.Tensor, directions: torch.Tensor) -> Estimate:
+        """The estimate from ``values`` observed at the rows :meth:`draw` gave with ``directions``.
+
+        Args:
+            values: f at each row, [queries_per_step(d)].
+            directions: the directions :meth:`draw` returned.
+        """
+        if self.kind == "coordinate":
+            return coordinate_estimate(values, directions, self.mu)
+        if self.evaluates_x:
+            return forward_estimate(values, directions, self.mu, scale=self.scale(directions.shape[1]))
+        return central_estimate(values, directions, self.mu)
+
     def estimate(
         self, f: Objective, x: torch.Tensor, generator: torch.Generator, std: torch.Tensor | None = None
     ) -> Estimate:
         """One estimate at ``x``; ``std`` is an optional diagonal sampling std (gaussian, antithetic)."""
-        dim = x.shape[0]
-        if self.kind == "coordinate":
-            return coordinate_difference(f, x, self.mu)
-        directions = self.directions(dim, generator, std)
-        if self.evaluates_x:
-            return forward_difference(f, x, directions, self.mu, scale=self.scale(dim))
-        return central_difference(f, x, directions, self.mu)
+        rows, directions = self.draw(x, generator, std)
+        return self.combine(f(rows), directions)

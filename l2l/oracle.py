@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -167,13 +167,17 @@ class Oracle:
 
     def _charge(self, n: int) -> None:
         """Count ``n`` queries, refusing (before anything is evaluated) if they break the budget."""
+        self._check_budget(n)
+        self.queries += n
+        self.calls += 1
+
+    def _check_budget(self, n: int) -> None:
+        """Raise :class:`QueryBudgetExceeded` if ``n`` more queries would break the budget; counts nothing."""
         if self.budget is not None and self.queries + n > self.budget:
             raise QueryBudgetExceeded(
                 f"evaluating {n} rows would use {self.queries + n} queries, over the budget of "
                 f"{self.budget} ({self.remaining} left); raise the budget or stop earlier"
             )
-        self.queries += n
-        self.calls += 1
 
     def _check_finite(self, values: torch.Tensor) -> None:
         if not torch.isfinite(values).all():
@@ -182,3 +186,106 @@ class Oracle:
                 f"the task {type(self.task).__name__} returned NaN or inf for {bad} of {len(values)} queried "
                 "rows; check the iterate (did the step size blow up?) and the task's inputs"
             )
+
+
+class StackedOracle:
+    """One counted :class:`Oracle` per instance, whose rows are evaluated together in one stacked call.
+
+    Counts, budgets, :class:`QueryBudgetExceeded` and the non-finite check stay exactly per instance:
+    ``oracles[i]`` is instance i's own oracle (its ``queries``, ``calls``, ``budget``, minibatch and
+    projection), and a call charges each member for its own rows. The evaluation itself is one
+    ``Task.loss_many`` over all members (one model forward for attacks on a shared model), so the
+    instances must share one :meth:`~l2l.tasks.base.Task.stack_key`.
+
+    A stacked value equals the one-instance oracle's up to float rounding only: a model forward over a
+    different batch composition may round differently in the last bits.
+
+    Args:
+        tasks: the instances, all with one ``stack_key()``.
+        budgets: each instance's query budget (None: no limit), or one budget (or None) for all.
+    """
+
+    def __init__(self, tasks: Sequence[Task], budgets: int | Sequence[int | None] | None = None):
+        if not tasks:
+            raise ValueError("StackedOracle needs at least one task; got an empty list")
+        keys = [task.stack_key() for task in tasks]
+        if any(key != keys[0] for key in keys):
+            odd = next(i for i, key in enumerate(keys) if key != keys[0])
+            raise ValueError(
+                f"task {odd} ({type(tasks[odd]).__name__}) has stack key {keys[odd]!r}, task 0 has "
+                f"{keys[0]!r}: stacked evaluation needs instances that share one (e.g. one model object); "
+                "group the tasks by stack_key() and stack each group"
+            )
+        if budgets is None or isinstance(budgets, int):
+            budgets = [budgets] * len(tasks)
+        if len(budgets) != len(tasks):
+            raise ValueError(
+                f"got {len(budgets)} budgets for {len(tasks)} tasks; pass one per task (or one int)"
+            )
+        self.tasks = list(tasks)
+        self.oracles = [Oracle(task, budget) for task, budget in zip(tasks, budgets, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self.oracles)
+
+    def __call__(
+        self, blocks: Sequence[torch.Tensor], members: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Losses of each member's rows (detached, [B_i] each) from one stacked evaluation; B_i queries each.
+
+        Every member's budget is checked before anything is counted or evaluated: one member over its
+        budget raises :class:`QueryBudgetExceeded` and leaves every count as it was.
+
+        Args:
+            blocks: one [B_i, d] block (or one [d] point) per member.
+            members: the instance indices the blocks belong to, distinct (default: all, in order).
+        """
+        oracles = self._members(blocks, members)
+        blocks = [check_rows(X, oracle.dim) for oracle, X in zip(oracles, blocks, strict=True)]
+        for i, (oracle, X) in enumerate(zip(oracles, blocks, strict=True)):
+            try:
+                oracle._check_budget(X.shape[0])
+            except QueryBudgetExceeded as err:
+                raise QueryBudgetExceeded(f"member {i} (of {len(oracles)}): {err}") from None
+        for oracle, X in zip(oracles, blocks, strict=True):
+            oracle._charge(X.shape[0])
+        tasks = [oracle.task for oracle in oracles]
+        with torch.no_grad():
+            values = type(tasks[0]).loss_many(tasks, [X.detach() for X in blocks], [o.batch for o in oracles])
+        values = [v.detach() for v in values]
+        for i, (oracle, v) in enumerate(zip(oracles, values, strict=True)):
+            try:
+                oracle._check_finite(v)
+            except NonFiniteLoss as err:
+                raise NonFiniteLoss(f"member {i} (of {len(oracles)}): {err}") from None
+        return values
+
+    def measure(
+        self, points: Sequence[torch.Tensor], members: Sequence[int] | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Full-objective loss and success of one point [d] per member, stacked and UNCOUNTED.
+
+        The experimenter's measurement (what ``l2l.run`` records with ``task.loss_and_success``), never
+        shown to an optimizer, so no query is charged.
+
+        Args:
+            points: one point [d] per member.
+            members: the instance indices, distinct (default: all, in order).
+        """
+        oracles = self._members(points, members)
+        rows = [check_rows(x, oracle.dim, "point") for oracle, x in zip(oracles, points, strict=True)]
+        tasks = [oracle.task for oracle in oracles]
+        with torch.no_grad():
+            pairs = type(tasks[0]).loss_and_success_many(tasks, [X.detach() for X in rows])
+        return [(loss[0].detach(), None if ok is None else ok[0]) for loss, ok in pairs]
+
+    def _members(self, blocks: Sequence[torch.Tensor], members: Sequence[int] | None) -> list[Oracle]:
+        """The oracles of ``members`` (checked: distinct, in range, one per block)."""
+        members = range(len(self.oracles)) if members is None else members
+        if len(set(members)) != len(members) or not all(0 <= m < len(self.oracles) for m in members):
+            raise ValueError(f"members={list(members)} must be distinct indices in [0, {len(self.oracles)})")
+        if len(blocks) != len(members) or not blocks:
+            raise ValueError(
+                f"got {len(blocks)} blocks for {len(members)} members; pass one per member (>= 1)"
+            )
+        return [self.oracles[m] for m in members]

@@ -68,12 +68,38 @@ def _record(traj: Trajectory, oracle: Oracle, x: torch.Tensor) -> None:
         known = (loss[0], None if ok is None else ok[0])
         if oracle.task.exact_loss_and_success:
             oracle.remember(x, *known)
-    loss, ok = known
+    append_record(traj, queries, *known)
+
+
+def append_record(traj: Trajectory, queries: int, loss: torch.Tensor, ok: torch.Tensor | None) -> None:
+    """Append f(x_k) = ``loss`` after ``queries`` queries, and the first success if ``ok`` is one.
+
+    Args:
+        traj: the trajectory.
+        queries: the run's queries so far.
+        loss: f at the iterate (0-d).
+        ok: whether the iterate solves the task (0-d bool), or None where success is undefined.
+    """
     traj.losses.append(float(loss))
     traj.queries.append(queries)
     if traj.success_step is None and ok is not None and bool(ok):
         traj.success_step = len(traj.losses) - 1
         traj.success_query = queries
+
+
+def check_announced(optimizer: ZOOptimizer, announced: int, spent: int) -> None:
+    """Refuse a step that spent other than the ``announced`` queries (budgets and tables rely on it).
+
+    Args:
+        optimizer: the optimizer that stepped.
+        announced: what its ``next_step_queries`` said.
+        spent: what the step used (or, before a lockstep evaluation, the rows it proposed).
+    """
+    if spent != announced:
+        raise RuntimeError(
+            f"{type(optimizer).__name__} announced {announced} queries for its step but spent "
+            f"{spent}; fix its next_step_queries so budgets and tables stay honest"
+        )
 
 
 def _observe(callback: Callback | None, state: ZOState, oracle: Oracle, traj: Trajectory) -> None:
@@ -143,11 +169,7 @@ def run(
             break
         oracle.set_batch(task.sample_batch(batch_rng))
         state = optimizer.step(state, oracle)
-        if oracle.queries - spent != cost:
-            raise RuntimeError(
-                f"{type(optimizer).__name__} announced {cost} queries for its step but spent "
-                f"{oracle.queries - spent}; fix its next_step_queries so budgets and tables stay honest"
-            )
+        check_announced(optimizer, cost, oracle.queries - spent)
         _record(traj, oracle, state.x)
         _observe(callback, state, oracle, traj)
     traj.x = state.x.detach().clone()

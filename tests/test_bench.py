@@ -23,8 +23,13 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
     assert set(m["two_ranks_k2_s_per_meta_iteration"]) == {"update", "query"}
     assert m["estimated_full_training_s"] > 0 and m["estimated_full_training_2_ranks_s"] > 0
     assert "workers" not in report  # --compare-instances 0 wins
+    v = report["many"]  # --quick keeps the run_many benchmark, at tiny sizes
+    assert v["instances"] == bench.QUICK["many_instances"] and v["same_results"] and v["speedup"] > 0
+    assert v["rows"] == bench.QUICK["many_instances"] * bench.QUICK["many_steps"] * 21
+    assert v["many_rows_per_s"] > 0
     table = capsys.readouterr().out
     assert "attack run / bare forwards (Square)" in table and "quick" in table
+    assert "run_many speed-up" in table
 
 
 def test_workers_bench_gives_the_serial_results():
@@ -38,3 +43,5 @@ def test_bad_bench_sizes_are_refused():
         bench.BenchConfig(repeats=0)
     with pytest.raises(ValueError, match=r"meta_batches='1,0.5' must list integers >= 1"):
         bench.BenchConfig(meta_batches="1,0.5")
+    with pytest.raises(ValueError, match="many_steps=0 must be >= 1"):
+        bench.BenchConfig(many_steps=0)

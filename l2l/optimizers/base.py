@@ -89,6 +89,41 @@ class ZOOptimizer(abc.ABC):
         """
         return False
 
+    @property
+    def lockstep(self) -> bool:
+        """Whether :func:`l2l.run_many` steps several runs of this optimizer in lockstep.
+
+        True: a step splits into :meth:`propose` (draw the rows to query, with the state's own rng,
+        exactly as :meth:`step` would) and :meth:`conclude` (finish the step from their values), so the
+        rows of many runs go to the oracle in one stacked call. False, the default: ``run_many`` runs
+        each instance with ``l2l.run``, one after the other (same results, no speed-up).
+        """
+        return False
+
+    def propose(self, state: ZOState) -> tuple[torch.Tensor, Any]:
+        """The rows [n, d] the next step from ``state`` queries (n = :meth:`next_step_queries`), and a plan.
+
+        Only for :attr:`lockstep` optimizers; the plan is whatever :meth:`conclude` needs.
+
+        Args:
+            state: the run's state; its rng advances as the serial step's would.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no lockstep step (its lockstep is False); l2l.run_many runs it "
+            "one instance at a time through l2l.run"
+        )
+
+    def conclude(self, state: ZOState, values: torch.Tensor, plan: Any, oracle: Oracle) -> ZOState:
+        """Finish the step that :meth:`propose` began, from the oracle's ``values`` of its rows.
+
+        Args:
+            state: the state :meth:`propose` saw.
+            values: f at each proposed row, [n].
+            plan: what :meth:`propose` returned with the rows.
+            oracle: the run's own oracle, for its free projection only (the rows are already paid).
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no lockstep step (its lockstep is False)")
+
     def config(self) -> dict:
         """The constructor arguments that reproduce this optimizer (JSON-friendly)."""
         return {}
@@ -160,11 +195,33 @@ class GradientEstimateOptimizer(ZOOptimizer):
         return self.spec.estimate(oracle, state.x, state.rng)
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
-        est = self.estimate(state, oracle)
+        return self.advance(state, self.estimate(state, oracle), oracle)
+
+    def advance(self, state: ZOState, est: Estimate, oracle: Oracle) -> ZOState:
+        """Apply :meth:`update` with the estimate ``est``, project, and count the step (no query)."""
         state.x = oracle.project(self.update(state, est, lr_from_delta(self.delta, state.x.shape[0])))
         state.fx = est.fx
         state.step += 1
         return state
+
+    @property
+    def lockstep(self) -> bool:
+        """Whether the class keeps this base's :meth:`estimate` and :meth:`step`.
+
+        Then (zo_sgd, zo_signsgd, zo_adam, nes, spsa) :meth:`propose` and :meth:`conclude` are the
+        serial step cut in two. A subclass that draws or combines its queries its own way (guided_es,
+        zo_ngd, zo_szvrg) is False, and ``l2l.run_many`` runs it serially, until it defines its own split.
+        """
+        base = GradientEstimateOptimizer
+        return type(self).estimate is base.estimate and type(self).step is base.step
+
+    def propose(self, state: ZOState) -> tuple[torch.Tensor, torch.Tensor]:
+        """The estimator's rows at ``state.x`` and their directions (:meth:`EstimatorSpec.draw`)."""
+        return self.spec.draw(state.x, state.rng)
+
+    def conclude(self, state: ZOState, values: torch.Tensor, plan: torch.Tensor, oracle: Oracle) -> ZOState:
+        """The estimate from ``values`` (:meth:`EstimatorSpec.combine`), then :meth:`advance`."""
+        return self.advance(state, self.spec.combine(values, plan), oracle)
 
     @abc.abstractmethod
     def update(self, state: ZOState, est: Estimate, lr: float) -> torch.Tensor:

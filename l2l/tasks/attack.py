@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from l2l.tasks.base import NORMS, NormBall, Task, check_rows
+from l2l.tasks.base import NORMS, NormBall, Task, check_blocks, check_rows
 
 
 def project_linf_box(x: torch.Tensor, image: torch.Tensor, eps: float) -> torch.Tensor:
@@ -18,6 +20,20 @@ def project_linf_box(x: torch.Tensor, image: torch.Tensor, eps: float) -> torch.
         eps: the L-inf radius.
     """
     return torch.minimum(torch.maximum(x, (-image).clamp_min(-eps)), (1 - image).clamp_max(eps))
+
+
+def class_margins(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log p_t - max_{j != t} log p_j`` and ``log p_t`` of each row, t being that row's own label.
+
+    Args:
+        logits: [B, classes].
+        labels: [B] true class of each row (int64).
+    """
+    logp = F.log_softmax(logits, dim=1)
+    index = labels.unsqueeze(1)
+    log_p_true = logp.gather(1, index).squeeze(1)
+    others = logp.scatter(1, index, float("-inf"))
+    return log_p_true - others.max(dim=1).values, log_p_true
 
 
 class AttackTask(Task):
@@ -116,10 +132,9 @@ class AttackTask(Task):
     def _forward(self, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One model pass: the log-probability margin, the logits and log p_t of each attacked image."""
         logits = self.model(adv)
-        logp = F.log_softmax(logits, dim=1)
-        others = logp.clone()
-        others[:, self.label] = float("-inf")
-        return logp[:, self.label] - others.max(dim=1).values, logits, logp[:, self.label]
+        labels = torch.full((logits.shape[0],), self.label, dtype=torch.long, device=logits.device)
+        margin, log_p_true = class_margins(logits, labels)
+        return margin, logits, log_p_true
 
     def _loss_from(self, adv: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
         distortion = (adv - self.image.unsqueeze(0)).abs().flatten(1).sum(dim=1)
@@ -145,6 +160,68 @@ class AttackTask(Task):
         adv = self.adversarial(X)
         margin, logits, _ = self._forward(adv)
         return self._loss_from(adv, margin), logits.argmax(dim=1) != self.label
+
+    def stack_key(self) -> Hashable:
+        """Attacks on one model object (any images and labels, same image shape and device) stack."""
+        return (type(self), id(self.model), self.image_shape, str(self.image.device))
+
+    @classmethod
+    def loss_many(
+        cls,
+        tasks: Sequence[Task],
+        rows: Sequence[torch.Tensor],
+        batches: Sequence[torch.Tensor | None] | None = None,
+    ) -> list[torch.Tensor]:
+        """Every instance's loss from ONE forward of the shared model over all instances' attacked images.
+
+        The margin of each row uses its own instance's label, the L1 term its own clean image, c and
+        kappa. Equal to :meth:`loss` per instance up to float rounding (the model sees a bigger batch).
+        Attacks are deterministic, so ``batches`` is checked and ignored.
+
+        Args:
+            tasks: attacks with one :meth:`stack_key`.
+            rows: each instance's perturbation rows, [B_i, d].
+            batches: unused (None, or one None per task).
+        """
+        check_blocks(tasks, rows, batches)
+        stacked = cls._stacked(tasks, rows)
+        return [task._loss_from(adv, margin) for task, (adv, margin, _) in zip(tasks, stacked, strict=True)]
+
+    @classmethod
+    def loss_and_success_many(
+        cls, tasks: Sequence[Task], rows: Sequence[torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Every instance's loss and success from one shared forward (see :meth:`loss_many`).
+
+        Args:
+            tasks: attacks with one :meth:`stack_key`.
+            rows: each instance's perturbation rows, [B_i, d].
+        """
+        check_blocks(tasks, rows, None)
+        return [
+            (task._loss_from(adv, margin), logits.argmax(dim=1) != task.label)
+            for task, (adv, margin, logits) in zip(tasks, cls._stacked(tasks, rows), strict=True)
+        ]
+
+    @staticmethod
+    def _stacked(
+        tasks: Sequence[AttackTask], rows: Sequence[torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(attacked images, margins, logits) of each instance's rows, from one pass of the shared model."""
+        model = tasks[0].model
+        if any(task.model is not model for task in tasks):
+            raise ValueError("stacked attacks must share one model object; group tasks by stack_key() first")
+        advs = [task.adversarial(X) for task, X in zip(tasks, rows, strict=True)]
+        sizes = [adv.shape[0] for adv in advs]
+        labels = torch.cat(
+            [
+                torch.full((n,), task.label, dtype=torch.long, device=adv.device)
+                for task, n, adv in zip(tasks, sizes, advs, strict=True)
+            ]
+        )
+        logits = model(torch.cat(advs))
+        margins, _ = class_margins(logits, labels)
+        return list(zip(advs, margins.split(sizes), logits.split(sizes), strict=True))
 
     def describe(self) -> dict:
         info = {**super().describe(), "label": self.label, "c": self.c, "kappa": self.kappa}

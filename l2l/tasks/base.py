@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -105,6 +105,53 @@ class Task(abc.ABC):
     def loss_and_success(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Full-objective loss and success of each row; tasks override it to share one model pass."""
         return self.loss(X), self.success(X)
+
+    def stack_key(self) -> Hashable:
+        """Tasks with equal keys may be evaluated together by one :meth:`loss_many` call.
+
+        The default key is the task's class, whose :meth:`loss_many` loops over the instances: correct
+        for any task, just not faster. A task that really stacks (one model forward for the rows of
+        several instances, as :class:`~l2l.tasks.attack.AttackTask` does) puts into its key everything
+        the stacked pass needs to share (the model object, the input shape, the device). A subclass that
+        changes :meth:`loss` must override :meth:`loss_many` as well (or return to the looping one).
+        """
+        return (type(self),)
+
+    @classmethod
+    def loss_many(
+        cls,
+        tasks: Sequence[Task],
+        rows: Sequence[torch.Tensor],
+        batches: Sequence[torch.Tensor | None] | None = None,
+    ) -> list[torch.Tensor]:
+        """``[task.loss(X, batch) for ...]`` over instances with one :meth:`stack_key`, maybe in one pass.
+
+        Called on the class of ``tasks[0]`` (``l2l.oracle.StackedOracle`` does that). A stacked override
+        must return, for each instance, its own loss of its own rows, equal to :meth:`loss` up to float
+        rounding (a forward over a different batch composition may round differently in the last bits).
+
+        Args:
+            tasks: the instances, all with the same :meth:`stack_key`.
+            rows: each instance's query rows, [B_i, d].
+            batches: each instance's minibatch (None: the full objective for all).
+        """
+        batches = check_blocks(tasks, rows, batches)
+        return [task.loss(X, batch) for task, X, batch in zip(tasks, rows, batches, strict=True)]
+
+    @classmethod
+    def loss_and_success_many(
+        cls, tasks: Sequence[Task], rows: Sequence[torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """``[task.loss_and_success(X) for ...]`` (full objective) over instances with one stack key.
+
+        Stacked overrides follow the rule of :meth:`loss_many`.
+
+        Args:
+            tasks: the instances, all with the same :meth:`stack_key`.
+            rows: each instance's rows, [B_i, d].
+        """
+        check_blocks(tasks, rows, None)
+        return [task.loss_and_success(X) for task, X in zip(tasks, rows, strict=True)]
 
     def loss_and_log_likelihood(
         self, X: torch.Tensor, batch: torch.Tensor | None = None
@@ -244,6 +291,27 @@ def check_rows(X: torch.Tensor, dim: int, what: str = "X") -> torch.Tensor:
     if X.dim() != 2 or X.shape[1] != dim:
         raise ValueError(f"{what} has shape {tuple(X.shape)}; expected [B, {dim}] or [{dim}] for this task")
     return X
+
+
+def check_blocks(
+    tasks: Sequence[Task], rows: Sequence[torch.Tensor], batches: Sequence[torch.Tensor | None] | None
+) -> list[torch.Tensor | None]:
+    """Check a stacked evaluation's inputs (one row block per task, one batch each); returns the batches.
+
+    Args:
+        tasks: the instances.
+        rows: one [B_i, d] block per instance.
+        batches: one minibatch (or None) per instance, or None for the full objective everywhere.
+    """
+    if not tasks:
+        raise ValueError("a stacked evaluation needs at least one task; got none")
+    if len(rows) != len(tasks):
+        raise ValueError(f"got {len(rows)} row blocks for {len(tasks)} tasks; pass one block per task")
+    if batches is None:
+        return [None] * len(tasks)
+    if len(batches) != len(tasks):
+        raise ValueError(f"got {len(batches)} batches for {len(tasks)} tasks; pass one (or None) per task")
+    return list(batches)
 
 
 def split_counts(total: int, sizes: Sequence[int | None]) -> list[int]:
