@@ -95,6 +95,8 @@ class OrderAttackTask(Task):
         family: registry name of the family.
     """
 
+    perturbs_image = True  # image and adversarial(X): image observations (envs.mdp) work here too
+
     def __init__(
         self,
         model: nn.Module,
