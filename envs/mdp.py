@@ -6,7 +6,8 @@
   Gaussian-looking action costs what a q = 1 ZO-SGD step costs. Only the action's direction matters:
   a and 2a are the same action, which keeps tanh saturation from changing the step.
 - **Observation.** The state of papers/003 is the point x_k. By default that is the task's iterate
-  (``observe="iterate"``). For attack tasks, ``observe="image"`` shows the attacked image
+  (``observe="iterate"``). For attack tasks (:attr:`Task.perturbs_image`: the classifier attacks and
+  the order attack), ``observe="image"`` shows the attacked image
   clamp(image + delta) instead: papers/003 eq. 9 optimizes the image itself, while l2l's
   :class:`~l2l.tasks.AttackTask` optimizes the perturbation delta, which alone does not say which
   image is attacked (every episode starts at delta = 0). The clean image is the attacker's own input,
@@ -58,12 +59,16 @@ def direction_to_action(direction: torch.Tensor) -> np.ndarray:
 
 
 def check_observe(observe: str, task: Task) -> str:
-    """``observe`` checked against the task: the image modes need a classifier attack (``adversarial``)."""
+    """``observe`` checked against the task: the image modes need a task that perturbs an image.
+
+    That is :attr:`Task.perturbs_image` (an ``image`` and ``adversarial(X)``): the classifier attacks and
+    the order attack.
+    """
     if observe not in OBSERVE_MODES:
         raise ValueError(f"observe={observe!r} must be one of {', '.join(OBSERVE_MODES)}")
-    if observe != "iterate" and not task.classifier_attack:
+    if observe != "iterate" and not task.perturbs_image:
         raise ValueError(
-            f"observe={observe!r} needs a classifier attack task (Task.classifier_attack, with an "
+            f"observe={observe!r} needs a task that perturbs an image (Task.perturbs_image, with an "
             f"adversarial(X) method); {type(task).__name__} is none: use observe='iterate'"
         )
     return observe

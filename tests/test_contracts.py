@@ -205,7 +205,7 @@ def assert_feasible(task: Task, x: torch.Tensor, what: str) -> None:
     assert torch.allclose(task.project(x), x, rtol=0.0, atol=FEASIBILITY_TOL), what
     ord = math.inf if task.ball.norm == "linf" else 2
     assert torch.linalg.vector_norm(x, ord=ord) <= task.ball.eps * (1 + 1e-6) + FEASIBILITY_TOL, what
-    if task.classifier_attack:  # the attacked image stays in the image box too
+    if task.perturbs_image:  # the attacked image stays in the image box too
         image = task.image.flatten() + x
         assert image.min() >= -FEASIBILITY_TOL and image.max() <= 1 + FEASIBILITY_TOL, what
 
@@ -324,9 +324,11 @@ def test_declared_capabilities_are_consistent(name):
         X = probe_points(task)
         loss, log_p = task.loss_and_log_likelihood(X)
         assert torch.allclose(loss, task.loss(X)) and log_p.shape == (3,) and (log_p <= 1e-6).all()
-    if task.classifier_attack:
+    assert task.perturbs_image or not task.classifier_attack  # a classifier attack perturbs an image
+    if task.perturbs_image:
         adv = task.adversarial(probe_points(task))
         assert adv.shape == (3, *task.image_shape) and adv.min() >= 0 and adv.max() <= 1
+        assert task.image.shape == task.image_shape
 
 
 # --- learned optimizers ----------------------------------------------------------------------------

@@ -73,6 +73,10 @@ def test_horizons_come_from_the_family():
     assert l2l.tasks.default_steps("fashion_order_attack") == 1000
     assert {l2l.tasks.default_steps(name) for name in l2l.family_names()} - {500, 1000} == {200}
     for env_id, family in envs.ENV_IDS.items():
-        assert gym.registry[env_id].kwargs["steps"] == l2l.tasks.default_steps(family)
+        steps, horizon = gym.registry[env_id].kwargs["steps"], l2l.tasks.default_steps(family)
+        if env_id == "l2l/ZOOrder-v0":  # 2 queries a step and 1 for f(x_0), within Q = 1,000 queries
+            assert 1 + 2 * steps <= horizon == envs.ORDER_BUDGET < 1 + 2 * (steps + 1)
+        else:
+            assert steps == horizon
     with pytest.raises(KeyError, match="unknown task 'nope'; registered tasks: binary_classification"):
         l2l.tasks.default_steps("nope")

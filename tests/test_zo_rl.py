@@ -45,7 +45,7 @@ def tiny_agent(env: ZOEnv, **changes) -> ZORLAgent:
     return agent
 
 
-@pytest.mark.parametrize("make", ["quadratic", "l2l/ZOAttack-v0", "l2l/ZOBinary-v0"])
+@pytest.mark.parametrize("make", ["quadratic", *envs.ENV_IDS])
 def test_both_env_checkers_pass(make):
     env = quadratic_env(index=None) if make == "quadratic" else gym.make(make, steps=4).unwrapped
     with warnings.catch_warnings():
@@ -72,6 +72,24 @@ def test_image_delta_observation_shows_the_image_and_the_normalized_perturbation
         "features_extractor_kwargs": {"image_shape": env.image_shape, "width": 2}})  # fmt: skip
     agent.learn(12)  # a two-channel CNN actor and critic train; the action stays one direction [784]
     assert agent.predict(obs, deterministic=True)[0].shape == (784,)
+
+
+def test_order_env_rewards_tau_s_gains_and_observes_the_query_image():
+    env = gym.make("l2l/ZOOrder-v0", steps=6, index=0, observe="image").unwrapped
+    assert (env.task_name, env.mu, env.eta) == ("fashion_order_attack", 4 / 255, 1e-4)
+    obs, _ = env.reset(seed=0)
+    assert np.array_equal(obs, env.task.image.flatten().numpy())  # the query image (delta = 0)
+    tau, rewards, rng = float(env.task.tau_s(env.x.unsqueeze(0))[0]), [], np.random.default_rng(1)
+    for _ in range(6):
+        obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, env.dim).astype(np.float32))
+        new_tau = float(env.task.tau_s(env.x.unsqueeze(0))[0])
+        assert reward == pytest.approx(new_tau - tau, abs=1e-6) and info["loss"] == pytest.approx(-new_tau)
+        assert not terminated and (truncated == (env.k == 6))
+        tau = new_tau
+        rewards.append(reward)
+    assert any(rewards)  # mu = 4/255 moves the ranking (the fallback mu = 1e-4 would not)
+    assert info["queries"] == 1 + 2 * 6 and float(env.x.abs().max()) <= 4 / 255 + 1e-7
+    assert np.allclose(obs, env.task.adversarial(env.x.unsqueeze(0))[0].flatten().numpy())
 
 
 def test_reward_is_the_loss_decrease_and_queries_are_exact():
@@ -405,7 +423,7 @@ def test_importing_agents_registered_the_loader():
 def test_image_observations_and_cnn_shapes_come_from_the_task_capabilities():
     from envs.mdp import image_shape
 
-    with pytest.raises(ValueError, match=r"observe='image' needs a classifier attack task"):
+    with pytest.raises(ValueError, match=r"observe='image' needs a task that perturbs an image"):
         ZOEnv("quadratic", observe="image", family_kwargs={"dim": DIM})
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     square = l2l.tasks.AttackTask(model, torch.rand(1, 4, 4), label=0)

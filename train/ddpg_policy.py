@@ -179,7 +179,7 @@ def make_env(cfg: TrainConfig) -> ZOEnv:
     observe = cfg.observe
     if observe == "auto":
         probe = l2l.make_family(cfg.task).instance("train", 0)
-        observe = "image" if probe.classifier_attack else "iterate"
+        observe = "image" if probe.perturbs_image else "iterate"
     return ZOEnv(
         cfg.task, split="train", index=None, instances=cfg.train_instances, mu=cfg.mu, eta=cfg.eta,
         steps=cfg.steps or 200, observe=observe, reward_scale=cfg.reward_scale,

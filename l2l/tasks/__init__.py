@@ -1,6 +1,13 @@
 """Problem families and instances, looked up by name (``make_family``, ``make_task``)."""
 
-from l2l.tasks import binary, mnist_attack, mnist_attack_linf, order_attack, quadratic  # noqa: F401  (registration)
+from l2l.tasks import (  # noqa: F401  (registration)
+    binary,
+    fashion_attack,
+    mnist_attack,
+    mnist_attack_linf,
+    order_attack,
+    quadratic,
+)
 from l2l.tasks.attack import AttackTask
 from l2l.tasks.base import SPLITS, NormBall, Task, TaskFamily
 from l2l.tasks.binary import BinaryClassificationTask

@@ -65,6 +65,7 @@ class AttackTask(Task):
     """
 
     classifier_attack = True
+    perturbs_image = True
     exact_loss_and_success = True  # loss and loss_and_success share _forward and _loss_from
 
     def __init__(

@@ -49,6 +49,10 @@ class Task(abc.ABC):
     #: whether the task attacks a classifier: it then has ``model``, ``image``, ``label``,
     #: ``adversarial(X)`` (the attacked images) and a misclassification ``success``
     classifier_attack: ClassVar[bool] = False
+    #: whether the variable perturbs an image: the task then has ``image`` (the clean image, of shape
+    #: ``image_shape``) and ``adversarial(X)`` (the perturbed images, [B, *image_shape], in [0, 1]);
+    #: every classifier attack does, and so do attacks on other models (the order attack's ranking model)
+    perturbs_image: ClassVar[bool] = False
     #: whether ``loss_and_success(X)[0]`` equals ``loss(X)`` bit for bit from one shared pass; the
     #: oracle then answers a single-row query through it, and ``l2l.run`` reuses that row's loss and
     #: success when it records the same iterate (no second model pass for one-query-per-step attacks)

@@ -1,32 +1,42 @@
-"""The ``mnist_attack`` family: black-box attacks on held-out MNIST images of the shipped target model."""
+"""The ``mnist_attack`` family: black-box attacks on held-out MNIST images of the shipped target model.
+
+:class:`MnistAttackFamily` serves any data set of :data:`l2l.tasks.target_models.TARGET_DATA` through
+its ``dataset`` class attribute; ``fashion_attack`` (:mod:`l2l.tasks.fashion_attack`) is the same family
+on Fashion-MNIST.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import ClassVar
 
 import torch
 
 from l2l.tasks.attack import AttackTask
 from l2l.tasks.base import TaskFamily, split_counts
-from l2l.tasks.mnist_data import N_MODEL_TRAIN, heldout_split
 from l2l.tasks.registry import register_family
-from l2l.tasks.target_models import load_mnist_target_model
+from l2l.tasks.target_models import load_target_model, target_data
 
 SPLIT_SEED = 7
 DEFAULT_SIZES = (200, 100, None)  # train, val, test (None: every remaining image)
 
 
-@lru_cache(maxsize=2)
-def correctly_classified(checkpoint: str | None = None) -> torch.Tensor:
-    """Indices into the held-out 1,000 images that the target model classifies correctly."""
-    images, labels = heldout_split()
+@lru_cache(maxsize=4)
+def correctly_classified(dataset: str = "mnist", checkpoint: str | None = None) -> torch.Tensor:
+    """Indices into the data set's held-out images (1,000) that its target model classifies correctly.
+
+    Args:
+        dataset: ``mnist`` or ``fashion`` (:data:`l2l.tasks.target_models.TARGET_DATA`).
+        checkpoint: the target-model file (None: the shipped one).
+    """
+    images, labels = target_data(dataset).heldout_split()
     with torch.no_grad():
-        predicted = load_mnist_target_model(checkpoint)(images).argmax(dim=1)
+        predicted = load_target_model(dataset, checkpoint)(images).argmax(dim=1)
     return torch.nonzero(predicted == labels).flatten()
 
 
 class MnistAttackTask(AttackTask):
-    """An :class:`AttackTask` that also remembers which MNIST image it attacks (and from which family)."""
+    """An :class:`AttackTask` that also remembers which image of its data set it attacks (and its family)."""
 
     family = "mnist_attack"
 
@@ -56,6 +66,8 @@ class MnistAttackFamily(TaskFamily):
     """
 
     name = "mnist_attack"
+    #: the data set of :data:`~l2l.tasks.target_models.TARGET_DATA` whose held-out images are attacked
+    dataset: ClassVar[str] = "mnist"
 
     def __init__(
         self,
@@ -67,8 +79,8 @@ class MnistAttackFamily(TaskFamily):
         norm: str = "linf",
     ):
         self.c, self.kappa, self.checkpoint, self.eps, self.norm = c, kappa, checkpoint, eps, norm
-        self.model = load_mnist_target_model(checkpoint)
-        pool = correctly_classified(checkpoint)
+        self.model = load_target_model(self.dataset, checkpoint)
+        pool = correctly_classified(self.dataset, checkpoint)
         pool = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(SPLIT_SEED))]
         counts = split_counts(len(pool), list(sizes))
         bounds = torch.tensor([0, *counts]).cumsum(0).tolist()
@@ -80,14 +92,15 @@ class MnistAttackFamily(TaskFamily):
         return len(self.pools[split])
 
     def image_id(self, split: str, index: int) -> int:
-        """Position of the instance's image in the shuffled 5,000-image MNIST set."""
+        """The instance's image id: its position in the shuffled 5,000-image MNIST set (Fashion-MNIST:
+        its row in the 60,000 training images)."""
         self.check_index(split, index)
-        return N_MODEL_TRAIN + int(self.pools[split][index])
+        return int(target_data(self.dataset).heldout_ids()[self.pools[split][index]])
 
     def instance(self, split: str, index: int) -> MnistAttackTask:
         image_id = self.image_id(split, index)
-        images, labels = heldout_split()
-        local = image_id - N_MODEL_TRAIN
+        images, labels = target_data(self.dataset).heldout_split()
+        local = int(self.pools[split][index])
         return MnistAttackTask(
             image_id=image_id,
             family=self.name,

@@ -78,3 +78,8 @@ def heldout_split() -> tuple[torch.Tensor, torch.Tensor]:
     """The 1,000 images the target model never sees in training; attack instances come from these."""
     images, labels = load_mnist()
     return images[N_MODEL_TRAIN:], labels[N_MODEL_TRAIN:]
+
+
+def heldout_ids() -> torch.Tensor:
+    """Positions of the 1,000 held-out images in the shuffled 5,000-image set (int64, in order)."""
+    return torch.arange(N_MODEL_TRAIN, len(load_mnist()[1]))

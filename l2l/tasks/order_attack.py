@@ -96,6 +96,7 @@ class OrderAttackTask(Task):
     """
 
     reports_best_seen = True  # papers/004 reports the best sample a method has seen within Q
+    perturbs_image = True  # image and adversarial(X): image observations (envs.mdp) work here too
 
     def __init__(
         self,

@@ -1,7 +1,15 @@
-"""Target classifiers for attack tasks and their checkpoints."""
+"""Target classifiers for attack tasks, the data sets they are trained on, and their checkpoints.
+
+One architecture (:class:`CWMnistCNN`) is trained by ``python -m train.target_model --dataset D`` on
+each data set of :data:`TARGET_DATA`: MNIST (``mnist_attack`` and its norm-ball variants) and
+Fashion-MNIST (``fashion_attack``). Each data set splits into the images the model trains on and a
+held-out pool that attack instances come from.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -9,8 +17,65 @@ import torch
 from torch import nn
 
 from l2l.common.paths import checkpoints_dir
+from l2l.tasks import fashion_data, mnist_data
 
 MNIST_CHECKPOINT = "mnist_cnn.pt"
+FASHION_CHECKPOINT = "fashion_cnn.pt"
+
+
+@dataclass(frozen=True)
+class TargetData:
+    """One data set a target classifier is trained and attacked on.
+
+    Args:
+        name: its ``--dataset`` name in ``train.target_model``.
+        checkpoint: the file name of its trained model in ``checkpoints/``.
+        model_train_split: returns the images [n, 1, 28, 28] in [0, 1] and labels the model trains on.
+        heldout_split: returns the held-out images and labels, the only ones attack instances use.
+        heldout_ids: returns each held-out image's id in the data set's own numbering (``image_id``).
+        title: the data set's name in messages.
+    """
+
+    name: str
+    checkpoint: str
+    model_train_split: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    heldout_split: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    heldout_ids: Callable[[], torch.Tensor]
+    title: str
+
+    def checkpoint_path(self) -> Path:
+        """Where its trained model lives (``checkpoints/`` or ``$L2L_CHECKPOINTS``)."""
+        return checkpoints_dir() / self.checkpoint
+
+    @property
+    def train_command(self) -> str:
+        """The command that trains its model (MNIST is the default data set, so it needs no option)."""
+        return "python -m train.target_model" + ("" if self.name == "mnist" else f" --dataset {self.name}")
+
+
+#: ``--dataset`` name -> data set; MNIST's images ids are positions in the shuffled 5,000 (mnist_data),
+#: Fashion-MNIST's are rows of its 60,000 training images (fashion_data)
+TARGET_DATA = {
+    "mnist": TargetData(
+        "mnist", MNIST_CHECKPOINT, mnist_data.model_train_split, mnist_data.heldout_split,
+        mnist_data.heldout_ids, "MNIST",
+    ),
+    "fashion": TargetData(
+        "fashion", FASHION_CHECKPOINT, fashion_data.model_train_split, fashion_data.heldout_split,
+        fashion_data.heldout_ids, "Fashion-MNIST",
+    ),
+}  # fmt: skip
+
+
+def target_data(name: str) -> TargetData:
+    """The data set ``name`` of :data:`TARGET_DATA` (a ValueError lists the names otherwise).
+
+    Args:
+        name: ``mnist`` or ``fashion``.
+    """
+    if name not in TARGET_DATA:
+        raise ValueError(f"dataset={name!r} must be one of {', '.join(TARGET_DATA)}")
+    return TARGET_DATA[name]
 
 
 class CWMnistCNN(nn.Sequential):
@@ -28,7 +93,7 @@ class CWMnistCNN(nn.Sequential):
 
 
 def mnist_checkpoint_path() -> Path:
-    return checkpoints_dir() / MNIST_CHECKPOINT
+    return TARGET_DATA["mnist"].checkpoint_path()
 
 
 def read_model_checkpoint(path: Path, what: str, command: str, required: set[str]) -> dict:
@@ -55,19 +120,43 @@ def read_model_checkpoint(path: Path, what: str, command: str, required: set[str
     return ckpt
 
 
-def read_target_checkpoint(path: Path) -> dict:
-    """The raw checkpoint dict (``state_dict``, ``config``, ``heldout_accuracy``, ``version``)."""
+def read_target_checkpoint(path: Path, dataset: str = "mnist") -> dict:
+    """The raw checkpoint dict (``state_dict``, ``config``, ``heldout_accuracy``, ``version``).
+
+    Args:
+        path: the checkpoint file.
+        dataset: the data set it must have been trained on (a checkpoint that records none is MNIST's,
+            as every one written before the ``--dataset`` option).
+    """
+    data = target_data(dataset)
     required = {"state_dict", "config", "heldout_accuracy"}
-    return read_model_checkpoint(path, "target-model", "python -m train.target_model", required)
+    ckpt = read_model_checkpoint(path, f"{data.title} target-model", data.train_command, required)
+    trained_on = ckpt["config"].get("dataset", "mnist")
+    if trained_on != dataset:
+        raise ValueError(
+            f"{str(path)!r} is a target model trained on {trained_on!r}, not {dataset!r}; train one with "
+            f"`{data.train_command}`"
+        )
+    return ckpt
 
 
-@lru_cache(maxsize=2)
-def load_mnist_target_model(path: str | None = None) -> CWMnistCNN:
-    """The trained MNIST target model in eval mode, with gradients switched off for its weights."""
-    ckpt = read_target_checkpoint(Path(path) if path else mnist_checkpoint_path())
+@lru_cache(maxsize=4)
+def load_target_model(dataset: str = "mnist", path: str | None = None) -> CWMnistCNN:
+    """The trained target model of ``dataset`` in eval mode, with gradients switched off for its weights.
+
+    Args:
+        dataset: ``mnist`` or ``fashion`` (:data:`TARGET_DATA`).
+        path: the checkpoint file (None: the data set's file in ``checkpoints/``).
+    """
+    ckpt = read_target_checkpoint(Path(path) if path else target_data(dataset).checkpoint_path(), dataset)
     model = CWMnistCNN(dropout=ckpt["config"].get("dropout", 0.5))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def load_mnist_target_model(path: str | None = None) -> CWMnistCNN:
+    """The trained MNIST target model (:func:`load_target_model` on ``mnist``)."""
+    return load_target_model("mnist", path)
