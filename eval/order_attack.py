@@ -147,20 +147,17 @@ def paper_settings(name: str, eps: float, dim: int) -> dict:
 def build_methods(cfg: OrderAttackConfig, k: int, N: int | None, eps: float, dim: int):
     """(label, optimizer) pairs for one cell, with the settings ``cfg.settings`` asks for.
 
-    ``tuned`` reads the values ``eval.tune`` recorded under this cell's key and also takes learned
-    checkpoints (the :mod:`eval.specs` list); a registered white-box reference keeps the paper's
-    protocol (24 steps of 1/255) either way, since it is a fixed reference, not a tuned method.
+    The list is the :mod:`eval.specs` one, so learned checkpoints (``label=path``) come with their
+    untrained controls under either setting. ``paper`` gives every registered method papers/004 app.
+    D's settings; ``tuned`` reads the values ``eval.tune`` recorded under this cell's key. A registered
+    white-box reference keeps the paper's protocol (24 steps of 1/255) either way, since it is a fixed
+    reference, not a tuned method.
     """
-    names = [name.strip() for name in cfg.methods.split(",")]
-    if cfg.settings == "paper":
-        for name in names:
-            l2l.optimizers.registry.optimizer_class(name)  # the registry's KeyError lists the names
-        return [(name, l2l.make_optimizer(name, **paper_settings(name, eps, dim))) for name in names]
     key = tuning_key(FAMILY, k=k, N=N, eps=eps)
     methods = build_optimizers(parse_optimizers(cfg.methods, task=FAMILY, q=None, tuned_key=key))
     registered = set(l2l.optimizer_names())
     for i, (label, opt) in enumerate(methods):
-        if opt.white_box and label in registered:
+        if label in registered and (cfg.settings == "paper" or opt.white_box):
             methods[i] = (label, l2l.make_optimizer(label, **paper_settings(label, eps, dim)))
     return methods
 

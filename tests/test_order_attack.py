@@ -201,12 +201,15 @@ def test_paper_settings_and_visible_ranges():
 @pytest.mark.skipif(not fashion_ranking_path().is_file(), reason="needs checkpoints/fashion_ranking.pt")
 def test_table_cli_on_the_shipped_model(tmp_path):
     out = tmp_path / "oa.json"
-    args = ["--methods", "rand,nes,fo_pgd", "--k", "5", "--N", "inf", "--eps", "4", "--budget", "100",
+    args = ["--methods", "rand,nes,fo_pgd,lstm=checkpoints/zo_lstm_mnist.pt", "--k", "5", "--N", "inf",
+            "--eps", "4", "--budget", "100",
             "--split", "val", "--instances", "2", "--pgd-steps", "3", "--no-progress",
             "--out", str(out)]  # fmt: skip
     order_attack.main(args)
     result = json.loads(out.read_text())
-    assert set(result["results"]) == {"rand", "nes", "fo_pgd"}
+    # paper settings for the registered methods; a learned checkpoint runs beside them with its control
+    assert set(result["results"]) == {"rand", "nes", "fo_pgd", "lstm", "lstm_untrained"}
+    assert result["results"]["nes"]["config"]["q"] == 25
     for res in result["results"].values():
         assert -1 <= res["tau_s_mean"] <= 1 and res["runs"] == 2 and res["queries_mean"] <= 100
         assert res["tau_s_curve"] == sorted(res["tau_s_curve"])  # best seen never drops
