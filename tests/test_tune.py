@@ -79,3 +79,5 @@ def test_a_task_that_reports_its_best_iterate_is_tuned_and_validated_by_it(monke
     val = validate(l2l.make_optimizer("zo_sgd", **diverging), tasks, steps=6)  # meta-training's selection
     assert val.final_loss_mean == pytest.approx(sum(start) / 2, rel=1e-6)
     assert val.final_loss_mean < sum(curve[-1] for curve in (t.losses for t in val.trajectories)) / 2
+    curve = val.loss_curve_mean  # best so far at every step, so alpha's t-weighted choice reads it too
+    assert curve == sorted(curve, reverse=True) and val.weighted_loss_mean <= curve[0]

@@ -338,9 +338,10 @@ class Validation:
         final_loss_mean: mean final full-objective loss (the model-selection score); on tasks that
             report the best iterate seen (``Task.reports_best_seen``), the mean lowest loss of a run.
         final_loss_std: its standard deviation over runs.
-        weighted_loss_mean: mean of sum_t t f(theta_t) / sum_t t (the meta-loss's f part, normalized).
+        weighted_loss_mean: mean of sum_t t f(theta_t) / sum_t t (the meta-loss's f part, normalized;
+            on tasks that report the best iterate seen, f(theta_t) is the best loss up to step t).
         success_rate: fraction of runs that ever succeeded, or None when the task defines no success.
-        loss_curve_mean: mean loss per step, starting with f(x0).
+        loss_curve_mean: mean loss per step, starting with f(x0) (best so far, on those tasks).
         trajectories: the runs, one per instance.
     """
 
@@ -381,10 +382,11 @@ def validate(
     one = lambda i: run(optimizer, tasks[i], steps=steps, seed=val_seed(seed, i))  # noqa: E731
     trajs = distributed.sharded_map(one, indices) if sharded else [one(i) for i in indices]
     curves = torch.tensor([t.losses for t in trajs], dtype=torch.float64)
+    if tasks[0].reports_best_seen:  # the order attack: what a run reports at step t is its best so far
+        curves = curves.cummin(dim=1).values
     weights = torch.arange(1, curves.shape[1], dtype=torch.float64)
     weighted = (curves[:, 1:] * weights).sum(dim=1) / weights.sum() if steps > 0 else curves[:, 0]
-    # a task whose protocol reports the best iterate seen (the order attack) is selected by it, too
-    finals = curves.min(dim=1).values if tasks[0].reports_best_seen else curves[:, -1]
+    finals = curves[:, -1]
     has_success = tasks[0].success(tasks[0].x0().unsqueeze(0)) is not None
     return Validation(
         final_loss_mean=float(finals.mean()),
