@@ -127,6 +127,21 @@ def test_save_load_run_gives_identical_trajectory(trained, tmp_path):
     assert ckpt["version"] == l2l.__version__ and ckpt["val"] == {"final_loss_mean": 1.0}
 
 
+def test_input_scale_feeds_the_scaled_estimate_and_stays_with_the_checkpoint(tmp_path):
+    plain, scaled = ZOLSTM(input_scale=1.0), ZOLSTM(input_scale=30.0)  # same init_seed: same weights
+    grad = torch.linspace(-0.05, 0.05, DIM)
+    carry_a, carry_b = plain.initial_carry(DIM), scaled.initial_carry(DIM)
+    with torch.no_grad():
+        expected, _ = plain.update_net(30.0 * grad, (carry_a["update_h"], carry_a["update_c"]))
+        assert torch.allclose(scaled._update(grad, carry_b), expected, rtol=0, atol=0)
+    path = save_zo_lstm(tmp_path / "s.pt", scaled, train_config={"seed": 0}, val={})
+    assert l2l.load_optimizer(path).input_scale == 30.0
+    with pytest.raises(ValueError, match="input_scale"):
+        scaled.with_options(input_scale=1.0)  # the weights were trained on the scaled input
+    with pytest.raises(ValueError, match=r"input_scale=0\.0"):
+        ZOLSTM(input_scale=0.0)
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_variant_spends_q_plus_one_queries_per_step(trained, variant):
     optimizer = make_variant(trained, variant)
