@@ -279,6 +279,20 @@ def test_cli_selects_the_update_scale_on_val(tmp_path):
     assert len(set(tried.values())) == 3  # the scale changes what the optimizer does
 
 
+def test_cli_with_no_iterations_scores_the_given_weights_and_chooses_alpha(tmp_path):
+    trained = tmp_path / "trained"
+    train_cli.main(_cli_argv(trained, "--update-iterations", "3", "--query-iterations", "0",
+                             "--alpha-grid", ""))  # fmt: skip
+    moved = tmp_path / "moved"  # the transfer study: given weights, val of another family, alpha only
+    given = ("--init-from", str(trained / "best.pt"), "--alpha-grid", "0.5,2")
+    summary = train_cli.main(_cli_argv(moved, "--update-iterations", "0", "--query-iterations", "0", *given))
+    source, ckpt = read_checkpoint(trained / "best.pt"), read_checkpoint(moved / "best.pt")
+    for name, weights in source["modules"].items():
+        assert all(torch.equal(w, ckpt["modules"][name][k]) for k, w in weights.items())  # untouched
+    assert ckpt["config"]["alpha"] == summary["alpha"]["alpha"] in (0.5, 2.0)
+    assert json.loads((moved / "history.json").read_text())[0]["iteration"] == 0
+
+
 def test_cli_help_lists_every_field(capsys):
     with pytest.raises(SystemExit):
         train_cli.main(["--help"])

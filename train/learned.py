@@ -149,7 +149,9 @@ class LearnedTrainConfig(LoopOptions):
     )
     val_steps: int | None = doc_field(None, "steps of a validation run (none: --steps)")
     images: int = doc_field(4, "attack tasks: adversarial examples logged to wandb per validation")
-    init_from: str | None = doc_field(None, "start from this checkpoint's weights (none: random)")
+    init_from: str | None = doc_field(
+        None, "start from this checkpoint's weights (none: random); 0 iterations everywhere: score only"
+    )
     out: str = doc_field(
         "results/learned/{optimizer}/{task}", "output folder ({optimizer}, {task} filled in)"
     )
@@ -496,6 +498,9 @@ def train(job: Job) -> dict:
     plan = [(stage, job.iterations[stage]) for stage in stages if job.iterations[stage] > 0]
     bar = tqdm(total=sum(n for _, n in plan), initial=progress["global_step"], unit="meta-it",
                disable=not distributed.is_main())  # fmt: skip
+    if not plan and job.init_from:  # no stage runs: score the given weights (a transfer study), save them
+        trainer.begin_stage(stages[-1])
+        evaluate(trainer, job, val_groups, progress, run)
     for stage, iterations in plan:
         if trainer.stage is not None and stages.index(stage) < stages.index(trainer.stage):
             continue  # resumed after this stage (an unfinished or extended stage continues below)

@@ -75,7 +75,11 @@ class TrainConfig(LoopOptions, MetaConfig):
         ALPHA_GRID,
         "update scales alpha tried on val after training; the best goes into best.pt ('': keep --alpha)",
     )
-    init_from: str | None = doc_field(None, "start from this ZO-LSTM checkpoint's weights (none: random)")
+    init_from: str | None = doc_field(
+        None,
+        "start from this ZO-LSTM checkpoint's weights (none: random); with both stages at 0 iterations, "
+        "only score them on val and choose alpha (a transfer study)",
+    )
     out: str = doc_field("results/zo_lstm/{task}", "output folder ({task} is filled in)")
 
     def __post_init__(self) -> None:
