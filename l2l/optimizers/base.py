@@ -195,9 +195,9 @@ class GradientEstimateOptimizer(ZOOptimizer):
         return self.spec.estimate(oracle, state.x, state.rng)
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
-        return self.advance(state, self.estimate(state, oracle), oracle)
+        return self.apply_estimate(state, self.estimate(state, oracle), oracle)
 
-    def advance(self, state: ZOState, est: Estimate, oracle: Oracle) -> ZOState:
+    def apply_estimate(self, state: ZOState, est: Estimate, oracle: Oracle) -> ZOState:
         """Apply :meth:`update` with the estimate ``est``, project, and count the step (no query)."""
         state.x = oracle.project(self.update(state, est, lr_from_delta(self.delta, state.x.shape[0])))
         state.fx = est.fx
@@ -220,8 +220,8 @@ class GradientEstimateOptimizer(ZOOptimizer):
         return self.spec.draw(state.x, state.rng)
 
     def conclude(self, state: ZOState, values: torch.Tensor, plan: torch.Tensor, oracle: Oracle) -> ZOState:
-        """The estimate from ``values`` (:meth:`EstimatorSpec.combine`), then :meth:`advance`."""
-        return self.advance(state, self.spec.combine(values, plan), oracle)
+        """The estimate from ``values`` (:meth:`EstimatorSpec.combine`), then :meth:`apply_estimate`."""
+        return self.apply_estimate(state, self.spec.combine(values, plan), oracle)
 
     @abc.abstractmethod
     def update(self, state: ZOState, est: Estimate, lr: float) -> torch.Tensor:
