@@ -22,6 +22,7 @@ Gaussian estimate it replaces (0.025 for q = 20 on MNIST, 0.17 on binary classif
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from collections import deque
@@ -187,19 +188,28 @@ def upgrade_policy_zip(path: str | os.PathLike) -> bool:
         ValueError: the file is not a policy-only zip of a :class:`ZORLAgent`.
     """
     path = Path(path)
-    with zipfile.ZipFile(path) as archive:
-        absent = [name for name in OPTIMIZERS if f"{name}.pth" not in archive.namelist()]
+    names, data = _zip_contents(path)
+    if "policy.pth" not in names or data.get("policy_only") is not True:
+        raise ValueError(
+            f"{str(path)!r} is not a policy-only ZO-RL zip (one that ZORLAgent.save_policy_only or "
+            "train.ddpg_policy writes); nothing else is upgraded"
+        )
+    absent = [name for name in OPTIMIZERS if f"{name}.pth" not in names]
     if not absent:
         return False
-    agent = ZORLAgent.load(path, device="cpu", buffer_size=1)
-    if not agent.policy_only:
-        raise ValueError(
-            f"{str(path)!r} is a full save that lacks {absent}; only policy-only zips are upgraded "
-            "(a full save is complete as stable-baselines3 writes it)"
-        )
-    params = agent.get_parameters()
+    params = ZORLAgent.load(path, device="cpu", buffer_size=1).get_parameters()
     atomic_write(path, lambda tmp: _copy_zip(path, tmp, {f"{name}.pth": params[name] for name in absent}))
     return True
+
+
+def _zip_contents(path: Path) -> tuple[list[str], dict[str, Any]]:
+    """The entry names of the stable-baselines3 zip at ``path`` and its ``data`` (JSON; {} without)."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{str(path)!r} is not a zip file (missing, corrupt or truncated)")
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        data = json.loads(archive.read("data")) if "data" in names else {}
+    return names, data
 
 
 def _copy_zip(source: Path, target: Path, extra: dict[str, Any]) -> None:
