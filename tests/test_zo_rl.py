@@ -462,6 +462,7 @@ def test_training_cli_saves_and_resumes(tmp_path):
     )
     chosen = l2l.load_optimizer(tmp_path / "policy.zip")
     assert (chosen.policy_prob, chosen.eta) == (choice["policy_prob"], choice["eta"])
+    assert_sb3_predicts_the_project_policy(tmp_path / "policy.zip", l2l.make_task("quadratic", "val"))
     # --select-from: only the choice, on a trained zip; the grid multiplies the MDP's eta, not the choice
     again = ddpg_policy.main([*common, "--select-from", str(tmp_path / "policy.zip"), "--out",
                               str(tmp_path / "again"), "--checkpoint", str(tmp_path / "again.zip"),
