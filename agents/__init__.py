@@ -7,9 +7,12 @@
 
 ``l2l.load_optimizer`` reads policy zips through :func:`agents.zo_rl.load_policy_file`, declared as the
 ``zo_rl`` entry point of the ``l2l.loaders`` group in pyproject.toml (l2l never imports agents by name).
+The same zips load the stable-baselines3 way, ``stable_baselines3.DDPG.load(path)`` or
+``ZORLAgent.load(path)`` (:mod:`agents.zo_rl`); :func:`upgrade_policy_zip` brings older policy-only
+zips to that layout.
 """
 
-from agents.ddpg import ZORLAgent
+from agents.ddpg import ZORLAgent, upgrade_policy_zip
 from agents.networks import IterateFeatures, PairCritic, ZORLPolicy
 from agents.zo_rl import (
     SHIPPED,
@@ -35,4 +38,5 @@ __all__ = [
     "load_zo_rl_lstm",
     "read_policy",
     "shipped_policy",
+    "upgrade_policy_zip",
 ]

@@ -22,16 +22,24 @@ Gaussian estimate it replaces (0.025 for q = 20 on MNIST, 0.17 on binary classif
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 from collections import deque
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from stable_baselines3 import DDPG
 from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.save_util import recursive_getattr
 
-#: state-dict prefixes of the target networks, which a policy-only save leaves out
-TARGETS = ("actor_target.", "critic_target.")
+from agents.networks import TARGETS
+from l2l.common.io import atomic_write
+
+#: the optimizers of stable-baselines3's DDPG, saved as ``<name>.pth`` entries of a zip
+OPTIMIZERS = ("actor.optimizer", "critic.optimizer")
 
 
 def default_switch_threshold(q: int, dim: int) -> float:
@@ -114,14 +122,17 @@ class ZORLAgent(DDPG):
         super()._on_step()
         self.logger.record("zo_rl/switched", float(self.switched))
 
-    #: saved policies for use only (:meth:`save_policy_only`) hold no optimizers or target networks
+    #: saved policies for use only (:meth:`save_policy_only`) hold no optimizer moments or target networks
     policy_only = False
 
     def save_policy_only(self, path: str | os.PathLike) -> None:
         """Save the actor and critic alone: what ``zo_rl`` needs, a third of a full save on MNIST.
 
-        Loading such a file starts the target networks as copies of the networks (as DDPG's set-up
-        does) and the Adam states afresh, so training can go on from it, but not exactly as before.
+        The zip keeps stable-baselines3's layout, so ``stable_baselines3.DDPG.load`` reads it: the
+        optimizer entries hold their settings without Adam's moments, and the policy's state leaves the
+        target networks out (:meth:`agents.networks.ZORLPolicy.load_state_dict` starts them as copies of
+        the networks, as DDPG's set-up does). Training can go on from such a file, but not exactly as
+        before: the targets and Adam's moments start afresh.
         """
         previous, self.policy_only = self.policy_only, True
         try:
@@ -129,24 +140,83 @@ class ZORLAgent(DDPG):
         finally:
             self.policy_only = previous
 
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        names, others = super()._get_torch_save_params()
-        return (["policy"], others) if self.policy_only else (names, others)
-
     def get_parameters(self) -> dict[str, dict]:
         params = super().get_parameters()
         if self.policy_only:
             params["policy"] = {k: v for k, v in params["policy"].items() if not k.startswith(TARGETS)}
+            for name in OPTIMIZERS:
+                params[name] = {"state": {}, "param_groups": params[name]["param_groups"]}
         return params
 
     def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: Any = "auto") -> None:
-        if not (self.policy_only and isinstance(load_path_or_dict, dict)):
-            return super().set_parameters(load_path_or_dict, exact_match, device)
-        saved, expected = set(load_path_or_dict.get("policy", {})), set(self.policy.state_dict())
+        if self.policy_only and isinstance(load_path_or_dict, dict):
+            load_path_or_dict = self._complete_policy_only(load_path_or_dict)
+        super().set_parameters(load_path_or_dict, exact_match, device)
+
+    def _complete_policy_only(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A policy-only save's parameters, checked, with fresh optimizer states where the zip has none.
+
+        Policy-only zips written before their optimizer entries existed (those shipped until issue 14's
+        item 5; :func:`upgrade_policy_zip` adds them) hold ``policy`` alone.
+        """
+        saved, expected = set(params.get("policy", {})), set(self.policy.state_dict())
         missing = {k for k in expected - saved if not k.startswith(TARGETS)}
         wrong = sorted(missing | (saved - expected))
         if wrong:
             raise ValueError(f"a policy-only save does not match this agent's networks: {wrong[:5]}")
-        super().set_parameters(load_path_or_dict, exact_match=False, device=device)
-        self.actor_target.load_state_dict(self.actor.state_dict())
-        self.critic_target.load_state_dict(self.critic.state_dict())
+        absent = [name for name in OPTIMIZERS if name not in params]
+        return {**params, **{name: recursive_getattr(self, name).state_dict() for name in absent}}
+
+
+def upgrade_policy_zip(path: str | os.PathLike) -> bool:
+    """Rewrite a policy-only zip without optimizer entries so that ``stable_baselines3.DDPG.load`` reads it.
+
+    Zips saved by :meth:`ZORLAgent.save_policy_only` before it wrote optimizer entries (the ZO-RL zips
+    shipped until issue 14's item 5) hold ``policy.pth`` alone, and stable-baselines3's ``load``
+    insists on every state dict the algorithm saves. This adds ``actor.optimizer.pth`` and
+    ``critic.optimizer.pth`` with the optimizers' settings and no moments, what a policy-only save now
+    writes. Every other entry is copied byte for byte, so the networks and the loaded optimizer stay
+    bit-identical. The file is replaced atomically.
+
+    Args:
+        path: the policy zip, rewritten in place.
+
+    Returns:
+        Whether the file was rewritten (False: it has its optimizer entries already).
+
+    Raises:
+        ValueError: the file is not a policy-only zip of a :class:`ZORLAgent`.
+    """
+    path = Path(path)
+    names, data = _zip_contents(path)
+    if "policy.pth" not in names or data.get("policy_only") is not True:
+        raise ValueError(
+            f"{str(path)!r} is not a policy-only ZO-RL zip (one that ZORLAgent.save_policy_only or "
+            "train.ddpg_policy writes); nothing else is upgraded"
+        )
+    absent = [name for name in OPTIMIZERS if f"{name}.pth" not in names]
+    if not absent:
+        return False
+    params = ZORLAgent.load(path, device="cpu", buffer_size=1).get_parameters()
+    atomic_write(path, lambda tmp: _copy_zip(path, tmp, {f"{name}.pth": params[name] for name in absent}))
+    return True
+
+
+def _zip_contents(path: Path) -> tuple[list[str], dict[str, Any]]:
+    """The entry names of the stable-baselines3 zip at ``path`` and its ``data`` (JSON; {} without)."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{str(path)!r} is not a zip file (missing, corrupt or truncated)")
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        data = json.loads(archive.read("data")) if "data" in names else {}
+    return names, data
+
+
+def _copy_zip(source: Path, target: Path, extra: dict[str, Any]) -> None:
+    """Write ``source``'s entries unchanged (names, dates, compression) and ``extra`` as torch files."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, mode="w") as new:
+        for info in old.infolist():
+            new.writestr(info, old.read(info))
+        for name, obj in extra.items():
+            with new.open(name, mode="w", force_zip64=True) as file:  # as stable-baselines3 writes them
+                torch.save(obj, file)

@@ -27,6 +27,7 @@ the model, so loading rebuilds the same networks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -37,6 +38,10 @@ from stable_baselines3.td3.policies import Actor, TD3Policy
 from torch import nn
 
 ImageShape = tuple[int, int, int]
+#: state-dict prefixes of the target networks, which a policy-only save leaves out
+TARGETS = ("actor_target.", "critic_target.")
+#: the networks the targets copy, in the order of :data:`TARGETS`
+ONLINE = ("actor.", "critic.")
 
 
 def check_image_shape(image_shape: Any, dim: int) -> ImageShape | None:
@@ -219,6 +224,21 @@ class ZORLPolicy(TD3Policy):
         kwargs.setdefault("features_extractor_class", IterateFeatures)
         super().__init__(*args, **kwargs)
 
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """torch's ``load_state_dict``; a state without target networks gets them as copies of the networks.
+
+        A policy-only save (:meth:`agents.ddpg.ZORLAgent.save_policy_only`) leaves the targets out, and
+        DDPG's set-up starts them as such copies anyway; filling them in here is what lets
+        ``stable_baselines3.DDPG.load`` read such a zip with its strict state-dict check.
+
+        Args:
+            state_dict: the policy's state, with or without its ``actor_target.``/``critic_target.`` entries.
+            strict, assign: as for :meth:`torch.nn.Module.load_state_dict`.
+        """
+        return super().load_state_dict(with_targets(state_dict), strict=strict, assign=assign)
+
     def _network_options(self) -> tuple[ImageShape | None, int, int]:
         options = self.features_extractor_kwargs
         dim = int(self.observation_space.shape[0])
@@ -242,3 +262,20 @@ class ZORLPolicy(TD3Policy):
         n_critics = int(self.critic_kwargs["n_critics"])
         critic = PairCritic(self.observation_space, self.action_space, shape, width, hidden, n_critics)  # type: ignore[arg-type]
         return critic.to(self.device)
+
+
+def with_targets(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` with every ``actor.``/``critic.`` entry copied to its target, if it holds no target entry.
+
+    A state that has any target entry is returned as it is (a full save, or one for torch to refuse).
+    The copies are clones, so an ``assign=True`` load does not tie a target to its network.
+
+    Args:
+        state: a :class:`ZORLPolicy` state dict.
+    """
+    if any(key.startswith(TARGETS) for key in state):
+        return dict(state)
+    full = dict(state)
+    for online, target in zip(ONLINE, TARGETS, strict=True):
+        full.update({target + k[len(online) :]: v.clone() for k, v in state.items() if k.startswith(online)})
+    return full

@@ -9,6 +9,13 @@ entry point (:func:`load_policy_file`, declared in pyproject.toml), so::
     opt = l2l.load_optimizer("checkpoints/zo_rl_mnist.zip")         # zo_rl
     opt = load_zo_rl_lstm("checkpoints/zo_rl_mnist.zip", "checkpoints/zo_lstm_mnist.pt")
 
+It is also an ordinary stable-baselines3 model: ``stable_baselines3.DDPG.load(path)`` (or
+:class:`~agents.ddpg.ZORLAgent`'s ``load``, to keep Algorithm 2's warm-start state) returns a model
+whose ``predict(obs, deterministic=True)`` is the action the ``zo_rl`` optimizer turns into its
+direction (:func:`envs.mdp.action_to_direction`), for the observation :func:`envs.mdp.observation`
+builds. The zip names this package's policy class, so ``agents`` must be importable; and loading
+unpickles the zip's ``data`` (cloudpickle), which can run code: load only zips you trust.
+
 - ``zo_rl`` (:class:`ZORL`): the environment's step as an optimizer. Each step asks the policy for a
   direction at x, queries f(x) and f(x + mu u) in one call (**2 queries**), and moves
   x <- project(x - eta (f(x + mu u) - f(x)) / mu * u) with the mu and eta it was trained with.

@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3 import DDPG
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import agents  # the policy zips load through its l2l.loaders entry point, not through this import
 import envs  # registers the gymnasium ids
 import l2l
 from agents import ZORL, ZORLAgent, ZORLPolicy, attach_info, load_zo_rl, load_zo_rl_lstm
+from agents.zo_rl import eval_mode
 from envs import ZOEnv, action_to_direction, direction_to_action
+from envs.mdp import observation
 from eval import cosine as cosine_cli
 from eval.specs import build_optimizers, parse_optimizers
 from l2l.common.paths import checkpoints_dir
@@ -230,8 +233,9 @@ def test_policy_only_save_is_smaller_and_acts_the_same(trained_image_policy, tmp
     slim = tmp_path / "slim.zip"
     agent.save_policy_only(slim)
     with zipfile.ZipFile(slim) as archive:
-        assert not any("optimizer" in name for name in archive.namelist())
         saved = torch.load(archive.open("policy.pth"), weights_only=True)
+        for name in ("actor.optimizer.pth", "critic.optimizer.pth"):  # settings, no Adam moments
+            assert torch.load(archive.open(name), weights_only=True)["state"] == {}
     assert not any(k.startswith(("actor_target.", "critic_target.")) for k in saved)
     assert slim.stat().st_size < 0.6 * path.stat().st_size and not agent.policy_only
     loaded = ZORLAgent.load(slim, device="cpu")
@@ -247,6 +251,76 @@ def test_policy_only_save_is_smaller_and_acts_the_same(trained_image_policy, tmp
     params["policy"].pop(next(k for k in params["policy"] if k.startswith("actor.")))
     with pytest.raises(ValueError, match="does not match"):
         loaded.set_parameters(params)
+
+
+def assert_sb3_predicts_the_project_policy(path, task, seed: int = 0, policy_only: bool = True) -> None:
+    """``stable_baselines3.DDPG.load(path)`` acts as ``l2l.load_optimizer(path)``'s policy on 4 iterates.
+
+    A policy-only zip's target networks start as copies of the networks.
+    """
+    model, optimizer = DDPG.load(path, device="cpu"), l2l.load_optimizer(path)
+    assert type(model) is DDPG and isinstance(model.policy, ZORLPolicy)
+    online = model.policy.state_dict()
+    assert all(torch.equal(v, online[k]) for k, v in optimizer.policy.state_dict().items())
+    for net, target in ((model.actor, model.actor_target), (model.critic, model.critic_target)):
+        assert not policy_only or all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                      target.state_dict().values(), strict=True))  # fmt: skip
+    d = int(model.action_space.shape[0])
+    xs = 0.05 * torch.randn(4, d, generator=torch.Generator().manual_seed(seed))
+    obs = np.stack([observation(task, x, optimizer.observe) for x in xs])
+    actions = model.predict(obs, deterministic=True)[0]
+    with torch.no_grad(), eval_mode(optimizer.policy.actor):
+        mine = optimizer.policy.actor(torch.as_tensor(obs)).numpy()
+    assert actions.shape == (4, d) and np.abs(actions).max() > 0
+    # equal but for float32 rounding in stable-baselines3's rescaling from [-1, 1] to the box [-1, 1]
+    np.testing.assert_allclose(actions, mine, rtol=0, atol=1e-6)
+    for x, action in zip(xs, actions, strict=True):
+        torch.testing.assert_close(optimizer.direction(x, task), action_to_direction(action))
+
+
+@pytest.mark.parametrize("name", sorted(ZORL.shipped_files.values()))
+def test_stable_baselines3_loads_the_shipped_zips(name):
+    path = checkpoints_dir() / name
+    family = agents.read_policy(path).zo_rl["env"]["task"]
+    assert ZORL.shipped_files[family] == name
+    assert_sb3_predicts_the_project_policy(path, l2l.make_task(family, split="test", index=0))
+
+
+def test_stable_baselines3_loads_a_fresh_policy_only_zip(trained_image_policy, tmp_path):
+    agent, _, task, full = trained_image_policy
+    slim = tmp_path / "slim.zip"
+    agent.save_policy_only(slim)
+    assert_sb3_predicts_the_project_policy(slim, task, seed=1)
+    assert_sb3_predicts_the_project_policy(full, task, seed=2, policy_only=False)  # a full save
+
+
+def without_optimizers(source, target) -> None:
+    """Copy the zip ``source`` to ``target`` without optimizer entries: a policy-only zip as once saved."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            if "optimizer" not in info.filename:
+                new.writestr(info, old.read(info))
+
+
+def test_upgrade_adds_optimizer_entries_and_keeps_the_rest_bit_for_bit(trained_image_policy, tmp_path):
+    agent, _, task, full = trained_image_policy
+    agent.save_policy_only(tmp_path / "slim.zip")
+    old = tmp_path / "old.zip"
+    without_optimizers(tmp_path / "slim.zip", old)
+    before = l2l.run(l2l.load_optimizer(old), task, steps=8, seed=0).losses  # the project reads it as it is
+    with pytest.raises((ValueError, KeyError)):  # stable-baselines3 wants every optimizer's entry
+        DDPG.load(old, device="cpu")
+    with zipfile.ZipFile(old) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    assert agents.upgrade_policy_zip(old) is True and agents.upgrade_policy_zip(old) is False
+    with zipfile.ZipFile(old) as archive:
+        assert {name: archive.read(name) for name in entries} == entries
+        assert set(archive.namelist()) - set(entries) == {"actor.optimizer.pth", "critic.optimizer.pth"}
+    assert l2l.run(l2l.load_optimizer(old), task, steps=8, seed=0).losses == before
+    assert_sb3_predicts_the_project_policy(old, task)
+    for bad, match in ((full, "not a policy-only"), (tmp_path / "missing.zip", r"missing\.zip")):
+        with pytest.raises(ValueError, match=match):
+            agents.upgrade_policy_zip(bad)
 
 
 def test_loader_names_a_bad_file(tmp_path, trained_image_policy):
@@ -388,6 +462,7 @@ def test_training_cli_saves_and_resumes(tmp_path):
     )
     chosen = l2l.load_optimizer(tmp_path / "policy.zip")
     assert (chosen.policy_prob, chosen.eta) == (choice["policy_prob"], choice["eta"])
+    assert_sb3_predicts_the_project_policy(tmp_path / "policy.zip", l2l.make_task("quadratic", "val"))
     # --select-from: only the choice, on a trained zip; the grid multiplies the MDP's eta, not the choice
     again = ddpg_policy.main([*common, "--select-from", str(tmp_path / "policy.zip"), "--out",
                               str(tmp_path / "again"), "--checkpoint", str(tmp_path / "again.zip"),

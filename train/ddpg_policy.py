@@ -354,7 +354,7 @@ def select_step_options(cfg: TrainConfig, agent: ZORLAgent, out: Path, val_tasks
 
 
 def publish_best(agent: ZORLAgent, cfg: TrainConfig, out: Path) -> None:
-    """Write ``agent``'s networks (no optimizers or targets) as ``out/best.zip``, copied to the checkpoint."""
+    """Write ``agent``'s networks (no Adam moments, no targets) as ``out/best.zip``, and the checkpoint."""
     atomic_write(out / "best.zip", agent.save_policy_only)
     target = cfg.checkpoint_path()
     if target is not None:
