@@ -1,6 +1,6 @@
 """Speed benchmarks, reported as ratios measured in one process.
 
-    python -m eval.bench            # table on stdout, JSON in results/bench.json (about 2 minutes)
+    python -m eval.bench            # table on stdout, JSON in results/bench.json (about 4 minutes)
     python -m eval.bench --quick    # the same figures from tiny runs, in seconds (what the test runs)
     python -m eval.bench --json     # the JSON on stdout instead of the table
 
