@@ -74,26 +74,31 @@ def candidate_task(index: int) -> Task:
     return l2l.make_family(family, **kwargs).instance("val", 0)
 
 
-def searches_ball_of(name: str, task: Task) -> bool:
-    """Whether optimizer ``name`` accepts ``task``'s ball norm.
+def searches_ball_of(cls: type[ZOOptimizer], task: Task) -> bool:
+    """Whether optimizer class ``cls`` accepts ``task``'s ball norm.
 
     Methods that search only some norms say so in a ``norms`` class attribute (as the score-based
     attacks of ``l2l.optimizers.search_attack`` do); the others accept every norm.
     """
-    norms = getattr(l2l.optimizers.registry.optimizer_class(name), "norms", NORMS)
+    norms = getattr(cls, "norms", NORMS)
     return task.ball is None or task.ball.norm in norms
 
 
 def task_for(name: str) -> Task:
     """The cheapest candidate task that offers every capability optimizer ``name`` requires."""
-    needs = set(l2l.optimizers.registry.optimizer_class(name).requires)
+    return task_for_class(l2l.optimizers.registry.optimizer_class(name))
+
+
+def task_for_class(cls: type[ZOOptimizer]) -> Task:
+    """The cheapest candidate task that offers every capability optimizer class ``cls`` requires."""
+    needs = set(cls.requires)
     unknown = needs - set(CAPABILITIES)
-    assert not unknown, f"{name} requires undeclared capabilities {sorted(unknown)}; add them to CAPABILITIES"
+    assert not unknown, f"{cls.__name__} requires undeclared capabilities {sorted(unknown)}; add them"
     for index in range(len(TASK_CANDIDATES)):
         task = candidate_task(index)
-        if needs <= task_capabilities(task) and searches_ball_of(name, task):
+        if needs <= task_capabilities(task) and searches_ball_of(cls, task):
             return task
-    raise AssertionError(f"no task in TASK_CANDIDATES offers {sorted(needs)} for {name}; add one")
+    raise AssertionError(f"no task in TASK_CANDIDATES offers {sorted(needs)} for {cls.__name__}; add one")
 
 
 class Recorder(ZOOptimizer):
@@ -214,8 +219,8 @@ def assert_feasible(task: Task, x: torch.Tensor, what: str) -> None:
 def test_every_iterate_is_feasible_on_a_ball_task(name, ball_tasks):
     # a huge step size where the optimizer has one, so that the projection has work to do
     big = accepted_params(name, {"delta": 1000.0})
-    needs = set(l2l.optimizers.registry.optimizer_class(name).requires)
-    tasks = [t for t in ball_tasks if searches_ball_of(name, t) and needs <= task_capabilities(t)]
+    cls = l2l.optimizers.registry.optimizer_class(name)
+    tasks = [t for t in ball_tasks if searches_ball_of(cls, t) and set(cls.requires) <= task_capabilities(t)]
     assert tasks, f"{name} searches none of the ball norms {NORMS}"
     for task in tasks:
         rec = Recorder(cheap_optimizer(name, **big))
@@ -361,8 +366,11 @@ def shipped_optimizer_files() -> list[Path]:
     return [p for p in files if "format" in torch.load(p, map_location="cpu", weights_only=True)]
 
 
-def contract_task() -> Task:
-    """The task that learned optimizers step on before and after a save (small and deterministic)."""
+def contract_task(cls: type[ZOOptimizer]) -> Task:
+    """The task a learned optimizer steps on before and after a save: the quadratic, or the cheapest
+    candidate with what it requires (an attack for a search attack)."""
+    if cls.requires or getattr(cls, "norms", None):
+        return task_for_class(cls)
     return l2l.make_task("quadratic", split="val", index=1)
 
 
@@ -372,7 +380,7 @@ def test_fresh_learned_optimizer_steps_the_same_after_save_and_load(name, tmp_pa
     opt = fresh_learned(name, path)
     loaded = l2l.load_optimizer(path)
     assert isinstance(opt, type(loaded)) and loaded.config() == opt.config()
-    task = contract_task()
+    task = contract_task(type(opt))
     assert same_trajectory(
         l2l.run(opt, task, steps=STEPS, seed=3), l2l.run(loaded, task, steps=STEPS, seed=3)
     )
@@ -384,7 +392,7 @@ def test_shipped_checkpoint_steps_the_same_after_save_and_load(path, tmp_path):
     assert isinstance(opt, LearnedOptimizer), f"{path.name} loads a {type(opt).__name__}, not a learned one"
     copy = tmp_path / path.name
     save_learned(copy, opt)
-    task = contract_task()
+    task = contract_task(type(opt))
     assert same_trajectory(
         l2l.run(opt, task, steps=STEPS, seed=3), l2l.run(l2l.load_optimizer(copy), task, steps=STEPS, seed=3)
     )

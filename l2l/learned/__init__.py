@@ -1,7 +1,8 @@
 """Learned zeroth-order optimizers behind one protocol (:mod:`l2l.learned.protocol`), and their checkpoints.
 
-Registered learned optimizers: the ZO-LSTM of papers/002 (UpdateRNN + QueryRNN, ``zo_lstm``) and a
-learned per-coordinate momentum over the ZO estimate (``zo_lmom``). Importing this package registers
+Registered learned optimizers: the ZO-LSTM of papers/002 (UpdateRNN + QueryRNN, ``zo_lstm``), a
+learned per-coordinate momentum over the ZO estimate (``zo_lmom``), and SignHunter from a learned
+class-conditional start (``signhunter_prior``). Importing this package registers
 them, ``zo_lstm_untrained`` with ``l2l.make_optimizer``, and their checkpoint formats behind
 ``l2l.load_optimizer``.
 """
@@ -18,6 +19,7 @@ from l2l.learned.protocol import (
     learned_names,
     register_learned,
 )
+from l2l.learned.signhunter_prior import SignHunterPrior, SignHunterPriorConfig
 from l2l.learned.zo_lmom import ZOLMom, ZOLMomConfig
 from l2l.learned.zo_lstm import VARIANTS, ZOLSTM, UntrainedZOLSTM, make_variant
 
@@ -29,6 +31,8 @@ __all__ = [
     "MetaConfig",
     "MetaTrainer",
     "QueryRNN",
+    "SignHunterPrior",
+    "SignHunterPriorConfig",
     "Stage",
     "TrainStep",
     "UntrainedZOLSTM",

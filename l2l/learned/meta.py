@@ -200,7 +200,7 @@ class MetaTrainer:
         return Unroll(
             task_index=index,
             x=x,
-            carry=self.optimizer.initial_carry(x.shape[0]),
+            carry={**self.optimizer.initial_carry(x.shape[0]), **self.optimizer.instance_carry(task)},
             rng=generator_on(x.device, derived_seed(self.name, seed, "directions", k)),
             batch_rng=torch.Generator().manual_seed(derived_seed(self.name, seed, "batches", k)),
         )

@@ -38,6 +38,7 @@ from l2l.common.registry import Registry
 from l2l.estimators import Objective
 from l2l.learned.optimizee_grad import OPTIMIZEE_GRADS
 from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.tasks.base import Task
 
 #: how the meta-loss sum_t t f(x_t) is scaled: divided by sum_t t (``mean``) or as written (``sum``)
 META_LOSS_SCALES = ("mean", "sum")
@@ -182,6 +183,18 @@ class LearnedOptimizer(ZOOptimizer):
             rng: draws the step's randomness (query directions).
             project: maps the stepped iterate onto the task's feasible set.
         """
+
+    def instance_carry(self, task: Task) -> dict[str, torch.Tensor]:
+        """Public facts of a training instance that its trajectory's carry starts with (default: none).
+
+        Meta-training merges them into :meth:`initial_carry`'s dict for each trajectory, so that
+        :meth:`train_step` can read what an attacker knows about its instance (an attack's true label and
+        radius), never the loss. At evaluation the optimizer reads the same facts from the oracle's task.
+
+        Args:
+            task: the training instance the trajectory optimizes.
+        """
+        return {}
 
     def regularizer(self, step: TrainStep, config: LearnedConfig) -> torch.Tensor | None:
         """The meta-loss term that ``step`` adds (before the scaling), or None for none."""

@@ -35,11 +35,14 @@ class AttackGeometry:
         shape: (channels, height, width) of the perturbed image.
         ball: the norm ball of the perturbation.
         project: the task's projection onto the ball and the image box (free).
+        label: the true class of an untargeted classifier attack (the attacker knows it: it defines the
+            margin loss), or None for a task without one (e.g. the order attack).
     """
 
     shape: tuple[int, int, int]
     ball: NormBall
     project: Callable[[torch.Tensor], torch.Tensor]
+    label: int | None = None
 
     @property
     def dim(self) -> int:
@@ -108,7 +111,8 @@ class SearchAttack(ZOOptimizer):
         if len(shape) != 3:
             raise ValueError(f"{label} needs a (channels, height, width) image; the task's shape is {shape}")
         c, h, w = (int(s) for s in shape)
-        return AttackGeometry((c, h, w), ball, oracle.project)
+        label = getattr(task, "label", None)
+        return AttackGeometry((c, h, w), ball, oracle.project, None if label is None else int(label))
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
         search = state.slots.get("search")

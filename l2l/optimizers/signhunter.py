@@ -58,8 +58,11 @@ class SignHunter(SearchAttack):
     norms: ClassVar[tuple[str, ...]] = ("linf",)
 
     def search(self, state: ZOState, geometry: AttackGeometry) -> Search:
+        return self.hunt(geometry, torch.ones(geometry.dim, device=state.rng.device))
+
+    def hunt(self, geometry: AttackGeometry, signs: torch.Tensor) -> Search:
+        """The search from the sign vector ``signs`` (its first query; flipped in place)."""
         dim, eps = geometry.dim, geometry.ball.eps
-        signs = torch.ones(dim, device=state.rng.device)
         best_loss = yield geometry.project(eps * signs)
         while True:
             for level in range(top_level(dim) + 1):
