@@ -60,11 +60,13 @@ def _flat(trainer: MetaTrainer) -> torch.Tensor:
 )
 def test_meta_batch_one_is_the_old_procedure_bit_for_bit(changes, pinned, tasks):
     # pinned: the weights' sum, absolute sum and index-weighted sum after 3 + 2 meta-iterations, and the
-    # slots' task indices, as the code before meta_batch existed (commit d24ef2c) gave them
+    # slots' task indices, as the code before meta_batch existed (commit d24ef2c) gave them; bit for bit
+    # on the machine that recorded them, to 1e-5 relative on another CPU (its kernels round differently:
+    # 2e-7 measured), which no change of the procedure would stay within
     trainer = _trained(MetaTrainer(_config(**changes), _tasks()))
     flat = _flat(trainer)
     got = (float(flat.sum()), float(flat.abs().sum()), float((flat * torch.arange(len(flat))).sum()))
-    assert got == pinned
+    assert got == pytest.approx(pinned, rel=1e-5)
     assert [u.task_index for u in trainer.unrolls] == tasks
 
 

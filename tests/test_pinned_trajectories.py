@@ -1,7 +1,11 @@
-"""Pinned losses of the shipped ZO-LSTM checkpoints: refactors of l2l.learned must keep them bit for bit.
+"""Pinned losses of the shipped ZO-LSTM checkpoints: refactors of l2l.learned must keep them.
 
 The numbers were recorded from the code before the learned-optimizer protocol (issue 11) with one torch
-thread; a change here means a result figure changed.
+thread; a change here means a result figure changed. They are bit for bit on the machine that recorded
+them, but another CPU's float kernels round differently, and the ZO estimate divides that rounding by
+mu, so it grows along a run. Measured on a second machine: up to 5e-6 relative over the first 5
+steps, 2e-4 (binary) and 6e-3 (MNIST, mu 1e-4) at step 20. So the first steps are checked to 1e-4
+relative and step 20 to 1e-2; a real change of the method moves the first steps far more.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import torch
 
 import l2l
 from l2l.learned import load_zo_lstm
+
+#: relative tolerances of the pins across CPUs: the first steps, and step 20 (module docstring)
+REL, REL_LAST = 1e-4, 1e-2
 
 #: (family, checkpoint) -> losses after steps 1..5 and after step 20 of a 20-step run (test index 0, seed 0)
 PINNED = {
@@ -50,8 +57,8 @@ def test_shipped_checkpoint_trajectory_is_pinned(family: str, path: str) -> None
     first, last = PINNED[(family, path)]
     traj = l2l.run(l2l.load_optimizer(path), l2l.make_task(family, split="test", index=0), steps=20, seed=0)
     assert len(traj.losses) == 21
-    assert traj.losses[1:6] == first
-    assert traj.losses[-1] == last
+    assert traj.losses[1:6] == pytest.approx(first, rel=REL)
+    assert traj.losses[-1] == pytest.approx(last, rel=REL_LAST)
 
 
 @pytest.mark.parametrize("variant", list(PINNED_VARIANTS))
@@ -60,5 +67,5 @@ def test_shipped_checkpoint_variant_trajectory_is_pinned(variant: str) -> None:
     family = "binary_classification"
     optimizer = load_zo_lstm("checkpoints/zo_lstm_binary.pt", variant, task=family)
     traj = l2l.run(optimizer, l2l.make_task(family, split="test", index=0), steps=20, seed=0)
-    assert traj.losses[1:4] == first
-    assert traj.losses[-1] == last
+    assert traj.losses[1:4] == pytest.approx(first, rel=REL)
+    assert traj.losses[-1] == pytest.approx(last, rel=REL_LAST)
