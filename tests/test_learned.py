@@ -142,6 +142,29 @@ def test_input_scale_feeds_the_scaled_estimate_and_stays_with_the_checkpoint(tmp
         ZOLSTM(input_scale=0.0)
 
 
+def test_input_norm_feeds_adams_statistics_and_stays_with_the_checkpoint(tmp_path):
+    plain = ZOLSTM()
+    grads = [torch.linspace(-0.05, 0.05, DIM), torch.linspace(0.02, -0.06, DIM)]
+    for norm in ("rms", "adam"):
+        normed = ZOLSTM(input_norm=norm)  # same init_seed: the same weights as ``plain``
+        carry, reference = normed.initial_carry(DIM), plain.initial_carry(DIM)
+        state = (reference["update_h"], reference["update_c"])
+        m, v = torch.zeros(DIM), torch.zeros(DIM)
+        with torch.no_grad():
+            for t, g in enumerate(grads, start=1):  # Adam's moments, bias-corrected, by hand
+                m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+                rms = (v / (1 - 0.999**t)).sqrt() + 1e-8
+                fed = g / rms if norm == "rms" else m / (1 - 0.9**t) / rms
+                expected, state = plain.update_net(fed, state)
+                assert torch.allclose(normed._update(g, carry), expected, rtol=1e-6, atol=1e-7)
+        path = save_zo_lstm(tmp_path / f"{norm}.pt", normed, train_config={"seed": 0}, val={})
+        assert l2l.load_optimizer(path).input_norm == norm
+        with pytest.raises(ValueError, match="input_norm"):
+            normed.with_options(input_norm="none")
+    with pytest.raises(ValueError, match="input_norm"):
+        ZOLSTM(input_norm="layer")
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_variant_spends_q_plus_one_queries_per_step(trained, variant):
     optimizer = make_variant(trained, variant)

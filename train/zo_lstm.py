@@ -54,7 +54,13 @@ RESUMABLE_CHANGES = {
     "workers",
 }
 #: the value a field had in runs saved before it existed, so that their --resume still matches
-SAVED_BEFORE_FIELD = {"meta_loss_scale": "sum", "meta_batch": 1, "device": "cpu", "input_scale": 1.0}
+SAVED_BEFORE_FIELD = {
+    "meta_loss_scale": "sum",
+    "meta_batch": 1,
+    "device": "cpu",
+    "input_scale": 1.0,
+    "input_norm": "none",
+}
 
 
 @dataclass

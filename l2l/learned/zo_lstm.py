@@ -46,7 +46,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 #: options that define the networks' shapes and so cannot change on a trained optimizer
-ARCHITECTURE = ("hidden", "sigma_norm", "input_scale")
+ARCHITECTURE = ("hidden", "sigma_norm", "input_scale", "input_norm")
+#: what the UpdateRNN reads: the estimate (papers/002), it over Adam's running RMS, or Adam's direction
+INPUT_NORMS = ("none", "rms", "adam")
+#: the decays of the running first and second moments of ``input_norm`` rms / adam (Adam's defaults)
+MOMENT_DECAY, RMS_DECAY = 0.9, 0.999
 
 
 @dataclass
@@ -65,6 +69,11 @@ class MetaConfig(LearnedConfig):
     alpha: float = doc_field(1.0, "update scale: x <- x + alpha * UpdateRNN(g)")
     input_scale: float = doc_field(
         1.0, "the UpdateRNN reads input_scale * g (1: papers/002; larger lets its gates act on small g)"
+    )
+    input_norm: Literal["none", "rms", "adam"] = doc_field(
+        "none",
+        "none: the UpdateRNN reads the estimate g (papers/002); rms: g divided by Adam's bias-corrected "
+        "running RMS of g, per coordinate; adam: Adam's direction m_hat / RMS (our options)",
     )
     query_prob: float = doc_field(
         0.5, "P: chance that a test-time step samples along the QueryRNN covariance (training: always)"
@@ -92,6 +101,7 @@ class MetaConfig(LearnedConfig):
             )
         if self.sigma_norm not in SIGMA_NORMS:
             raise ValueError(f"sigma_norm={self.sigma_norm!r} must be one of {SIGMA_NORMS}")
+        _check_choice("input_norm", self.input_norm, INPUT_NORMS)
         super().__post_init__()
 
     def new_optimizer(self) -> ZOLSTM:
@@ -99,6 +109,7 @@ class MetaConfig(LearnedConfig):
         return ZOLSTM(
             q=self.q, mu=self.mu, query_prob=self.query_prob, alpha=self.alpha,
             sigma_norm=self.sigma_norm, hidden=self.hidden, init_seed=self.seed, input_scale=self.input_scale,
+            input_norm=self.input_norm,
         )  # fmt: skip
 
 
@@ -146,6 +157,14 @@ class ZOLSTM(LearnedOptimizer):
             filter, and no post-hoc alpha makes that adaptive; a larger scale puts its gates to work,
             as the input preprocessing of Andrychowicz et al. (2016) does. Part of the architecture: a
             trained optimizer keeps the scale it was trained with.
+        input_norm: ``none`` (papers/002: no preprocessing); ``rms``: the UpdateRNN reads
+            g / (sqrt(v_hat) + 1e-8), v the running mean of g^2 with decay 0.999 and Adam's bias
+            correction v_hat = v / (1 - 0.999^t), per coordinate; ``adam``: it reads Adam's direction
+            m_hat / (sqrt(v_hat) + 1e-8), m the running mean of g with decay 0.9, bias-corrected. Our
+            additions, for problems where tuned ZO-Adam wins through that normalization as the
+            gradients shrink (binary classification at 500 steps, docs/results.md). The moments are
+            computed from the detached estimate; with ``rms`` the meta-gradient flows through g, with
+            ``adam`` through (1 - 0.9) g in m. Part of the architecture.
     """
 
     q: int = 20
@@ -160,6 +179,7 @@ class ZOLSTM(LearnedOptimizer):
     hidden: int = 10
     init_seed: int = 0
     input_scale: float = 1.0
+    input_norm: str = "none"
 
     title: ClassVar[str] = "ZO-LSTM"
     shipped_files: ClassVar[dict[str, str]] = {
@@ -182,6 +202,7 @@ class ZOLSTM(LearnedOptimizer):
         _check_choice("directions", self.directions, DIRECTION_MODES)
         _check_choice("update", self.update, UPDATE_MODES)
         _check_choice("sigma_norm", self.sigma_norm, SIGMA_NORMS)
+        _check_choice("input_norm", self.input_norm, INPUT_NORMS)
         for name in ("query_prob", "guided_alpha"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be in [0, 1]")
@@ -228,6 +249,11 @@ class ZOLSTM(LearnedOptimizer):
         device = module_device(self.update_net)
         carry = {"prev_grad": torch.zeros(dim, device=device), "prev_update": torch.zeros(dim, device=device)}
         carry["update_h"], carry["update_c"] = self.update_net.initial_state(dim)
+        if self.input_norm != "none":
+            carry["update_v"] = torch.zeros(dim, device=device)  # Adam's second moment, and its step count
+            carry["update_t"] = torch.zeros((), device=device)
+        if self.input_norm == "adam":
+            carry["update_m"] = torch.zeros(dim, device=device)  # Adam's first moment
         if self.directions == "query":
             carry["query_h"], carry["query_c"] = self.query_net.initial_state(dim)
         return carry
@@ -310,11 +336,23 @@ class ZOLSTM(LearnedOptimizer):
     def _update(self, grad: torch.Tensor, carry: dict) -> torch.Tensor:
         if self.update == "sgd":
             return -(self.sgd_delta / grad.shape[0]) * grad
-        features = grad if self.input_scale == 1.0 else grad * self.input_scale  # 1: the same bits as before
+        features = grad if self.input_norm == "none" else self._normalized(grad, carry)
+        features = features if self.input_scale == 1.0 else features * self.input_scale  # 1: the same bits
         out, (carry["update_h"], carry["update_c"]) = self.update_net(
             features, (carry["update_h"], carry["update_c"])
         )
         return self.alpha * out
+
+    def _normalized(self, grad: torch.Tensor, carry: dict) -> torch.Tensor:
+        """The ``rms`` or ``adam`` input of the UpdateRNN (see ``input_norm``); updates the moments."""
+        g = grad.detach()
+        carry["update_v"] = RMS_DECAY * carry["update_v"] + (1 - RMS_DECAY) * g * g
+        carry["update_t"] = t = carry["update_t"] + 1
+        rms = (carry["update_v"] / (1 - RMS_DECAY**t)).sqrt() + 1e-8
+        if self.input_norm == "rms":
+            return grad / rms
+        carry["update_m"] = MOMENT_DECAY * carry["update_m"].detach() + (1 - MOMENT_DECAY) * grad
+        return carry["update_m"] / (1 - MOMENT_DECAY**t) / rms
 
     def make_variant(self, variant: str, task: str | None = None, **overrides: Any) -> ZOLSTM:
         """An ablation (see :data:`VARIANTS`, without the ``zo_lstm_`` prefix); ``no_update`` takes
