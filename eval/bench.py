@@ -59,34 +59,59 @@ QUICK = {
     "steps": 20, "repeats": 1, "meta_iterations": 1, "meta_batches": "1,2", "unroll": 4, "val_steps": 10,
     "compare_instances": 2, "compare_steps": 5, "many_instances": 2, "many_steps": 5,
 }  # fmt: skip
+#: the full-size values of the same options (None: resolved by the benchmark, as its help says). These
+#: options default to None in :class:`BenchConfig`, so that a value given on the command line wins over
+#: ``--quick`` even when it equals the full-size one.
+FULL = {
+    "steps": 200, "repeats": 5, "meta_iterations": 20, "meta_batches": "1,4,16", "unroll": None,
+    "val_steps": None, "compare_instances": 4, "compare_steps": 100, "many_instances": 8, "many_steps": 50,
+}  # fmt: skip
+
+
+def sized(what: str, name: str) -> str:
+    """The help of a size option: ``what``, then its full-size and ``--quick`` values."""
+    full = "the default" if FULL[name] is None else FULL[name]
+    return f"{what} (none: {full}; {QUICK[name]} with --quick)"
 
 
 @dataclass
 class BenchConfig:
     """Time the framework against the bare model it queries; print and save the ratios."""
 
-    steps: int = doc_field(200, "attack steps in the attack benchmark")
+    steps: int | None = doc_field(None, sized("attack steps in the attack benchmark", "steps"))
     q: int = doc_field(20, "ZO-Adam query directions per step (q + 1 queries per step)")
-    repeats: int = doc_field(5, "timed repetitions of each measurement; the median is reported")
+    repeats: int | None = doc_field(
+        None, sized("timed repetitions of each measurement; the median is reported", "repeats")
+    )
     threads: int = doc_field(1, "torch CPU threads")
     out: str = doc_field("results/bench.json", "where the JSON report is written")
-    meta_iterations: int = doc_field(
-        20, "meta-iterations timed per ZO-LSTM stage at K = 1, and meta_iterations // K at K (0 skips)"
+    meta_iterations: int | None = doc_field(
+        None,
+        sized("meta-iterations timed per ZO-LSTM stage at K = 1, and meta_iterations // K at K (0 skips)",
+              "meta_iterations"),
+    )  # fmt: skip
+    meta_batches: str | None = doc_field(
+        None, sized("meta-batch sizes K whose seconds per task are timed", "meta_batches")
     )
-    meta_batches: str = doc_field("1,4,16", "meta-batch sizes K whose seconds per task are timed")
     unroll: int | None = doc_field(
-        None, "optimizee steps of a timed meta-iteration, scaled to the default unroll (none: the default)"
+        None, sized("optimizee steps of a timed meta-iteration, scaled to the default unroll", "unroll")
     )
     val_steps: int | None = doc_field(
-        None, "steps of the timed validation run, scaled to the family's horizon (none: the horizon)"
+        None, sized("steps of the timed validation run, scaled to the family's horizon", "val_steps")
     )
-    compare_instances: int = doc_field(4, "MNIST test instances of the --workers benchmark (0 skips it)")
-    compare_steps: int = doc_field(100, "steps per run of the --workers benchmark")
+    compare_instances: int | None = doc_field(
+        None, sized("MNIST test instances of the --workers benchmark (0 skips it)", "compare_instances")
+    )
+    compare_steps: int | None = doc_field(
+        None, sized("steps per run of the --workers benchmark", "compare_steps")
+    )
     compare_task: str = doc_field("mnist_attack", "task family of the --workers benchmark")
-    many_instances: int = doc_field(
-        8, "mnist_attack val instances run by l2l.run_many in lockstep vs. one at a time (0 skips it)"
-    )
-    many_steps: int = doc_field(50, "steps per run of the run_many benchmark")
+    many_instances: int | None = doc_field(
+        None,
+        sized("mnist_attack val instances run by l2l.run_many in lockstep vs. one at a time (0 skips it)",
+              "many_instances"),
+    )  # fmt: skip
+    many_steps: int | None = doc_field(None, sized("steps per run of the run_many benchmark", "many_steps"))
     quick: bool = doc_field(
         False, "tiny runs in seconds (the sizes above that are not given; the test uses it)"
     )
@@ -95,11 +120,9 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         resolve_device(self.device)
-        if self.quick:  # tiny sizes for the options left at their defaults; given ones win
-            defaults = {f.name: f.default for f in dataclasses.fields(self)}
-            for name, value in QUICK.items():
-                if getattr(self, name) == defaults[name]:
-                    setattr(self, name, value)
+        for name in QUICK:  # the options not given: tiny with --quick, full-size otherwise
+            if getattr(self, name) is None:
+                setattr(self, name, (QUICK if self.quick else FULL)[name])
         check_at_least(self, ("steps", "q", "repeats", "threads"))
         self.meta_batch_list()  # a bad list fails here, before anything is timed
         if self.compare_instances > 0 and self.compare_steps < 1:

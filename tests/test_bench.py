@@ -45,3 +45,10 @@ def test_bad_bench_sizes_are_refused():
         bench.BenchConfig(meta_batches="1,0.5")
     with pytest.raises(ValueError, match="many_steps=0 must be >= 1"):
         bench.BenchConfig(many_steps=0)
+
+
+def test_a_given_size_wins_over_quick_even_at_the_full_size_value():
+    assert bench.BenchConfig(quick=True).steps == bench.QUICK["steps"]
+    assert bench.BenchConfig(quick=True, steps=bench.FULL["steps"]).steps == bench.FULL["steps"]
+    full = bench.BenchConfig()
+    assert (full.steps, full.meta_batches, full.unroll) == (200, "1,4,16", None)
