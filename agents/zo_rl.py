@@ -50,7 +50,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 import l2l
-from envs.mdp import action_to_direction, observation
+from envs.mdp import action_to_direction, check_directions, guided_directions, observation
 from l2l.common.paths import shipped_file
 from l2l.estimators import Estimate, Objective, check_mu, forward_difference, gaussian_directions
 from l2l.learned.checkpoint import load_zo_lstm, shipped_checkpoint
@@ -93,6 +93,11 @@ class ZORL(ZOOptimizer):
         observe: what the policy sees: ``iterate``, ``image`` or ``image_delta`` (:mod:`envs.mdp`).
         policy_prob: P, the chance that a step queries along the policy's direction (else along a
             standard Gaussian one); 1 is papers/003's ZO-RL.
+        directions: ``single`` (one direction per step, 2 queries: the first build) or ``guided``
+            (papers/003 sec. 3: q directions a + z_i around the policy's action a, estimator (2) over
+            them at q + 1 queries; a step that does not ask the policy, chance 1 - P, uses a = 0, a
+            ZO-SGD step). The policy zip says which form it was trained in.
+        q: directions per guided step (``single`` ignores it).
     """
 
     name = "zo_rl"
@@ -102,6 +107,8 @@ class ZORL(ZOOptimizer):
     eta: float = 1e-4
     observe: str = "iterate"
     policy_prob: float = 1.0
+    directions: str = "single"
+    q: int = 1
 
     #: whether :meth:`propose` reads ``policy`` (subclasses that make up their directions say False)
     needs_policy: ClassVar[bool] = True
@@ -119,25 +126,29 @@ class ZORL(ZOOptimizer):
             raise ValueError(f"eta={self.eta!r} must be > 0 (the learning rate)")
         if not 0 <= self.policy_prob <= 1:
             raise ValueError(f"policy_prob={self.policy_prob!r} must be in [0, 1] (a probability)")
+        check_directions(self.directions, self.q)
         if self.policy is None and self.needs_policy:
             raise ValueError("ZORL needs a policy; load one with agents.load_zo_rl(path)")
 
     def queries_per_step(self, dim: int) -> int:
-        return 2
+        return self.q + 1 if self.directions == "guided" else 2
 
     @property
     def evaluates_iterate(self) -> bool:
         return True
 
-    def direction(self, x: torch.Tensor, task: Task | None) -> torch.Tensor:
-        """The policy's query direction [d] (norm sqrt(d)) at iterate ``x`` of ``task``."""
+    def action(self, x: torch.Tensor, task: Task | None) -> torch.Tensor:
+        """The policy's action [d] (a point of Box(-1, 1)^d) at iterate ``x`` of ``task``."""
         if self.observe != "iterate" and task is None:
             raise ValueError(f"a policy that observes {self.observe!r} needs the task (an oracle's .task)")
         obs = observation(task, x, self.observe) if task is not None else x.detach().float().cpu().numpy()
         assert self.policy is not None
         with torch.no_grad(), eval_mode(self.policy.actor):
-            action = self.policy.actor(torch.as_tensor(obs).reshape(1, -1))[0]
-        return action_to_direction(action).to(x.device)  # the policy runs where SB3 put it
+            return self.policy.actor(torch.as_tensor(obs).reshape(1, -1))[0].to(x.device)
+
+    def direction(self, x: torch.Tensor, task: Task | None) -> torch.Tensor:
+        """The policy's query direction [d] (norm sqrt(d)) at iterate ``x`` of ``task``."""
+        return action_to_direction(self.action(x, task)).to(x.device)  # the policy runs where SB3 put it
 
     def propose(self, state: ZOState, oracle: Oracle) -> torch.Tensor:
         """The direction [d] of a step that asks the policy: :meth:`direction` at the iterate."""
@@ -147,6 +158,9 @@ class ZORL(ZOOptimizer):
         """The two-query estimate along the policy's (or a Gaussian) direction, f(x) and f(x + mu u)."""
         # The coin is drawn at every step, so P = 1 consumes the random stream as P < 1 does.
         use_policy = bool(torch.rand((), generator=state.rng, device=state.rng.device) < self.policy_prob)
+        if self.directions == "guided":
+            mean = self.action(state.x, oracle.task) if use_policy else torch.zeros_like(state.x)
+            return forward_difference(oracle, state.x, guided_directions(mean, self.q, state.rng), self.mu)
         if use_policy:
             u = self.propose(state, oracle)
         else:
@@ -160,7 +174,8 @@ class ZORL(ZOOptimizer):
         return state
 
     def config(self) -> dict:
-        return {"mu": self.mu, "eta": self.eta, "observe": self.observe, "policy_prob": self.policy_prob}
+        return {"mu": self.mu, "eta": self.eta, "observe": self.observe, "policy_prob": self.policy_prob,
+                "directions": self.directions, "q": self.q}  # fmt: skip
 
 
 @dataclass
@@ -286,7 +301,9 @@ def zo_rl_from_agent(agent: ZORLAgent, variant: str = "zo_rl", **overrides: Any)
     mdp = agent.zo_rl["env"]
     policy = agent.policy if variant == "zo_rl" else fresh_policy(agent.policy)
     options = {"mu": mdp["mu"], "eta": agent.zo_rl.get("eta", mdp["eta"]), "observe": mdp["observe"],
-               "policy_prob": agent.zo_rl.get("policy_prob", 1.0), **overrides}  # fmt: skip
+               "policy_prob": agent.zo_rl.get("policy_prob", 1.0),
+               "directions": mdp.get("directions", "single"), "q": mdp.get("q", 1),  # older zips: single
+               **overrides}  # fmt: skip
     optimizer = ZORL(policy=policy, **options)
     if variant == "untrained":
         optimizer.name = "zo_rl_untrained"

@@ -25,10 +25,34 @@ from typing import Literal
 import numpy as np
 import torch
 
+from l2l.estimators import gaussian_directions
 from l2l.tasks.base import Task
 
 Observe = Literal["iterate", "image", "image_delta"]
 OBSERVE_MODES: tuple[str, ...] = ("iterate", "image", "image_delta")
+#: how an action becomes a step's query directions: one direction (the first build), or the paper's q
+#: directions pi(x) + N(0, I) (papers/003 sec. 3; :func:`guided_directions`)
+DIRECTION_MODES: tuple[str, ...] = ("single", "guided")
+
+
+def check_directions(directions: str, q: int | None) -> None:
+    """``directions`` must be a mode of :data:`DIRECTION_MODES`; ``guided`` needs q >= 1 (or None)."""
+    if directions not in DIRECTION_MODES:
+        raise ValueError(f"directions={directions!r} must be one of {', '.join(DIRECTION_MODES)}")
+    if q is not None and q < 1:
+        raise ValueError(f"q={q} must be >= 1 (query directions per guided step)")
+
+
+def guided_directions(action: torch.Tensor, q: int, rng: torch.Generator) -> torch.Tensor:
+    """The q directions [q, d] of a guided step: the action (the policy's mean) plus N(0, I) noise each.
+
+    papers/003 sec. 3 draws the perturbations of an iteration as the policy's output plus Gaussian
+    exploration noise. The action enters as it is, a point of Box(-1, 1)^d: its size against the unit
+    noise says how strongly it biases the directions (E[u u^T] = I + a a^T), and the zero action gives
+    ZO-SGD's directions exactly.
+    """
+    a = torch.as_tensor(action, dtype=torch.float32).detach().flatten().to(rng.device)
+    return a.unsqueeze(0) + gaussian_directions(q, a.numel(), rng)
 
 
 def action_to_direction(action: torch.Tensor | np.ndarray) -> torch.Tensor:

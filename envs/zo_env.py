@@ -36,8 +36,10 @@ from gymnasium import spaces
 import l2l
 from envs.mdp import (
     action_to_direction,
+    check_directions,
     check_observe,
     direction_to_action,
+    guided_directions,
     observation,
     observed_image_shape,
 )
@@ -52,8 +54,10 @@ FALLBACK_MU = 1e-4
 FALLBACK_DELTA, FALLBACK_Q = 1.0, 20
 
 
-def default_mu_eta(family: str, dim: int) -> tuple[float, float]:
-    """Default (mu, eta) of a family: its tuned ZO-SGD mu, and its tuned ZO-SGD learning rate divided by q.
+def default_mu_eta(family: str, dim: int, directions: str = "single") -> tuple[float, float]:
+    """Default (mu, eta) of a family: its tuned ZO-SGD mu, and its tuned ZO-SGD learning rate divided by q
+    for one-direction steps (``directions="single"``), undivided for guided steps (q directions, as
+    ZO-SGD's own).
 
     Why divide by q: a q-direction ZO-SGD step has E||g||^2 ~ (d + q)/q ||grad||^2, a one-direction step of
     norm sqrt(d) has d ||grad||^2 whether the direction is random or aligned with the gradient, so the
@@ -63,7 +67,12 @@ def default_mu_eta(family: str, dim: int) -> tuple[float, float]:
     """
     params = tuned_params("zo_sgd", family)
     delta, q = float(params.get("delta", FALLBACK_DELTA)), int(params.get("q", FALLBACK_Q))
-    return float(params.get("mu", FALLBACK_MU)), delta / (dim * q)
+    return float(params.get("mu", FALLBACK_MU)), delta / (dim * (q if directions == "single" else 1))
+
+
+def default_q(family: str) -> int:
+    """The query directions of a guided step: the family's tuned ZO-SGD q (20 where none is tuned)."""
+    return int(tuned_params("zo_sgd", family).get("q", FALLBACK_Q))
 
 
 class ZOEnv(gym.Env):
@@ -87,6 +96,11 @@ class ZOEnv(gym.Env):
             decreases, train better scaled up); ``info`` reports the unscaled loss.
         terminate_on_success: end the episode when the iterate solves the task.
         family_kwargs: keyword arguments of the task family (e.g. ``{"dim": 8}`` for ``quadratic``).
+        directions: ``single`` (the first build: the action is one direction, 2 queries per step) or
+            ``guided`` (papers/003 sec. 3: the action a is the mean of the step's q directions a + z_i,
+            z_i ~ N(0, I), and estimator (2) runs over them at q + 1 queries; see
+            :func:`envs.mdp.guided_directions`).
+        q: directions per guided step (None: the family's tuned ZO-SGD q); ignored by ``single``.
         render_mode: only None (nothing to render).
     """
 
@@ -105,6 +119,8 @@ class ZOEnv(gym.Env):
         reward_scale: float = 1.0,
         terminate_on_success: bool = True,
         family_kwargs: dict[str, Any] | None = None,
+        directions: str = "single",
+        q: int | None = None,
         render_mode: str | None = None,
     ):
         if render_mode is not None:
@@ -113,6 +129,7 @@ class ZOEnv(gym.Env):
             raise ValueError(f"steps={steps} must be >= 1 (the iteration budget of an episode)")
         if not reward_scale > 0:
             raise ValueError(f"reward_scale={reward_scale!r} must be > 0")
+        check_directions(directions, q)
         self.family, self._fixed = self._resolve(task, family_kwargs or {})
         self.split, self.index, self.instances = check_split(split), index, instances
         self._tasks: dict[tuple[str, int], Task] = {}
@@ -120,7 +137,9 @@ class ZOEnv(gym.Env):
         self._pool_size(self.split)  # fail now on a bad ``instances``
         self.dim = first.dim
         self.task_name = task if isinstance(task, str) else (first.family or type(first).__name__)
-        tuned_mu, tuned_eta = default_mu_eta(self.task_name, self.dim)
+        self.directions = directions
+        self.q = (default_q(self.task_name) if q is None else int(q)) if directions == "guided" else 1
+        tuned_mu, tuned_eta = default_mu_eta(self.task_name, self.dim, directions)
         self.mu = check_mu(tuned_mu if mu is None else mu)
         self.eta = tuned_eta if eta is None else float(eta)
         if not self.eta > 0:
@@ -217,8 +236,12 @@ class ZOEnv(gym.Env):
         if u.shape != (self.dim,):
             raise ValueError(f"action has {u.numel()} entries; this environment's actions have {self.dim}")
         fx = self.base_value()
-        probe = self.oracle(self.x + self.mu * u)  # 1 query
-        est = forward_estimate(torch.cat([fx.view(1), probe]), u.unsqueeze(0), self.mu)
+        if self.directions == "guided":
+            u = guided_directions(torch.as_tensor(np.asarray(action, dtype=np.float32)), self.q, self._rng)
+        else:
+            u = u.unsqueeze(0)
+        probe = self.oracle(self.x.unsqueeze(0) + self.mu * u)  # 1 query, or q (guided)
+        est = forward_estimate(torch.cat([fx.view(1), probe]), u, self.mu)
         new_x = self.oracle.project(self.x - self.eta * est.grad)
         new_f = self.oracle(new_x)[0]  # 1 query: the reward, and the next base value
         reward = float(fx - new_f) * self.reward_scale
@@ -265,5 +288,5 @@ class ZOEnv(gym.Env):
         return {
             "task": self.task_name, "dim": self.dim, "mu": self.mu, "eta": self.eta, "steps": self.steps,
             "observe": self.observe, "reward_scale": self.reward_scale, "image_shape": self.image_shape,
-            "terminate_on_success": self.terminate_on_success,
+            "terminate_on_success": self.terminate_on_success, "directions": self.directions, "q": self.q,
         }  # fmt: skip

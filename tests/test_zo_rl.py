@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 import zipfile
@@ -20,7 +21,7 @@ import l2l
 from agents import ZORL, ZORLAgent, ZORLPolicy, attach_info, load_zo_rl, load_zo_rl_lstm
 from agents.zo_rl import eval_mode
 from envs import ZOEnv, action_to_direction, direction_to_action
-from envs.mdp import observation
+from envs.mdp import guided_directions, observation
 from eval import cosine as cosine_cli
 from eval.specs import build_optimizers, parse_optimizers
 from l2l.common.paths import checkpoints_dir
@@ -220,6 +221,8 @@ def test_save_load_predict_gives_identical_actions(trained_image_policy):
         "eta": 0.05,
         "observe": "iterate",
         "policy_prob": 1.0,
+        "directions": "single",
+        "q": 1,
     }
     x = torch.as_tensor(observations[0])
     expected = action_to_direction(loaded.predict(observations[:1], deterministic=True)[0][0])
@@ -505,3 +508,33 @@ def test_image_observations_and_cnn_shapes_come_from_the_task_capabilities():
     flat = l2l.tasks.AttackTask(model, torch.rand(16), label=0)  # an image that is no (C, H, W)
     assert image_shape(square) == (1, 4, 4) and image_shape(flat) is None
     assert image_shape(l2l.make_task("quadratic", split="test", index=0)) is None
+
+
+def test_guided_step_spends_q_plus_one_queries_and_is_zo_sgd_at_the_zero_action():
+    q = 4
+    env = quadratic_env(directions="guided", q=q)
+    task = env._instance("train", 0)
+    env.reset(seed=3)
+    assert env.describe()["directions"] == "guided" and env.describe()["q"] == q
+    x, rng = env.x.clone(), torch.Generator().manual_seed(0)
+    rng.set_state(env._rng.get_state())
+    info = env.step(np.zeros(DIM, dtype=np.float32))[4]
+    assert info["queries"] == 1 + q + 1  # f(x0), the q probes, the new point
+    z = torch.randn(q, DIM, generator=rng)  # the zero action leaves ZO-SGD's N(0, I) directions
+    f0 = task.loss(x.unsqueeze(0))[0]
+    grad = ((task.loss(x.unsqueeze(0) + env.mu * z) - f0) / env.mu) @ z / q
+    assert torch.allclose(env.x, task.project(x - env.eta * grad), atol=1e-6)
+    env.step(np.ones(DIM, dtype=np.float32))
+    assert env.oracle.queries == info["queries"] + q + 1  # the new point is the next base value
+    with pytest.raises(ValueError, match="directions='both' must be one of single, guided"):
+        quadratic_env(directions="both")
+
+
+def test_guided_zo_rl_biases_its_directions_by_the_action_and_spends_q_plus_one(trained_image_policy):
+    _, _, task, path = trained_image_policy
+    guided = dataclasses.replace(l2l.load_optimizer(path), directions="guided", q=5)
+    traj = l2l.run(guided, task, steps=3, seed=0)
+    assert guided.queries_per_step(task.dim) == 6 and traj.queries == [0, 6, 12, 18]
+    action = guided.action(task.x0(), task)
+    u = guided_directions(action, 2000, torch.Generator().manual_seed(1))
+    assert torch.allclose(u.mean(dim=0), action, atol=0.1)  # the policy's action is the directions' mean

@@ -71,7 +71,15 @@ class TrainConfig:
         None, "steps per episode, the iteration budget (none: the family default_steps, 200; 500 for binary)"
     )
     mu: float | None = doc_field(None, "finite-difference radius (none: the task's tuned ZO-SGD mu)")
-    eta: float | None = doc_field(None, "learning rate of a step (none: tuned ZO-SGD delta / (d q))")
+    eta: float | None = doc_field(
+        None, "learning rate of a step (none: tuned ZO-SGD delta / (d q) for single, delta / d for guided)"
+    )
+    directions: Literal["single", "guided"] = doc_field(
+        "single",
+        "single: the action is one query direction (2 queries per step; the first build); guided: "
+        "papers/003's q directions a + N(0, I) around the action a, at q + 1 queries per step",
+    )
+    q: int | None = doc_field(None, "directions per guided step (none: the task's tuned ZO-SGD q)")
     observe: Literal["iterate", "image", "image_delta", "auto"] = doc_field(
         "auto",
         "what the policy sees: the iterate, the attacked image, or image_delta (the image and the normalized "
@@ -182,7 +190,8 @@ def make_env(cfg: TrainConfig) -> ZOEnv:
         observe = "image" if probe.perturbs_image else "iterate"
     return ZOEnv(
         cfg.task, split="train", index=None, instances=cfg.train_instances, mu=cfg.mu, eta=cfg.eta,
-        steps=cfg.steps or 200, observe=observe, reward_scale=cfg.reward_scale,
+        steps=cfg.steps or 200, observe=observe, reward_scale=cfg.reward_scale, directions=cfg.directions,
+        q=cfg.q,
     )  # fmt: skip
 
 
@@ -268,7 +277,10 @@ class Validator(BaseCallback):
 
     def evaluate(self) -> dict:
         agent = self.model
-        optimizer = ZORL(policy=agent.policy, mu=self.env.mu, eta=self.env.eta, observe=self.env.observe)
+        optimizer = ZORL(
+            policy=agent.policy, mu=self.env.mu, eta=self.env.eta, observe=self.env.observe,
+            directions=self.env.directions, q=self.env.q,
+        )  # fmt: skip
         val = validate(optimizer, self.val_tasks, self.cfg.val_steps or 1, seed=self.cfg.seed)
         record = {"timesteps": agent.num_timesteps, "switched": agent.switched, "rho_mean": agent.rho_mean,
                   **{k: v for k, v in val.summary().items() if k != "loss_curve_mean"},
