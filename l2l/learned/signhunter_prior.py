@@ -123,7 +123,7 @@ class SignHunterPrior(SignHunter, LearnedOptimizer):
     variants: ClassVar[dict[str, dict]] = {"continue": {"restart": False}}
     shipped_files: ClassVar[dict[str, str]] = {"mnist_attack_linf": "signhunter_prior_linf.pt"}
     train_command: ClassVar[str] = (
-        "python -m train.learned --optimizer <name> --task mnist_attack_linf --steps 1 --val-steps 100"
+        "python -m train.learned --optimizer <name> --task mnist_attack_linf --steps 1 --val-steps 1"
     )
 
     def __post_init__(self) -> None:
