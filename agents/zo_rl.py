@@ -144,18 +144,20 @@ class ZORL(ZOOptimizer):
         obs = observation(task, x, self.observe) if task is not None else x.detach().float().cpu().numpy()
         assert self.policy is not None
         with torch.no_grad(), eval_mode(self.policy.actor):
-            return self.policy.actor(torch.as_tensor(obs).reshape(1, -1))[0].to(x.device)
+            action = self.policy.actor(torch.as_tensor(obs).reshape(1, -1))[0]
+        return action.to(x.device)  # the policy runs where SB3 put it
 
     def direction(self, x: torch.Tensor, task: Task | None) -> torch.Tensor:
         """The policy's query direction [d] (norm sqrt(d)) at iterate ``x`` of ``task``."""
-        return action_to_direction(self.action(x, task)).to(x.device)  # the policy runs where SB3 put it
+        return action_to_direction(self.action(x, task))
 
     def propose(self, state: ZOState, oracle: Oracle) -> torch.Tensor:
         """The direction [d] of a step that asks the policy: :meth:`direction` at the iterate."""
         return self.direction(state.x, oracle.task)
 
     def estimate(self, state: ZOState, oracle: Oracle) -> Estimate:
-        """The two-query estimate along the policy's (or a Gaussian) direction, f(x) and f(x + mu u)."""
+        """The step's estimate: two queries along the policy's (or a Gaussian) direction, f(x) and
+        f(x + mu u); guided, q + 1 queries along a + z_i (a the policy's action, or 0)."""
         # The coin is drawn at every step, so P = 1 consumes the random stream as P < 1 does.
         use_policy = bool(torch.rand((), generator=state.rng, device=state.rng.device) < self.policy_prob)
         if self.directions == "guided":

@@ -14,8 +14,10 @@ new point on the step's minibatch; on a deterministic task it is also the base v
 step, so a step costs **2 queries** (the probe and the new point) plus one for f(x_0) before the first
 step, and the rewards of an episode sum to f(x_0) - f(x_K) exactly. On a stochastic task (minibatch
 losses) the reward compares both points on the *same* minibatch, and the next step draws a new one
-whose base value must be queried again: **3 queries** per step. ``info["queries"]`` is the oracle's
-running count (Algorithm 2's warm-start probes, :meth:`ZOEnv.probe`, included).
+whose base value must be queried again: **3 queries** per step. With ``directions="guided"`` the probe
+is q points instead of one, so a step costs q + 1 queries (q + 2 on a stochastic task).
+``info["queries"]`` is the oracle's running count (Algorithm 2's warm-start probes, :meth:`ZOEnv.probe`,
+included).
 
 Episodes end by truncation after ``steps`` steps (the iteration budget), or by termination when the
 iterate solves the task (attack success; checked like ``l2l.run`` does, without a query: the
@@ -232,7 +234,7 @@ class ZOEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.task is None:
             raise RuntimeError("call reset() before step()")
-        u = action_to_direction(action)
+        u = action_to_direction(action)  # also checks the action: its size and finite entries
         if u.shape != (self.dim,):
             raise ValueError(f"action has {u.numel()} entries; this environment's actions have {self.dim}")
         fx = self.base_value()

@@ -27,9 +27,9 @@ sec. 3.3); evaluation is black-box.
 
 What theta_y is: a universal perturbation for class y (Moosavi-Dezfooli et al. 2017), signed and
 class-conditional, learned from the train split's images of that class. So this optimizer's gain over
-SignHunter is a data prior, not a better search; the untrained control (theta = 0, so s_0 = all ones) is
-SignHunter exactly, which makes the comparison a clean ablation of the learned start. Our design: no
-paper proposes this combination.
+SignHunter is a data prior, not a better search; the untrained control (theta = 0, so the learned query
+is all ones) is SignHunter after one extra all-ones query, which makes the comparison a clean ablation of
+the learned query. Our design: no paper proposes this combination.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class SignHunterPriorConfig(LearnedConfig):
         super().__post_init__()
 
     def new_optimizer(self) -> SignHunterPrior:
-        """The optimizer this config describes, with theta = 0 (SignHunter's start)."""
+        """The optimizer this config describes, with theta = 0 (its first query: all ones)."""
         return SignHunterPrior(classes=self.classes, dim=self.dim)
 
 
@@ -162,7 +162,6 @@ class SignHunterPrior(SignHunter, LearnedOptimizer):
 
     def search(self, state: ZOState, geometry: AttackGeometry) -> Search:
         label = self._check_instance(geometry.dim, geometry.label, geometry.ball.norm)
-        self.to(state.rng.device)
         learned = self.prior.signs(label).detach()
         if not self.restart:
             yield from self.hunt(geometry, learned.clone())
