@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import l2l
+from l2l.estimators import Estimate
 from l2l.learned import (  # importing l2l.learned registers the checkpoint formats and zo_lstm_untrained
     MetaConfig,
     MetaTrainer,
@@ -23,6 +24,9 @@ from l2l.learned.networks import normalize_std
 from l2l.learned.optimizee_grad import optimizee_objective
 from l2l.learned.sampling import guided_es_directions
 from l2l.learned.zo_lstm import VARIANTS, ZOLSTM
+from l2l.optimizers.base import ZOState
+from l2l.optimizers.registry import tuned_params
+from l2l.optimizers.zo_adam import ZOAdam
 from l2l.tasks.target_models import mnist_checkpoint_path
 from train import zo_lstm as train_cli
 
@@ -163,6 +167,44 @@ def test_input_norm_feeds_adams_statistics_and_stays_with_the_checkpoint(tmp_pat
             normed.with_options(input_norm="none")
     with pytest.raises(ValueError, match="input_norm"):
         ZOLSTM(input_norm="layer")
+
+
+def test_adam_base_starts_as_zo_adam_and_learns_a_correction_in_adam_steps(tmp_path):
+    based = ZOLSTM(update_base="adam", base_delta=2.0, base_beta1=0.99, base_beta2=0.99)
+    adam = ZOAdam(delta=2.0, beta1=0.99, beta2=0.99)
+    x = torch.linspace(-1.0, 1.0, DIM)
+    carry, state = based.initial_carry(DIM), ZOState(x=x.clone(), rng=torch.Generator())
+    adam.init_slots(state)
+    grads = [torch.linspace(-0.05, 0.05, DIM), torch.linspace(0.02, -0.06, DIM), torch.full((DIM,), 0.01)]
+    with torch.no_grad():
+        for g in grads:  # the untrained head is zero: every step is ZO-Adam's on the same estimate
+            x = x + based._update(g, carry)
+            state.x = adam.update(state, Estimate(g, None, torch.zeros(0, DIM), 0), lr=2.0 / DIM)
+            state.step += 1
+            assert torch.allclose(x, state.x, atol=1e-6)  # float32 bias corrections: rounding apart
+        based.update_net.head.weight.fill_(0.1)  # a correction, in units of the base step lr = delta / d
+        carry = based.initial_carry(DIM)
+        out, _ = based.update_net(grads[0], based.update_net.initial_state(DIM))
+        step = based.with_options(alpha=2.0)._update(grads[0], carry)
+        assert torch.allclose(step, (2.0 / DIM) * (2.0 * out - grads[0].sign()), atol=1e-6)
+    path = save_zo_lstm(tmp_path / "based.pt", based, train_config={"seed": 0}, val={})
+    loaded = l2l.load_optimizer(path)
+    assert (loaded.update_base, loaded.base_delta, loaded.base_beta2) == ("adam", 2.0, 0.99)
+    with pytest.raises(ValueError, match="base_delta"):
+        based.with_options(base_delta=3.0)  # the correction was learned on this base
+    with pytest.raises(ValueError, match="update_base"):
+        ZOLSTM(update_base="sgd")
+    with pytest.raises(ValueError, match=r"base_delta=0"):
+        ZOLSTM(update_base="adam", base_delta=0.0)
+
+
+def test_train_cli_takes_the_adam_base_from_the_tasks_tuned_zo_adam():
+    cfg = train_cli.TrainConfig(task="binary_classification", update_base="adam", base_beta1=0.9)
+    tuned = tuned_params("zo_adam", "binary_classification")
+    assert (cfg.base_delta, cfg.base_beta1, cfg.base_beta2) == (tuned["delta"], 0.9, tuned["beta2"])
+    assert train_cli.TrainConfig(task="binary_classification").base_delta is None  # no base, nothing filled
+    with pytest.raises(ValueError, match="--base-delta"):
+        train_cli.TrainConfig(task="quadratic,binary_classification", steps=200, update_base="adam")
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

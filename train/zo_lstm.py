@@ -60,6 +60,10 @@ SAVED_BEFORE_FIELD = {
     "device": "cpu",
     "input_scale": 1.0,
     "input_norm": "none",
+    "update_base": "none",
+    "base_delta": None,
+    "base_beta1": None,
+    "base_beta2": None,
 }
 
 
@@ -94,6 +98,13 @@ class TrainConfig(LoopOptions, MetaConfig):
         if self.val_steps is None:
             self.val_steps = DEFAULT_VAL_STEPS.get(self.task, self.steps)
         super().__post_init__()
+        unset = [name for name in ("base_delta", "base_beta1", "base_beta2") if getattr(self, name) is None]
+        if "," in self.task and self.update_base != "none" and unset:
+            raise ValueError(
+                f"--update-base {self.update_base} over several families ({self.task}) needs explicit "
+                "--base-delta, --base-beta1 and --base-beta2: each family has its own tuned ZO-Adam"
+            )
+        self.fill_base(self.task)
         check_loop_fields(
             self, ("val_instances", "val_every", "val_steps", "threads", "workers"),
             ("update_iterations", "query_iterations", "images"),

@@ -7,7 +7,8 @@ One step at iterate x (q + 1 queries):
    directions are u_i = s * z_i when X = 1, else u_i = z_i, with z_i ~ N(0, I) (q of them);
 3. the forward-difference estimate g = 1/(mu q) sum_i [f(x + mu u_i) - f(x)] u_i (eq. 1);
 4. x <- x + alpha * UpdateRNN(g) (eq. 2; alpha is the update scale of sec. 4.3), projected onto the
-   task's feasible set (the identity for unconstrained tasks).
+   task's feasible set (the identity for unconstrained tasks). With ``update_base='adam'`` (our option)
+   the UpdateRNN's output is a learned correction to a ZO-Adam step instead (see :class:`ZOLSTM`).
 
 The ablations of sec. 4.4 are options of the same class (see :data:`VARIANTS`): standard Gaussian
 directions (``no_query``), a ZO-SGD update with QueryRNN directions (``no_update``), Guided-ES directions
@@ -30,7 +31,7 @@ from l2l.estimators import Estimate, Objective, check_mu, check_q, forward_diffe
 from l2l.learned.networks import SIGMA_NORMS, build_networks, sigma_penalty
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Project, Stage, TrainStep, register_learned
 from l2l.learned.sampling import DIRECTION_MODES, guided_es_directions
-from l2l.optimizers.base import ZOState
+from l2l.optimizers.base import ZOState, check_betas, lr_from_delta
 from l2l.optimizers.registry import register_optimizer, tuned_params
 from l2l.oracle import Oracle
 
@@ -45,12 +46,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "zo_lstm_untrained": {},
 }
 
-#: options that define the networks' shapes and so cannot change on a trained optimizer
-ARCHITECTURE = ("hidden", "sigma_norm", "input_scale", "input_norm")
+#: options that define the networks' shapes or what they were trained on, so cannot change on a trained one
+ARCHITECTURE = (
+    "hidden", "sigma_norm", "input_scale", "input_norm",
+    "update_base", "base_delta", "base_beta1", "base_beta2",
+)  # fmt: skip
 #: what the UpdateRNN reads: the estimate (papers/002), it over Adam's running RMS, or Adam's direction
 INPUT_NORMS = ("none", "rms", "adam")
 #: the decays of the running first and second moments of ``input_norm`` rms / adam (Adam's defaults)
 MOMENT_DECAY, RMS_DECAY = 0.9, 0.999
+#: what the UpdateRNN's output is added to: nothing (papers/002), or a ZO-Adam step (our option)
+UPDATE_BASES = ("none", "adam")
 
 
 @dataclass
@@ -75,6 +81,17 @@ class MetaConfig(LearnedConfig):
         "none: the UpdateRNN reads the estimate g (papers/002); rms: g divided by Adam's bias-corrected "
         "running RMS of g, per coordinate; adam: Adam's direction m_hat / RMS (our options)",
     )
+    update_base: Literal["none", "adam"] = doc_field(
+        "none",
+        "none: x <- x + alpha * UpdateRNN (papers/002); adam: x <- x - lr * (d - alpha * UpdateRNN), d the "
+        "ZO-Adam direction m_hat / sqrt(v_hat) and lr = base_delta / d_dim, a learned correction that "
+        "starts at exactly ZO-Adam (our option)",
+    )
+    base_delta: float | None = doc_field(
+        None, "ZO-Adam base: learning rate base_delta / d (none: the task's tuned zo_adam delta)"
+    )
+    base_beta1: float | None = doc_field(None, "ZO-Adam base: first-moment decay (none: the task's tuned)")
+    base_beta2: float | None = doc_field(None, "ZO-Adam base: second-moment decay (none: the task's tuned)")
     query_prob: float = doc_field(
         0.5, "P: chance that a test-time step samples along the QueryRNN covariance (training: always)"
     )
@@ -102,14 +119,27 @@ class MetaConfig(LearnedConfig):
         if self.sigma_norm not in SIGMA_NORMS:
             raise ValueError(f"sigma_norm={self.sigma_norm!r} must be one of {SIGMA_NORMS}")
         _check_choice("input_norm", self.input_norm, INPUT_NORMS)
+        _check_choice("update_base", self.update_base, UPDATE_BASES)
         super().__post_init__()
+
+    def fill_base(self, task: str) -> None:
+        """Take the unset ZO-Adam base values (``base_*`` = None) from ``task``'s tuned ``zo_adam``."""
+        if self.update_base == "none":
+            return
+        tuned = {**{"delta": ZOLSTM.base_delta, "beta1": ZOLSTM.base_beta1, "beta2": ZOLSTM.base_beta2},
+                 **tuned_params("zo_adam", task)}  # fmt: skip
+        for name in ("delta", "beta1", "beta2"):
+            if getattr(self, f"base_{name}") is None:
+                setattr(self, f"base_{name}", float(tuned[name]))
 
     def new_optimizer(self) -> ZOLSTM:
         """The ZOLSTM this config describes, with random initial weights from ``seed``."""
+        base = {f"base_{k}": getattr(self, f"base_{k}") for k in ("delta", "beta1", "beta2")}
         return ZOLSTM(
             q=self.q, mu=self.mu, query_prob=self.query_prob, alpha=self.alpha,
             sigma_norm=self.sigma_norm, hidden=self.hidden, init_seed=self.seed, input_scale=self.input_scale,
-            input_norm=self.input_norm,
+            input_norm=self.input_norm, update_base=self.update_base,
+            **{name: value for name, value in base.items() if value is not None},
         )  # fmt: skip
 
 
@@ -165,6 +195,18 @@ class ZOLSTM(LearnedOptimizer):
             gradients shrink (binary classification at 500 steps, docs/results.md). The moments are
             computed from the detached estimate; with ``rms`` the meta-gradient flows through g, with
             ``adam`` through (1 - 0.9) g in m. Part of the architecture.
+        update_base: ``none`` (papers/002: the UpdateRNN's output is the step) or ``adam``: the step
+            is lr * (alpha * UpdateRNN(...) - d), where d = m_hat / (sqrt(v_hat) + 1e-8) is ZO-Adam's
+            direction on the same estimates and lr = base_delta / d_dim. The UpdateRNN's head starts at
+            zero, so the untrained optimizer *is* ZO-Adam (with QueryRNN directions) and meta-training
+            learns a correction in units of Adam steps. Our addition, not papers/002's: a learned
+            optimizer on top of a hand-designed one, as learned_optimization's Adam-feature optimizers
+            are, for families where tuned ZO-Adam beats the plain UpdateRNN (binary classification at
+            500 steps, docs/results.md). The moments use the detached estimate except m's newest term,
+            as ``input_norm='adam'`` does. Part of the architecture, with its base values.
+        base_delta: ZO-Adam base learning-rate constant (lr = base_delta / d); ``update_base='adam'``.
+        base_beta1: ZO-Adam base first-moment decay.
+        base_beta2: ZO-Adam base second-moment decay.
     """
 
     q: int = 20
@@ -180,6 +222,10 @@ class ZOLSTM(LearnedOptimizer):
     init_seed: int = 0
     input_scale: float = 1.0
     input_norm: str = "none"
+    update_base: str = "none"
+    base_delta: float = 2.0
+    base_beta1: float = 0.9
+    base_beta2: float = 0.999
 
     title: ClassVar[str] = "ZO-LSTM"
     shipped_files: ClassVar[dict[str, str]] = {
@@ -203,6 +249,10 @@ class ZOLSTM(LearnedOptimizer):
         _check_choice("update", self.update, UPDATE_MODES)
         _check_choice("sigma_norm", self.sigma_norm, SIGMA_NORMS)
         _check_choice("input_norm", self.input_norm, INPUT_NORMS)
+        _check_choice("update_base", self.update_base, UPDATE_BASES)
+        if not self.base_delta > 0:
+            raise ValueError(f"base_delta={self.base_delta!r} must be > 0 (the base learning rate is it / d)")
+        check_betas(self.base_beta1, self.base_beta2)
         for name in ("query_prob", "guided_alpha"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be in [0, 1]")
@@ -212,6 +262,9 @@ class ZOLSTM(LearnedOptimizer):
                 "must all be > 0"
             )
         self.update_net, self.query_net = build_networks(self.hidden, self.sigma_norm, self.init_seed)
+        if self.update_base != "none":
+            with torch.no_grad():
+                self.update_net.head.weight.zero_()  # no correction yet: the untrained step is the base's
 
     def queries_per_step(self, dim: int) -> int:
         return self.q + 1
@@ -254,6 +307,10 @@ class ZOLSTM(LearnedOptimizer):
             carry["update_t"] = torch.zeros((), device=device)
         if self.input_norm == "adam":
             carry["update_m"] = torch.zeros(dim, device=device)  # Adam's first moment
+        if self.update_base == "adam":
+            for name in ("base_m", "base_v"):
+                carry[name] = torch.zeros(dim, device=device)
+            carry["base_t"] = torch.zeros((), device=device)
         if self.directions == "query":
             carry["query_h"], carry["query_c"] = self.query_net.initial_state(dim)
         return carry
@@ -341,7 +398,18 @@ class ZOLSTM(LearnedOptimizer):
         out, (carry["update_h"], carry["update_c"]) = self.update_net(
             features, (carry["update_h"], carry["update_c"])
         )
-        return self.alpha * out
+        if self.update_base == "none":
+            return self.alpha * out
+        lr = lr_from_delta(self.base_delta, grad.shape[0])
+        return lr * (self.alpha * out - self._adam_direction(grad, carry))
+
+    def _adam_direction(self, grad: torch.Tensor, carry: dict) -> torch.Tensor:
+        """ZO-Adam's m_hat / (sqrt(v_hat) + 1e-8) with the base's decays; updates its moments in ``carry``."""
+        b1, b2 = self.base_beta1, self.base_beta2
+        carry["base_t"] = t = carry["base_t"] + 1
+        carry["base_m"] = b1 * carry["base_m"].detach() + (1 - b1) * grad
+        carry["base_v"] = b2 * carry["base_v"] + (1 - b2) * grad.detach() ** 2
+        return carry["base_m"] / (1 - b1**t) / ((carry["base_v"] / (1 - b2**t)).sqrt() + 1e-8)
 
     def _normalized(self, grad: torch.Tensor, carry: dict) -> torch.Tensor:
         """The ``rms`` or ``adam`` input of the UpdateRNN (see ``input_norm``); updates the moments."""
