@@ -78,33 +78,42 @@ class IterateFeatures(BaseFeaturesExtractor):
     """The actor's view of an iterate.
 
     Images: the strided trunk's flattened maps, followed by the batch-normalized input itself (for the
-    head's per-pixel skip path). Vectors: batch norm, a dense layer and ReLU.
+    head's per-pixel skip path). Vectors: batch norm, a dense layer and ReLU; with ``skip``, followed by
+    the batch-normalized input too (observations of several channels, such as the iterate and the last
+    estimate, whose actor may copy a channel).
 
     Args:
         observation_space: a flat Box of d entries.
         image_shape: (C, H, W) when the iterate is an image, else None.
         width: channels of the first convolution (the second has twice as many).
         hidden: units of the vector layer.
+        skip: vectors only: pass the normalized input on for a :class:`SkipHead`.
     """
 
     def __init__(
-        self, observation_space: spaces.Box, image_shape: Any = None, width: int = 8, hidden: int = 64
+        self,
+        observation_space: spaces.Box,
+        image_shape: Any = None,
+        width: int = 8,
+        hidden: int = 64,
+        skip: bool = False,
     ):
         dim = int(observation_space.shape[0])
         self.image_shape = check_image_shape(image_shape, dim)
-        features = trunk_features(self.image_shape, width) + dim if self.image_shape else hidden
-        super().__init__(observation_space, features_dim=features)
+        self.skip = bool(self.image_shape) or skip
+        maps = trunk_features(self.image_shape, width) if self.image_shape else hidden
+        super().__init__(observation_space, features_dim=maps + (dim if self.skip else 0))
         if self.image_shape:
             self.trunk: nn.Module = strided_trunk(self.image_shape[0], width)
-            self.norm: nn.Module = nn.BatchNorm1d(dim)
         else:
             self.trunk = nn.Sequential(nn.BatchNorm1d(dim), nn.Linear(dim, hidden), nn.ReLU())
+        if self.skip:
+            self.norm: nn.Module = nn.BatchNorm1d(dim)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        if self.image_shape:
-            maps = self.trunk(_as_images(observations, self.image_shape))
-            return torch.cat([maps, self.norm(observations)], dim=1)
-        return self.trunk(observations)
+        shaped = _as_images(observations, self.image_shape) if self.image_shape else observations
+        maps = self.trunk(shaped)
+        return torch.cat([maps, self.norm(observations)], dim=1) if self.skip else maps
 
 
 class SkipHead(nn.Module):
@@ -217,11 +226,19 @@ class ZORLPolicy(TD3Policy):
     Keyword arguments as for ``TD3Policy``; ``features_extractor_kwargs`` may hold ``image_shape``
     ((C, H, W) or None), ``width`` and ``hidden``, which the critic uses too. For images the actor's MLP
     is replaced by a :class:`SkipHead`; for vectors the actor is stable-baselines3's MLP over
-    :class:`IterateFeatures` (``net_arch`` sets its hidden layers).
+    :class:`IterateFeatures` (``net_arch`` sets its hidden layers), except for observations of several
+    channels (``iterate_estimate``), which get the skip head over the vector layer too.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
         kwargs.setdefault("features_extractor_class", IterateFeatures)
+        observation_space = kwargs.get("observation_space", args[0] if args else None)
+        action_space = kwargs.get("action_space", args[1] if len(args) > 1 else None)
+        options = dict(kwargs.get("features_extractor_kwargs") or {})
+        known = observation_space is not None and action_space is not None
+        channels = int(observation_space.shape[0]) // int(action_space.shape[0]) if known else 1
+        if options.get("image_shape") is None and channels > 1:  # so that its actor can copy a channel
+            kwargs["features_extractor_kwargs"] = {**options, "skip": True}
         super().__init__(*args, **kwargs)
 
     def load_state_dict(
@@ -246,15 +263,16 @@ class ZORLPolicy(TD3Policy):
         return shape, int(options.get("width", 8)), int(options.get("hidden", 64))
 
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> Actor:
-        shape, width, _ = self._network_options()
+        shape, width, hidden = self._network_options()
         kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
-        if shape:
+        dim = int(self.action_space.shape[0])
+        channels = int(self.observation_space.shape[0]) // dim
+        skip = bool(shape) or channels > 1
+        if skip:
             kwargs["net_arch"] = []  # the skip head replaces the MLP
         actor = Actor(**kwargs)
-        if shape:
-            dim = int(self.action_space.shape[0])
-            channels = int(self.observation_space.shape[0]) // dim
-            actor.mu = SkipHead(trunk_features(shape, width), dim, channels)
+        if skip:
+            actor.mu = SkipHead(trunk_features(shape, width) if shape else hidden, dim, channels)
         return actor.to(self.device)
 
     def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> PairCritic:

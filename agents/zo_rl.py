@@ -50,7 +50,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 import l2l
-from envs.mdp import action_to_direction, check_directions, guided_directions, observation
+from envs.mdp import ESTIMATE_MODES, action_to_direction, check_directions, guided_directions, observation
 from l2l.common.paths import shipped_file
 from l2l.estimators import Estimate, Objective, check_mu, forward_difference, gaussian_directions
 from l2l.learned.checkpoint import load_zo_lstm, shipped_checkpoint
@@ -90,7 +90,9 @@ class ZORL(ZOOptimizer):
         policy: the stable-baselines3 TD3/DDPG policy whose actor proposes the directions.
         mu: finite-difference radius (the MDP's).
         eta: learning rate (the MDP's).
-        observe: what the policy sees: ``iterate``, ``image`` or ``image_delta`` (:mod:`envs.mdp`).
+        observe: what the policy sees: ``iterate``, ``image``, ``image_delta``, ``iterate_estimate`` or
+            ``image_estimate`` (:mod:`envs.mdp`; the last two read the previous step's estimate, which
+            :meth:`step` keeps in the state's slots).
         policy_prob: P, the chance that a step queries along the policy's direction (else along a
             standard Gaussian one); 1 is papers/003's ZO-RL.
         directions: ``single`` (one direction per step, 2 queries: the first build) or ``guided``
@@ -137,23 +139,36 @@ class ZORL(ZOOptimizer):
     def evaluates_iterate(self) -> bool:
         return True
 
-    def action(self, x: torch.Tensor, task: Task | None) -> torch.Tensor:
-        """The policy's action [d] (a point of Box(-1, 1)^d) at iterate ``x`` of ``task``."""
-        if self.observe != "iterate" and task is None:
+    def action(
+        self, x: torch.Tensor, task: Task | None, estimate: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The policy's action [d] (a point of Box(-1, 1)^d) at iterate ``x`` of ``task``.
+
+        ``estimate`` is the previous step's ZO estimate, which the estimate observations show (None:
+        no step yet); the others ignore it.
+        """
+        if self.observe.startswith("image") and task is None:
             raise ValueError(f"a policy that observes {self.observe!r} needs the task (an oracle's .task)")
-        obs = observation(task, x, self.observe) if task is not None else x.detach().float().cpu().numpy()
+        obs = observation(task, x, self.observe, estimate)
         assert self.policy is not None
         with torch.no_grad(), eval_mode(self.policy.actor):
             action = self.policy.actor(torch.as_tensor(obs).reshape(1, -1))[0]
         return action.to(x.device)  # the policy runs where SB3 put it
 
-    def direction(self, x: torch.Tensor, task: Task | None) -> torch.Tensor:
-        """The policy's query direction [d] (norm sqrt(d)) at iterate ``x`` of ``task``."""
-        return action_to_direction(self.action(x, task))
+    def direction(
+        self, x: torch.Tensor, task: Task | None, estimate: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The policy's query direction [d] (norm sqrt(d)) at iterate ``x`` of ``task`` (:meth:`action`)."""
+        return action_to_direction(self.action(x, task, estimate))
 
     def propose(self, state: ZOState, oracle: Oracle) -> torch.Tensor:
         """The direction [d] of a step that asks the policy: :meth:`direction` at the iterate."""
-        return self.direction(state.x, oracle.task)
+        return self.direction(state.x, oracle.task, state.slots.get("estimate"))
+
+    def guided_mean(self, state: ZOState, oracle: Oracle) -> torch.Tensor:
+        """The mean a [d] of a guided step that asks the policy: its action at the iterate (a hook for
+        synthetic policies, such as ``eval.policy_bound``'s)."""
+        return self.action(state.x, oracle.task, state.slots.get("estimate"))
 
     def estimate(self, state: ZOState, oracle: Oracle) -> Estimate:
         """The step's estimate: two queries along the policy's (or a Gaussian) direction, f(x) and
@@ -161,7 +176,7 @@ class ZORL(ZOOptimizer):
         # The coin is drawn at every step, so P = 1 consumes the random stream as P < 1 does.
         use_policy = bool(torch.rand((), generator=state.rng, device=state.rng.device) < self.policy_prob)
         if self.directions == "guided":
-            mean = self.action(state.x, oracle.task) if use_policy else torch.zeros_like(state.x)
+            mean = self.guided_mean(state, oracle) if use_policy else torch.zeros_like(state.x)
             return forward_difference(oracle, state.x, guided_directions(mean, self.q, state.rng), self.mu)
         if use_policy:
             u = self.propose(state, oracle)
@@ -173,6 +188,7 @@ class ZORL(ZOOptimizer):
         est = self.estimate(state, oracle)
         state.x = oracle.project(state.x - self.eta * est.grad)
         state.fx, state.step = est.fx, state.step + 1
+        state.slots["estimate"] = est.grad  # what the estimate observations show at the next step
         return state
 
     def config(self) -> dict:
@@ -211,6 +227,11 @@ class ZORLLSTM(ZOLSTM):
         directions = super().sample_directions(x, f, rng, std)
         if self.sampler is None:
             raise ValueError("this ZORLLSTM has no sampler; build it with agents.load_zo_rl_lstm")
+        if self.sampler.observe in ESTIMATE_MODES:
+            raise ValueError(
+                f"the policy observes {self.sampler.observe!r}, and ZO-RL-LSTM does not pass it the last "
+                "estimate; use a policy trained with --observe iterate or image"
+            )
         if bool(torch.rand((), generator=rng, device=rng.device) < self.policy_prob):
             u = self.sampler.direction(x, getattr(f, "task", None))
             directions[0] = u if std is None else u * std

@@ -16,6 +16,11 @@
   direction very little as delta grows (consecutive directions of the shipped MNIST policy are nearly
   parallel; docs/results.md), because delta is a small change of the image, so it searches along
   nearly one line.
+- **The last estimate** (papers/003's issue of tracking the gradient; our option). ``iterate_estimate``
+  and ``image_estimate`` add a second channel to ``iterate`` or ``image``: the ZO estimate of the
+  previous step divided by its largest magnitude (zero before the first step). The optimizer computed
+  it from its own queries, so it costs none and stays black-box; a policy that copies it follows the
+  last estimate, and one that remembers it cannot, since the policy is memoryless.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ import torch
 from l2l.estimators import gaussian_directions
 from l2l.tasks.base import Task
 
-Observe = Literal["iterate", "image", "image_delta"]
-OBSERVE_MODES: tuple[str, ...] = ("iterate", "image", "image_delta")
+Observe = Literal["iterate", "image", "image_delta", "iterate_estimate", "image_estimate"]
+OBSERVE_MODES: tuple[str, ...] = ("iterate", "image", "image_delta", "iterate_estimate", "image_estimate")
+#: the modes whose second channel is the previous step's ZO estimate (module docstring)
+ESTIMATE_MODES: tuple[str, ...] = ("iterate_estimate", "image_estimate")
 #: how an action becomes a step's query directions: one direction (the first build), or the paper's q
 #: directions pi(x) + N(0, I) (papers/003 sec. 3; :func:`guided_directions`)
 DIRECTION_MODES: tuple[str, ...] = ("single", "guided")
@@ -90,7 +97,7 @@ def check_observe(observe: str, task: Task) -> str:
     """
     if observe not in OBSERVE_MODES:
         raise ValueError(f"observe={observe!r} must be one of {', '.join(OBSERVE_MODES)}")
-    if observe != "iterate" and not task.perturbs_image:
+    if observe.startswith("image") and not task.perturbs_image:
         raise ValueError(
             f"observe={observe!r} needs a task that perturbs an image (Task.perturbs_image, with an "
             f"adversarial(X) method); {type(task).__name__} is none: use observe='iterate'"
@@ -98,17 +105,40 @@ def check_observe(observe: str, task: Task) -> str:
     return observe
 
 
-def observation(task: Task, x: torch.Tensor, observe: str = "iterate") -> np.ndarray:
-    """The flat float32 observation of iterate ``x``: [d], or [2d] for ``image_delta`` (module docstring)."""
+def observation_channels(observe: str) -> int:
+    """How many d-vectors an observation stacks: 2 for ``image_delta`` and the estimate modes, else 1."""
+    return 2 if observe == "image_delta" or observe in ESTIMATE_MODES else 1
+
+
+def observation(
+    task: Task | None, x: torch.Tensor, observe: str = "iterate", estimate: torch.Tensor | None = None
+) -> np.ndarray:
+    """The flat float32 observation of iterate ``x``: [d], or [2d] for two channels (module docstring).
+
+    Args:
+        task: the task (the image modes read its image; the iterate modes need none).
+        x: the iterate [d].
+        observe: one of :data:`OBSERVE_MODES`.
+        estimate: the previous step's ZO estimate [d] for the estimate modes (None: no step yet).
+    """
     with torch.no_grad():
-        if observe == "iterate":
+        if observe.startswith("iterate"):
             point = x
         else:
+            if task is None:
+                raise ValueError(f"observe={observe!r} shows the attacked image, so it needs the task")
             point = task.adversarial(x.unsqueeze(0))[0].flatten()  # type: ignore[attr-defined]
-            if observe == "image_delta":
-                top = x.detach().abs().max()
-                point = torch.cat([point, x / top if float(top) > 0 else torch.zeros_like(x)])
+        if observe == "image_delta":
+            point = torch.cat([point, _by_largest(x)])
+        elif observe in ESTIMATE_MODES:
+            point = torch.cat([point, _by_largest(torch.zeros_like(x) if estimate is None else estimate)])
     return point.detach().float().flatten().cpu().numpy().astype(np.float32, copy=True)
+
+
+def _by_largest(v: torch.Tensor) -> torch.Tensor:
+    """``v`` over its largest magnitude (entries in [-1, 1]); the zero vector stays zero."""
+    top = v.detach().abs().max()
+    return v.detach().to(torch.float32) / top if float(top) > 0 else torch.zeros_like(v, dtype=torch.float32)
 
 
 def observed_image_shape(task: Task, observe: str) -> tuple[int, ...] | None:
@@ -116,7 +146,7 @@ def observed_image_shape(task: Task, observe: str) -> tuple[int, ...] | None:
     shape = image_shape(task)
     if shape is None or observe == "iterate":
         return shape
-    return (shape[0] * (2 if observe == "image_delta" else 1), *shape[1:])
+    return (shape[0] * observation_channels(observe), *shape[1:])
 
 
 def image_shape(task: Task) -> tuple[int, ...] | None:

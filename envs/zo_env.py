@@ -43,6 +43,7 @@ from envs.mdp import (
     direction_to_action,
     guided_directions,
     observation,
+    observation_channels,
     observed_image_shape,
 )
 from l2l.estimators import check_mu, forward_estimate, gaussian_directions
@@ -86,14 +87,15 @@ class ZOEnv(gym.Env):
         split: the split episodes draw instances from.
         index: the instance of ``split``; None draws one (uniformly, from the env's seeded generator)
         observe: ``iterate``, ``image`` or ``image_delta`` (attack tasks: the attacked image, alone or with
-            the normalized perturbation as a second channel; see :mod:`envs.mdp`).
+            the normalized perturbation as a second channel), or ``iterate_estimate`` /
+            ``image_estimate``, which add the previous step's ZO estimate as a second channel (see
+            :mod:`envs.mdp`).
         mu: finite-difference radius; None takes the family's tuned ZO-SGD mu (see :func:`default_mu_eta`).
         eta: learning rate of the step; None takes the family's tuned ZO-SGD learning rate over its q,
             delta / (d q) (see :func:`default_mu_eta`).
         steps: the iteration budget of an episode (truncation); the registered ids and
             ``train.ddpg_policy`` pass the family's ``default_steps``.
         instances: with ``index=None``, draw among the first ``instances`` of the split (None: all).
-        observe: ``iterate`` or ``image`` (attack tasks: the attacked image; see :mod:`envs.mdp`).
         reward_scale: factor on every reward (small losses, e.g. binary classification's ~1e-3
             decreases, train better scaled up); ``info`` reports the unscaled loss.
         terminate_on_success: end the episode when the iterate solves the task.
@@ -150,7 +152,7 @@ class ZOEnv(gym.Env):
         self.terminate_on_success = terminate_on_success
         self.observe = check_observe(observe, first)
         self.image_shape = observed_image_shape(first, self.observe)
-        obs_dim = self.dim * (2 if self.observe == "image_delta" else 1)
+        obs_dim = self.dim * observation_channels(self.observe)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.dim,), dtype=np.float32)
         self.task: Task | None = None
@@ -202,7 +204,7 @@ class ZOEnv(gym.Env):
         self.task, self.episode = self._instance(split, index), {"split": split, "index": int(index)}
         self.oracle = Oracle(self.task)
         self.x = self.task.project(self.task.x0().float())
-        self.k = 0
+        self.k, self._estimate = 0, None
         # torch streams for probe directions and minibatches, derived from the seeded np_random
         self._rng = torch.Generator().manual_seed(int(self.np_random.integers(2**62)))
         self._batch_rng = torch.Generator().manual_seed(int(self.np_random.integers(2**62)))
@@ -229,7 +231,7 @@ class ZOEnv(gym.Env):
 
     def _obs(self) -> np.ndarray:
         assert self.task is not None
-        return observation(self.task, self.x, self.observe)
+        return observation(self.task, self.x, self.observe, self._estimate)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.task is None:
@@ -247,7 +249,7 @@ class ZOEnv(gym.Env):
         new_x = self.oracle.project(self.x - self.eta * est.grad)
         new_f = self.oracle(new_x)[0]  # 1 query: the reward, and the next base value
         reward = float(fx - new_f) * self.reward_scale
-        self.x, self.k = new_x, self.k + 1
+        self.x, self.k, self._estimate = new_x, self.k + 1, est.grad
         if self._batch is None:
             self._fx = new_f  # deterministic: f(x_{k+1}) is already the next step's base value
         else:

@@ -13,14 +13,23 @@ cumulative queries at the end of step k.
 Methods (papers/003 sec. 4): ``zo_gs`` (ZO-SGD with q Gaussian directions, tuned for the task),
 ``guided_es`` (:func:`l2l.estimators.guided_directions`), ``zo_lstm`` (a ZO-LSTM checkpoint),
 ``zo_rl`` (a policy zip) and ``zo_rl_lstm`` (both). Writes ``out.json`` and ``out.png`` beside it.
+
+For ``zo_rl`` it also reports how the policy tracks the gradient (:class:`PolicyTracking`, papers/003's
+question of whether a policy can follow the iterate): at every step, whether or not the step's coin asks
+the policy, the action the policy would take there, cos(action_k, true gradient_k), and
+cos(action_k, action_{k-1}). A policy that tracks has the first well above 0 (a sign flip counts
+too: the estimator uses a direction and its negative alike, so the absolute cosine is reported) and
+the second below 1.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -33,8 +42,11 @@ from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import atomic_write, write_json_atomic
-from l2l.diagnostics import cosine_trace
+from l2l.diagnostics import cosine_trace, true_gradient
 from l2l.estimators import check_q
+from l2l.optimizers.base import ZOState
+from l2l.oracle import Oracle
+from l2l.run import Trajectory
 
 METHODS = ("zo_gs", "guided_es", "zo_lstm", "zo_rl", "zo_rl_lstm")
 
@@ -96,6 +108,42 @@ def build_method(name: str, config: CosineConfig) -> l2l.optimizers.ZOOptimizer:
     return load_zo_rl(policy) if name == "zo_rl" else load_zo_rl_lstm(policy, lstm)
 
 
+class PolicyTracking:
+    """A run callback for a ``zo_rl`` optimizer: the policy's action against the true gradient, step by step.
+
+    At each iterate x_k (before step k + 1) it asks the policy for its action with the observation the
+    step would use (the previous estimate included), without touching the run's generator or oracle,
+    and records |cos(action_k, grad f(x_k))| and cos(action_k, action_{k-1}).
+
+    Args:
+        policy: the ``agents.ZORL`` optimizer being run.
+    """
+
+    def __init__(self, policy: Any):
+        self.policy = policy
+        self.to_gradient: list[float] = []
+        self.consecutive: list[float] = []
+        self._last: torch.Tensor | None = None
+
+    def __call__(self, state: ZOState, oracle: Oracle, traj: Trajectory) -> None:
+        action = self.policy.action(state.x, oracle.task, state.slots.get("estimate"))
+        grad = true_gradient(oracle.task, state.x, oracle.batch)
+        cos = torch.nn.functional.cosine_similarity
+        self.to_gradient.append(abs(float(cos(action, grad, dim=0, eps=1e-30))))
+        if self._last is not None:
+            self.consecutive.append(float(cos(action, self._last, dim=0, eps=1e-30)))
+        self._last = action
+
+
+def policy_tracking(
+    policy: l2l.optimizers.ZOOptimizer, task: l2l.tasks.Task, steps: int, seed: int, budget: int | None
+) -> tuple[list[float], list[float]]:
+    """(|cos(action, gradient)| per iterate, cos of consecutive actions) along one ``l2l.run``."""
+    probe = PolicyTracking(policy)
+    l2l.run(policy, task, steps, budget=budget, seed=seed, callback=probe)
+    return probe.to_gradient, probe.consecutive
+
+
 def summarize_traces(traces: list[tuple[list[int], list[float]]]) -> dict:
     """Mean and std of the cosine per step index over runs (runs of one method share their query counts)."""
     shortest = min(len(c) for _, c in traces)
@@ -135,8 +183,26 @@ def cosine_study(config: CosineConfig, progress: bool = True) -> dict:
                 **summarize_traces(traces),
                 "queries_per_step": optimizer.queries_per_step(tasks[0].dim),
             }
+            if name == "zo_rl":
+                results[name].update(tracking_summary(optimizer, tasks, runs, config))
     settings = ("task", "split", "instances", "trials", "steps", "budget", "q", "seed", "zo_lstm", "zo_rl")
     return {**{k: getattr(config, k) for k in settings}, "version": l2l.__version__, "results": results}
+
+
+def tracking_summary(
+    policy: l2l.optimizers.ZOOptimizer, tasks: list, runs: list[tuple[int, int]], config: CosineConfig
+) -> dict:
+    """The mean :class:`PolicyTracking` cosines of ``policy`` over ``runs`` (instance, trial)."""
+    to_gradient, consecutive = [], []
+    for i, t in runs:
+        seed = run_seed(config.seed, i, t)
+        grad_cos, step_cos = policy_tracking(policy, tasks[i], config.steps, seed, config.budget)
+        to_gradient += grad_cos
+        consecutive += step_cos
+    return {
+        "action_gradient_cosine_mean": float(np.mean(to_gradient)) if to_gradient else None,
+        "consecutive_action_cosine_mean": float(np.mean(consecutive)) if consecutive else None,
+    }
 
 
 def plot_cosine(result: dict, path: str | Path) -> Path:
@@ -168,6 +234,11 @@ def main(argv: list[str] | None = None) -> dict:
     plot_cosine(result, path.with_suffix(".png"))
     for name, res in result["results"].items():
         print(f"{name:>12}: mean cosine {res['mean_cosine']:.4f} over {len(res['queries'])} steps")
+        if "action_gradient_cosine_mean" in res:
+            print(
+                f"{'':>12}  policy action: |cos| to the gradient {res['action_gradient_cosine_mean']:.4f}, "
+                f"cos to the previous action {res['consecutive_action_cosine_mean']:.4f}"
+            )
     print(f"wrote {path} and {path.with_suffix('.png')}")
     return result
 

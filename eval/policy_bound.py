@@ -15,6 +15,15 @@ references, marked † in the tables):
   whose output does not change along a run can do (the shipped ZO-RL policies are such policies; see
   docs/results.md).
 
+With ``--directions guided`` the rows take papers/003's guided form instead (:mod:`envs.mdp`): a step
+draws its q directions a + z_i around a mean action a, at q + 1 queries, and the rows set that mean to
+s v / max|v| (``--strengths`` s, the action's largest entry) for a vector v:
+
+- ``track`` and ``fixed``: v as above, of cosine c to the true gradient (white-box);
+- ``last``: v the previous step's ZO estimate, and ``ema``: v the running mean of the estimates
+  (decay 0.9). These are black-box: the policies that a policy observing the last estimates
+  (``observe="iterate_estimate"``) could at least learn to copy, and so the references for it.
+
 Every (mode, c, P) runs at each step size eta, on the same instances and seeds. Tuned ZO-SGD with q
 directions per step is the reference, and ``--zo-rl`` adds a trained policy with its own P and eta.
 The bound table keeps each configuration's best eta, so choose it on val, not test. It shows the
@@ -48,7 +57,11 @@ from l2l.optimizers.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 from l2l.tasks import make_family
 
-MODES = ("track", "fixed")
+MODES = ("track", "fixed", "last", "ema")
+#: the modes whose direction comes from the run's own estimates, not the true gradient
+ESTIMATE_MODES = ("last", "ema")
+#: decay of the running mean of the estimates that ``ema`` follows
+EMA_DECAY = 0.9
 
 
 def blend_with_gradient(grad: torch.Tensor, noise: torch.Tensor, cosine: float) -> torch.Tensor:
@@ -83,11 +96,13 @@ class GradientCosinePolicy(ZORL):
 
     cosine: float = 0.1
     track: bool = True
+    strength: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0 <= self.cosine <= 1:
             raise ValueError(f"cosine={self.cosine!r} must be in [0, 1] (a cosine to the gradient)")
+        check_strength(self.strength)
 
     def init_slots(self, state: ZOState) -> None:
         state.slots["held"] = None
@@ -101,8 +116,62 @@ class GradientCosinePolicy(ZORL):
             state.slots["held"] = u
         return u
 
+    def guided_mean(self, state: ZOState, oracle: Oracle) -> torch.Tensor:
+        return mean_action(self.propose(state, oracle), self.strength)  # the same direction, as an action
+
     def config(self) -> dict:
-        return {**super().config(), "cosine": self.cosine, "track": self.track}
+        return {**super().config(), "cosine": self.cosine, "track": self.track, "strength": self.strength}
+
+
+@dataclass
+class EstimateFollowingPolicy(ZORL):
+    """A guided ``zo_rl`` step whose mean action follows the run's own past ZO estimates (black-box).
+
+    Args:
+        memory: 0 follows the previous step's estimate (``last``); ``EMA_DECAY`` their running mean (``ema``).
+        strength: s, the mean action's largest entry: a = s v / max|v|.
+        mu, eta, policy_prob, q: as in :class:`~agents.zo_rl.ZORL` (``directions`` is ``guided``).
+    """
+
+    name = "estimate_following_policy"
+    needs_policy: ClassVar[bool] = False
+
+    memory: float = 0.0
+    strength: float = 0.5
+    directions: str = "guided"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.memory < 1:
+            raise ValueError(f"memory={self.memory!r} must be in [0, 1) (the decay of the estimates' mean)")
+        check_strength(self.strength)
+
+    def init_slots(self, state: ZOState) -> None:
+        state.slots["followed"] = torch.zeros_like(state.x)
+
+    def guided_mean(self, state: ZOState, oracle: Oracle) -> torch.Tensor:
+        return mean_action(state.slots["followed"], self.strength)
+
+    def step(self, state: ZOState, oracle: Oracle) -> ZOState:
+        state = super().step(state, oracle)
+        followed = state.slots["followed"]
+        state.slots["followed"] = self.memory * followed + (1 - self.memory) * state.slots["estimate"]
+        return state
+
+    def config(self) -> dict:
+        return {**super().config(), "memory": self.memory, "strength": self.strength}
+
+
+def mean_action(v: torch.Tensor, strength: float) -> torch.Tensor:
+    """s v / max|v|, the action whose largest entry is s along ``v`` (zero for the zero vector)."""
+    top = v.abs().max()
+    return v * (strength / top) if float(top) > 0 else torch.zeros_like(v)
+
+
+def check_strength(strength: float) -> None:
+    """A mean action's largest entry s must lie in (0, 1], inside the action box."""
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength={strength!r} must be in (0, 1] (the largest entry of an action)")
 
 
 @dataclass
@@ -126,7 +195,17 @@ class BoundConfig:
         "comma-separated step sizes (none: 2x and 1/2x the MDP's default eta, "
         "envs.zo_env.default_mu_eta: the tuned ZO-SGD learning rate over its q)",
     )
-    q: int = doc_field(20, "query directions per step of the ZO-SGD reference (tuned for --task)")
+    q: int = doc_field(
+        20, "query directions per step of the ZO-SGD reference (tuned for --task) and of the guided rows"
+    )
+    directions: Literal["single", "guided"] = doc_field(
+        "single",
+        "single: each row's step queries along its one direction (2 queries); guided: q directions "
+        "around a mean action along it (q + 1 queries, papers/003 sec. 3)",
+    )
+    strengths: str = doc_field(
+        "0.25,0.5", "guided only: comma-separated largest entries s of the mean action, in (0, 1]"
+    )
     zo_rl: str | None = doc_field(None, "a trained policy zip to add as a row, with its stored P and eta")
     seed: int = doc_field(0, "base seed; every row gets the same per-run seeds")
     threads: int = doc_field(1, "torch CPU threads")
@@ -142,7 +221,11 @@ class BoundConfig:
         unknown = sorted(set(self.mode_list()) - set(MODES))
         if unknown:
             raise ValueError(f"unknown mode(s) {unknown} in --modes; choose among {', '.join(MODES)}")
-        for name in ("cosines", "policy_probs", "etas"):
+        if self.directions == "single" and set(self.mode_list()) & set(ESTIMATE_MODES):
+            raise ValueError(f"modes {', '.join(ESTIMATE_MODES)} set a guided mean: add --directions guided")
+        for strength in parse_float_list(self.strengths, "strengths"):
+            check_strength(strength)
+        for name in ("cosines", "policy_probs", "etas", "strengths"):
             if getattr(self, name) is not None and not parse_float_list(getattr(self, name), name):
                 raise ValueError(f"{name}={getattr(self, name)!r} lists no value; give at least one")
         # the rest (instances, trials, budget, q, threads, workers, split) is checked by CompareConfig
@@ -161,22 +244,41 @@ class BoundConfig:
 def bound_rows(config: BoundConfig) -> list[tuple[str, ZOOptimizer]]:
     """The labeled optimizers: the ZO-SGD reference, the optional policy, then the synthetic grid."""
     dim = make_family(config.task).instance(config.split, 0).dim
-    mu, default_eta = default_mu_eta(config.task, dim)
+    mu, default_eta = default_mu_eta(config.task, dim, config.directions)
     etas = parse_float_list(config.etas, "etas") if config.etas else [2 * default_eta, default_eta / 2]
     rows: list[tuple[str, ZOOptimizer]] = [("zo_sgd", make_optimizer("zo_sgd", task=config.task, q=config.q))]
     if config.zo_rl:
         rows.append(("zo_rl", load_zo_rl(config.zo_rl)))
-    grid = itertools.product(
-        config.mode_list(),
-        parse_float_list(config.cosines, "cosines"),
-        parse_float_list(config.policy_probs, "policy_probs"),
-        etas,
-    )
-    for mode, cosine, prob, eta in grid:
-        label = f"{mode} c={cosine:g} P={prob:g} eta={eta:.3g}"
-        policy = GradientCosinePolicy(mu=mu, eta=eta, policy_prob=prob, cosine=cosine, track=mode == "track")
-        rows.append((label, policy))
+    guided = config.directions == "guided"
+    strengths = parse_float_list(config.strengths, "strengths") if guided else [1.0]
+    for mode in config.mode_list():
+        cosines = [0.0] if mode in ESTIMATE_MODES else parse_float_list(config.cosines, "cosines")
+        probs = parse_float_list(config.policy_probs, "policy_probs")
+        grid = itertools.product(cosines, strengths, probs, etas)
+        for cosine, strength, prob, eta in grid:
+            rows.append((row_label(mode, cosine, strength if guided else None, prob, eta),
+                         synthetic_policy(config, mode, cosine, strength, prob, mu, eta)))  # fmt: skip
     return rows
+
+
+def row_label(mode: str, cosine: float, strength: float | None, prob: float, eta: float) -> str:
+    """The row's label: its mode, c (white-box modes), s (guided), P and eta; eta comes last."""
+    parts = [mode] + ([] if mode in ESTIMATE_MODES else [f"c={cosine:g}"])
+    parts += [] if strength is None else [f"s={strength:g}"]
+    return " ".join([*parts, f"P={prob:g}", f"eta={eta:.3g}"])
+
+
+def synthetic_policy(
+    config: BoundConfig, mode: str, cosine: float, strength: float, prob: float, mu: float, eta: float
+) -> ZORL:
+    """The row's stepping rule: a white-box direction of cosine c, or a mean that follows the estimates."""
+    shared = {"mu": mu, "eta": eta, "policy_prob": prob}
+    if mode in ESTIMATE_MODES:
+        memory = EMA_DECAY if mode == "ema" else 0.0
+        return EstimateFollowingPolicy(**shared, memory=memory, strength=strength, q=config.q)
+    if config.directions == "guided":
+        shared.update(directions="guided", q=config.q, strength=strength)
+    return GradientCosinePolicy(**shared, cosine=cosine, track=mode == "track")
 
 
 def bound_table(result: dict) -> str:

@@ -10,7 +10,7 @@ import torch
 
 import l2l
 from eval import policy_bound
-from eval.policy_bound import BoundConfig, GradientCosinePolicy, blend_with_gradient
+from eval.policy_bound import BoundConfig, EstimateFollowingPolicy, GradientCosinePolicy, blend_with_gradient
 from l2l.diagnostics import true_gradient
 
 COS = torch.nn.functional.cosine_similarity
@@ -101,3 +101,39 @@ def test_bad_options_raise_clear_errors():
         BoundConfig(cosines="")
     with pytest.raises(ValueError, match="instances=0"):
         BoundConfig(instances=0)
+    with pytest.raises(ValueError, match="add --directions guided"):
+        BoundConfig(modes="last")
+    with pytest.raises(ValueError, match=r"strength=1\.5"):
+        BoundConfig(directions="guided", strengths="0.5,1.5")
+
+
+def test_guided_rows_set_the_mean_action_from_the_gradient_or_the_past_estimates():
+    task, q = quadratic_task(), 4
+    oracle = l2l.Oracle(task)
+    white = GradientCosinePolicy(mu=1e-3, eta=0.05, cosine=0.6, directions="guided", q=q, strength=0.25)
+    state = white.init(task.project(task.x0()), seed=0)
+    mean = white.guided_mean(state, oracle)
+    assert float(mean.abs().max()) == pytest.approx(0.25)
+    assert float(COS(mean, true_gradient(task, state.x, None), dim=0)) == pytest.approx(0.6, abs=1e-5)
+    for memory in (0.0, policy_bound.EMA_DECAY):
+        follower = EstimateFollowingPolicy(mu=1e-3, eta=0.05, memory=memory, strength=0.5, q=q)
+        state = follower.init(task.project(task.x0()), seed=0)
+        assert not follower.guided_mean(state, oracle).any()  # no estimate yet: a ZO-SGD step
+        expected = torch.zeros(task.dim)
+        for _ in range(3):
+            state = follower.step(state, oracle)
+            expected = memory * expected + (1 - memory) * state.slots["estimate"]
+        assert torch.allclose(state.slots["followed"], expected)
+        assert torch.allclose(follower.guided_mean(state, oracle), 0.5 * expected / expected.abs().max())
+    assert np.diff(l2l.run(follower, task, steps=3, seed=0).queries).tolist() == [q + 1] * 3
+
+
+def test_guided_cli_labels_the_rows_by_mode_and_strength(tmp_path):
+    out = tmp_path / "bound.json"
+    policy_bound.main([
+        "--task", "quadratic", "--instances", "1", "--budget", "30", "--q", "4", "--directions", "guided",
+        "--modes", "track,ema", "--cosines", "0.5", "--strengths", "0.5", "--policy-probs", "1",
+        "--etas", "0.05", "--json", str(out),
+    ])  # fmt: skip
+    labels = list(json.loads(out.read_text())["results"])
+    assert labels == ["zo_sgd", "track c=0.5 s=0.5 P=1 eta=0.05", "ema s=0.5 P=1 eta=0.05"]

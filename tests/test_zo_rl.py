@@ -357,7 +357,7 @@ def test_policy_prob_mixes_policy_and_gaussian_directions(trained_image_policy, 
     calls = []
     mixed = load_zo_rl(path, policy_prob=0.25)
     original = mixed.direction
-    monkeypatch.setattr(mixed, "direction", lambda x, t: calls.append(1) or original(x, t))
+    monkeypatch.setattr(mixed, "direction", lambda x, t, e=None: calls.append(1) or original(x, t, e))
     traj = l2l.run(mixed, task, steps=400, seed=0)
     # binomial(400, 0.25): std 0.022, so 0.25 +- 0.07 is a 3-sigma band; each step still costs 2 queries
     assert abs(len(calls) / 400 - 0.25) < 0.07 and traj.queries[-1] == 800
@@ -538,3 +538,35 @@ def test_guided_zo_rl_biases_its_directions_by_the_action_and_spends_q_plus_one(
     action = guided.action(task.x0(), task)
     u = guided_directions(action, 2000, torch.Generator().manual_seed(1))
     assert torch.allclose(u.mean(dim=0), action, atol=0.1)  # the policy's action is the directions' mean
+
+
+def test_estimate_observation_shows_the_last_step_estimate_and_the_optimizer_sees_the_same():
+    env = quadratic_env(directions="guided", q=4, observe="iterate_estimate")
+    assert env.observation_space.shape == (2 * DIM,)
+    obs, _ = env.reset(seed=0)
+    assert np.array_equal(obs[:DIM], env.x.numpy()) and not obs[DIM:].any()  # no step, no estimate yet
+    x = env.x.clone()
+    obs, *_ = env.step(np.full(DIM, 0.5, dtype=np.float32))
+    grad = (x - env.x) / env.eta  # the step was x - eta * estimate (the quadratic is unconstrained)
+    assert np.allclose(obs[DIM:], (grad / grad.abs().max()).numpy(), atol=1e-5)
+    assert np.abs(obs[DIM:]).max() == pytest.approx(1.0)
+    agent = tiny_agent(env, learning_starts=8, batch_size=4)
+    agent.learn(12)  # the vector actor over two channels gets the skip head; the action stays [d]
+    assert agent.predict(obs, deterministic=True)[0].shape == (DIM,)
+    assert agent.policy.actor.mu.skip.shape == (2, DIM)
+    seen = []
+    policy = ZORL(
+        policy=agent.policy, mu=env.mu, eta=env.eta, observe="iterate_estimate", directions="guided", q=4
+    )
+    original = policy.action
+    policy.action = lambda x, task, estimate=None: seen.append(estimate) or original(x, task, estimate)
+    traj = l2l.run(policy, env._instance("train", 0), steps=3, seed=0)
+    assert seen[0] is None and all(e is not None and e.shape == (DIM,) for e in seen[1:])
+    assert traj.queries == [0, 5, 10, 15]
+    lstm = agents.zo_rl.ZORLLSTM(q=4)
+    lstm.sampler = policy
+    with pytest.raises(ValueError, match="does not pass it the last estimate"):
+        l2l.run(lstm, env._instance("train", 0), steps=1, seed=0)
+    with pytest.raises(ValueError, match="needs a task that perturbs an image"):
+        quadratic_env(observe="image_estimate")
+    assert gym.make("l2l/ZOAttack-v0", steps=2, observe="image_estimate").unwrapped.image_shape == (2, 28, 28)

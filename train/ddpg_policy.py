@@ -80,10 +80,13 @@ class TrainConfig:
         "papers/003's q directions a + N(0, I) around the action a, at q + 1 queries per step",
     )
     q: int | None = doc_field(None, "directions per guided step (none: the task's tuned ZO-SGD q)")
-    observe: Literal["iterate", "image", "image_delta", "auto"] = doc_field(
-        "auto",
-        "what the policy sees: the iterate, the attacked image, or image_delta (the image and the normalized "
-        "perturbation as two channels) (auto: image for attack tasks)",
+    observe: Literal["iterate", "image", "image_delta", "iterate_estimate", "image_estimate", "auto"] = (
+        doc_field(
+            "auto",
+            "what the policy sees: the iterate, the attacked image, or image_delta (the image and the "
+            "normalized perturbation as two channels); iterate_estimate / image_estimate add the previous "
+            "step's ZO estimate, normalized, as a second channel (auto: image for attack tasks)",
+        )
     )
     reward_scale: float = doc_field(1.0, "factor on the rewards (the loss decreases)")
     train_instances: int | None = doc_field(
