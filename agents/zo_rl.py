@@ -29,7 +29,11 @@ unpickles the zip's ``data`` (cloudpickle), which can run code: load only zips y
   The policy is used as trained on its own MDP, not retrained inside the ZO-LSTM. It proposes the
   first direction with the same chance P as in ``zo_rl`` (the zip's val choice), for the same reason:
   at every step (P = 1) the same direction recurs, which costs loss (the ZO-RL-LSTM table of
-  docs/results.md).
+  docs/results.md). A guided policy's action a sets the mean of all q directions instead:
+  s * (a + z_i), s the QueryRNN's std when the step samples from it.
+- A policy **trained inside a ZO-LSTM** (``train.ddpg_policy --directions guided --zo-lstm CKPT``, sec.
+  3.3 as written: the MDP's directions are s * (a + z_i) and its steps the UpdateRNN's) loads as that
+  ZO-RL-LSTM: its zip names the ZO-LSTM, and :func:`load_zo_rl` returns the pair (:func:`policy_in_lstm`).
 - ``zo_rl_untrained`` (:func:`load_zo_rl` with ``variant="untrained"``): the same architecture and MDP
   with freshly initialized networks: the control that shows what training bought.
 """
@@ -233,6 +237,9 @@ class ZORLLSTM(ZOLSTM):
                 "estimate; use a policy trained with --observe iterate or image"
             )
         if bool(torch.rand((), generator=rng, device=rng.device) < self.policy_prob):
+            if self.sampler.directions == "guided":  # every direction around the action: s * (a + z_i)
+                a = self.sampler.action(x, getattr(f, "task", None))
+                return directions + (a if std is None else a * std)
             u = self.sampler.direction(x, getattr(f, "task", None))
             directions[0] = u if std is None else u * std
         return directions
@@ -305,8 +312,9 @@ def fresh_policy(policy: TD3Policy, seed: int = 0) -> TD3Policy:
     return other
 
 
-def load_zo_rl(path: str | os.PathLike, variant: str = "zo_rl", **overrides: Any) -> ZORL:
-    """The ``zo_rl`` optimizer of the policy saved at ``path`` (or its untrained control).
+def load_zo_rl(path: str | os.PathLike, variant: str = "zo_rl", **overrides: Any) -> ZORL | ZORLLSTM:
+    """The ``zo_rl`` optimizer of the policy saved at ``path`` (or its untrained control); a policy
+    trained inside a ZO-LSTM gives that ZO-RL-LSTM (:func:`zo_rl_from_agent`).
 
     Args:
         path: a policy zip written by ``train.ddpg_policy``.
@@ -317,8 +325,17 @@ def load_zo_rl(path: str | os.PathLike, variant: str = "zo_rl", **overrides: Any
     return zo_rl_from_agent(read_policy(path), variant, **overrides)
 
 
-def zo_rl_from_agent(agent: ZORLAgent, variant: str = "zo_rl", **overrides: Any) -> ZORL:
-    """:func:`load_zo_rl` for an agent already read (``read_policy``), with the same arguments."""
+def zo_rl_from_agent(
+    agent: ZORLAgent, variant: str = "zo_rl", in_lstm: bool = True, **overrides: Any
+) -> ZORL | ZORLLSTM:
+    """:func:`load_zo_rl` for an agent already read (``read_policy``), with the same arguments.
+
+    A policy trained inside a ZO-LSTM (its MDP names ``zo_lstm``) comes back as that ZO-RL-LSTM
+    (:func:`policy_in_lstm`), since stepping it as ``zo_rl`` is not what it learned; ``in_lstm=False``
+    gives the bare policy as ``zo_rl`` anyway (the sampler inside another ZO-LSTM).
+    """
+    if in_lstm and agent.zo_rl["env"].get("zo_lstm"):
+        return policy_in_lstm(agent, variant, overrides.get("policy_prob"))
     if variant not in VARIANTS:
         raise ValueError(f"unknown ZO-RL variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     mdp = agent.zo_rl["env"]
@@ -351,13 +368,37 @@ def load_zo_rl_lstm(
         **overrides: ZO-LSTM options to change (e.g. ``query_prob``), as in ``load_zo_lstm``.
     """
     lstm = load_zo_lstm(lstm_path, **overrides)
-    sampler = load_zo_rl(policy_path, variant)
-    prob = sampler.policy_prob if policy_prob is None else policy_prob
-    combined = ZORLLSTM(**lstm.config(), policy_prob=prob)
-    combined.update_net, combined.query_net = lstm.update_net, lstm.query_net
-    combined.sampler = sampler
+    sampler = zo_rl_from_agent(read_policy(policy_path), variant, in_lstm=False)
+    assert isinstance(sampler, ZORL)
+    combined = _with_sampler(lstm, sampler, sampler.policy_prob if policy_prob is None else policy_prob)
     if variant == "untrained":
         combined.name = "zo_rl_lstm_untrained"
+    return combined
+
+
+def policy_in_lstm(agent: ZORLAgent, variant: str = "zo_rl", policy_prob: float | None = None) -> ZORLLSTM:
+    """The ZO-RL-LSTM of a policy trained inside a ZO-LSTM (``train.ddpg_policy --zo-lstm``).
+
+    The ZO-LSTM is the one the MDP stepped inside (its path is in the zip); ``policy_prob`` None takes
+    the val choice stored in the zip (else 1). ``untrained`` keeps that ZO-LSTM with fresh policy weights.
+    """
+    mdp = agent.zo_rl["env"]
+    sampler = ZORL(
+        policy=agent.policy if variant == "zo_rl" else fresh_policy(agent.policy), mu=mdp["mu"],
+        eta=mdp["eta"], observe=mdp["observe"], directions=mdp["directions"], q=mdp["q"],
+    )  # fmt: skip
+    prob = agent.zo_rl.get("policy_prob", 1.0) if policy_prob is None else policy_prob
+    combined = _with_sampler(load_zo_lstm(mdp["zo_lstm"]), sampler, prob)
+    if variant == "untrained":
+        combined.name = "zo_rl_lstm_untrained"
+    return combined
+
+
+def _with_sampler(lstm: ZOLSTM, sampler: ZORL, policy_prob: float) -> ZORLLSTM:
+    """A :class:`ZORLLSTM` with ``lstm``'s options and networks, asking ``sampler`` with chance P."""
+    combined = ZORLLSTM(**lstm.config(), policy_prob=policy_prob)
+    combined.update_net, combined.query_net = lstm.update_net, lstm.query_net
+    combined.sampler = sampler
     return combined
 
 

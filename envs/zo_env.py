@@ -105,6 +105,9 @@ class ZOEnv(gym.Env):
             z_i ~ N(0, I), and estimator (2) runs over them at q + 1 queries; see
             :func:`envs.mdp.guided_directions`).
         q: directions per guided step (None: the family's tuned ZO-SGD q); ignored by ``single``.
+        zo_lstm: a ZO-LSTM checkpoint to step inside (papers/003 sec. 3.3's ZO-RL-LSTM; guided only):
+            the q directions become s * (a + z_i), s the trained QueryRNN's std, and the trained
+            UpdateRNN turns the estimate into the step (``eta`` is unused); q and mu are the ZO-LSTM's.
         render_mode: only None (nothing to render).
     """
 
@@ -125,6 +128,7 @@ class ZOEnv(gym.Env):
         family_kwargs: dict[str, Any] | None = None,
         directions: str = "single",
         q: int | None = None,
+        zo_lstm: str | None = None,
         render_mode: str | None = None,
     ):
         if render_mode is not None:
@@ -142,6 +146,10 @@ class ZOEnv(gym.Env):
         self.dim = first.dim
         self.task_name = task if isinstance(task, str) else (first.family or type(first).__name__)
         self.directions = directions
+        self.zo_lstm, self.lstm = zo_lstm, self._load_lstm(zo_lstm, directions, q)
+        if self.lstm is not None:
+            q = self.lstm.q
+            mu = self.lstm.mu if mu is None else mu
         self.q = (default_q(self.task_name) if q is None else int(q)) if directions == "guided" else 1
         tuned_mu, tuned_eta = default_mu_eta(self.task_name, self.dim, directions)
         self.mu = check_mu(tuned_mu if mu is None else mu)
@@ -156,6 +164,23 @@ class ZOEnv(gym.Env):
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.dim,), dtype=np.float32)
         self.task: Task | None = None
+
+    @staticmethod
+    def _load_lstm(path: str | None, directions: str, q: int | None) -> Any:
+        """The frozen ZO-LSTM to step inside, or None (see ``zo_lstm``)."""
+        if path is None:
+            return None
+        if directions != "guided":
+            raise ValueError(f"zo_lstm={path!r} steps the guided form's directions; pass directions='guided'")
+        from l2l.learned.checkpoint import load_zo_lstm
+
+        lstm = load_zo_lstm(path)
+        if lstm.directions != "query" or (q is not None and int(q) != lstm.q):
+            raise ValueError(
+                f"zo_lstm={path!r} must sample along its QueryRNN (directions 'query', it has "
+                f"{lstm.directions!r}) and sets q itself (q={lstm.q}; leave q unset)"
+            )
+        return lstm
 
     @staticmethod
     def _resolve(task: str | Task, family_kwargs: dict[str, Any]) -> tuple[TaskFamily | None, Task | None]:
@@ -205,6 +230,8 @@ class ZOEnv(gym.Env):
         self.oracle = Oracle(self.task)
         self.x = self.task.project(self.task.x0().float())
         self.k, self._estimate = 0, None
+        if self.lstm is not None:
+            self._carry = self.lstm.to(self.x.device).initial_carry(self.dim)
         # torch streams for probe directions and minibatches, derived from the seeded np_random
         self._rng = torch.Generator().manual_seed(int(self.np_random.integers(2**62)))
         self._batch_rng = torch.Generator().manual_seed(int(self.np_random.integers(2**62)))
@@ -244,9 +271,12 @@ class ZOEnv(gym.Env):
             u = guided_directions(torch.as_tensor(np.asarray(action, dtype=np.float32)), self.q, self._rng)
         else:
             u = u.unsqueeze(0)
+        if self.lstm is not None:
+            with torch.no_grad():
+                u = u * self.lstm.query_std(self._carry)  # inside the QueryRNN's distribution
         probe = self.oracle(self.x.unsqueeze(0) + self.mu * u)  # 1 query, or q (guided)
         est = forward_estimate(torch.cat([fx.view(1), probe]), u, self.mu)
-        new_x = self.oracle.project(self.x - self.eta * est.grad)
+        new_x = self._stepped(est.grad)
         new_f = self.oracle(new_x)[0]  # 1 query: the reward, and the next base value
         reward = float(fx - new_f) * self.reward_scale
         self.x, self.k, self._estimate = new_x, self.k + 1, est.grad
@@ -260,6 +290,13 @@ class ZOEnv(gym.Env):
         truncated = self.k >= self.steps and not terminated
         info = {"queries": self.oracle.queries, "loss": float(new_f), "success": success, **self.episode}
         return self._obs(), reward, terminated, truncated, info
+
+    def _stepped(self, grad: torch.Tensor) -> torch.Tensor:
+        """The next iterate: x - eta * grad, or the ZO-LSTM's UpdateRNN step inside ``zo_lstm``."""
+        if self.lstm is None:
+            return self.oracle.project(self.x - self.eta * grad)
+        with torch.no_grad():
+            return self.lstm.apply_update(self.x, grad, self._carry, self.oracle.project)[0]
 
     def probe(self, action: np.ndarray, q: int) -> dict[str, Any]:
         """Algorithm 2's warm-start test at x_k: a q-direction Gaussian estimate vs the action's estimate.
@@ -293,4 +330,5 @@ class ZOEnv(gym.Env):
             "task": self.task_name, "dim": self.dim, "mu": self.mu, "eta": self.eta, "steps": self.steps,
             "observe": self.observe, "reward_scale": self.reward_scale, "image_shape": self.image_shape,
             "terminate_on_success": self.terminate_on_success, "directions": self.directions, "q": self.q,
+            "zo_lstm": self.zo_lstm,
         }  # fmt: skip

@@ -570,3 +570,35 @@ def test_estimate_observation_shows_the_last_step_estimate_and_the_optimizer_see
     with pytest.raises(ValueError, match="needs a task that perturbs an image"):
         quadratic_env(observe="image_estimate")
     assert gym.make("l2l/ZOAttack-v0", steps=2, observe="image_estimate").unwrapped.image_shape == (2, 28, 28)
+
+
+def test_a_policy_trained_inside_a_zo_lstm_steps_its_directions_and_loads_as_zo_rl_lstm(tmp_path):
+    lstm_path = save_zo_lstm(tmp_path / "lstm.pt", ZOLSTM(q=4, mu=1e-3))
+    env = quadratic_env(directions="guided", zo_lstm=str(lstm_path), mu=None)
+    assert (env.q, env.mu, env.describe()["zo_lstm"]) == (4, 1e-3, str(lstm_path))
+    env.reset(seed=0)
+    x, carry = env.x.clone(), env.lstm.initial_carry(DIM)
+    info = env.step(np.zeros(DIM, dtype=np.float32))[4]
+    assert info["queries"] == 1 + 4 + 1 and not torch.equal(env.x, x)
+    assert not torch.equal(env._carry["update_h"], carry["update_h"])  # its UpdateRNN took the step
+    agent = tiny_agent(env, learning_starts=8, batch_size=4, probe_q=4)
+    agent.learn(12)
+    agent.save(tmp_path / "inside.zip")
+    for variant in ("zo_rl", "untrained"):
+        combined = load_zo_rl(tmp_path / "inside.zip", variant)
+        assert isinstance(combined, agents.zo_rl.ZORLLSTM) and combined.sampler.directions == "guided"
+        assert torch.equal(combined.update_net.cell.weight_ih, env.lstm.update_net.cell.weight_ih)
+    traj = l2l.run(combined, env._instance("train", 0), steps=3, seed=0)
+    assert traj.queries == [0, 5, 10, 15]
+    x, always = torch.rand(DIM), dataclasses.replace(combined, policy_prob=1.0)
+    always.update_net, always.query_net = combined.update_net, combined.query_net
+    always.sampler = combined.sampler
+    std = torch.linspace(0.5, 1.5, DIM)
+    directions = always.sample_directions(x, l2l.Oracle(env._instance("train", 0)), torch.Generator(), std)
+    a = combined.sampler.action(x, None)
+    plain = ZOLSTM.sample_directions(always, x, None, torch.Generator(), std)
+    assert torch.allclose(directions, plain + a * std)  # every direction is s * (a + z_i)
+    with pytest.raises(ValueError, match="pass directions='guided'"):
+        quadratic_env(zo_lstm=str(lstm_path))
+    with pytest.raises(ValueError, match="leave q unset"):
+        quadratic_env(directions="guided", zo_lstm=str(lstm_path), q=7)

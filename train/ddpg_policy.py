@@ -11,7 +11,9 @@ seeds; the lowest mean final loss is kept. After training, P (the chance that a 
 policy's direction rather than a Gaussian one) and the step size eta (a multiple of the MDP's) are chosen
 together for that policy on the same val instances at ``--select-budget`` queries and stored in its zip,
 as the baselines' step sizes are tuned on val. ``--select-from`` runs only that choice, for a policy zip
-that is already trained. The test split is never touched. Written to ``--out``:
+that is already trained. With ``--zo-lstm CKPT`` (guided only) the MDP steps inside that ZO-LSTM, and
+validation and the choice of P (there is no eta to choose: its UpdateRNN takes the steps) run the
+ZO-RL-LSTM. The test split is never touched. Written to ``--out``:
 
 - ``best.zip``: the best-on-val policy (``l2l.load_optimizer`` after ``import agents``), also copied to
   ``--checkpoint``;
@@ -43,7 +45,7 @@ import l2l
 from agents.ddpg import ZORLAgent
 from agents.monitoring import TqdmCallback, WandbWriter
 from agents.networks import ZORLPolicy
-from agents.zo_rl import SHIPPED, ZORL, attach_info, read_policy, zo_rl_from_agent
+from agents.zo_rl import SHIPPED, ZORL, ZORLLSTM, attach_info, policy_in_lstm, read_policy, zo_rl_from_agent
 from envs.zo_env import ZOEnv
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
@@ -80,6 +82,12 @@ class TrainConfig:
         "papers/003's q directions a + N(0, I) around the action a, at q + 1 queries per step",
     )
     q: int | None = doc_field(None, "directions per guided step (none: the task's tuned ZO-SGD q)")
+    zo_lstm: str | None = doc_field(
+        None,
+        "train inside this ZO-LSTM checkpoint (ZO-RL-LSTM, papers/003 sec. 3.3; needs --directions guided): "
+        "the directions are s * (a + z_i) with its QueryRNN's std s and its UpdateRNN takes the step; q "
+        "and mu are its own, and validation and the P choice run the ZO-RL-LSTM",
+    )
     observe: Literal["iterate", "image", "image_delta", "iterate_estimate", "image_estimate", "auto"] = (
         doc_field(
             "auto",
@@ -194,7 +202,7 @@ def make_env(cfg: TrainConfig) -> ZOEnv:
     return ZOEnv(
         cfg.task, split="train", index=None, instances=cfg.train_instances, mu=cfg.mu, eta=cfg.eta,
         steps=cfg.steps or 200, observe=observe, reward_scale=cfg.reward_scale, directions=cfg.directions,
-        q=cfg.q,
+        q=cfg.q, zo_lstm=cfg.zo_lstm,
     )  # fmt: skip
 
 
@@ -280,10 +288,12 @@ class Validator(BaseCallback):
 
     def evaluate(self) -> dict:
         agent = self.model
-        optimizer = ZORL(
+        optimizer: ZORL | ZORLLSTM = ZORL(
             policy=agent.policy, mu=self.env.mu, eta=self.env.eta, observe=self.env.observe,
             directions=self.env.directions, q=self.env.q,
         )  # fmt: skip
+        if self.env.lstm is not None:  # the policy inside the ZO-LSTM it trains in, asked at every step
+            optimizer = policy_in_lstm(agent, policy_prob=1.0)
         val = validate(optimizer, self.val_tasks, self.cfg.val_steps or 1, seed=self.cfg.seed)
         record = {"timesteps": agent.num_timesteps, "switched": agent.switched, "rho_mean": agent.rho_mean,
                   **{k: v for k, v in val.summary().items() if k != "loss_curve_mean"},
@@ -302,7 +312,7 @@ class Validator(BaseCallback):
         self.bar.note = f"val {val.final_loss_mean:.4g} (best {self.progress['best']['final_loss_mean']:.4g})"
         return record
 
-    def val_cosine(self, optimizer: ZORL) -> float:
+    def val_cosine(self, optimizer: ZORL | ZORLLSTM) -> float:
         """Mean cosine of the policy's estimates to the true gradients in the first 3 val runs (analysis)."""
         traces = [
             cosine_trace(optimizer, task, self.cfg.val_steps or 1, seed=i)
@@ -344,20 +354,22 @@ def select_step_options(cfg: TrainConfig, agent: ZORLAgent, out: Path, val_tasks
     where ``load_zo_rl`` reads it. The networks are unchanged. Returns the val loss of every pair tried,
     or None when both grids are empty.
     """
+    in_lstm = bool(agent.zo_rl["env"].get("zo_lstm"))
     probs = parse_float_list(cfg.policy_prob_grid, "policy_prob_grid")
-    scales = parse_float_list(cfg.eta_scale_grid, "eta_scale_grid")
+    scales = [] if in_lstm else parse_float_list(cfg.eta_scale_grid, "eta_scale_grid")  # its UpdateRNN steps
     if not probs and not scales:
         return None
     trained = zo_rl_from_agent(agent)
     mdp_eta = agent.zo_rl["env"]["eta"]  # not a previous choice: the grid means the same on every zip
     pairs = [(p, mdp_eta * a) for p in probs or [trained.policy_prob] for a in scales or [1.0]]
     steps = cfg.select_budget // trained.queries_per_step(val_tasks[0].dim)
-    scores = {
-        pair: validate(
-            dataclasses.replace(trained, policy_prob=pair[0], eta=pair[1]), val_tasks, steps, cfg.seed
-        ).final_loss_mean
-        for pair in pairs
-    }
+
+    def candidate(prob: float, eta: float) -> ZORL | ZORLLSTM:
+        if in_lstm:
+            return policy_in_lstm(agent, policy_prob=prob)
+        return dataclasses.replace(trained, policy_prob=prob, eta=eta)  # type: ignore[type-var]
+
+    scores = {pair: validate(candidate(*pair), val_tasks, steps, cfg.seed).final_loss_mean for pair in pairs}
     best = min(pairs, key=lambda pair: scores[pair])
     tried = {f"P={p:g},eta={eta:.4g}": v for (p, eta), v in scores.items()}
     agent.zo_rl["policy_prob"], agent.zo_rl["eta"] = best

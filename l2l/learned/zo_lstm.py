@@ -356,12 +356,33 @@ class ZOLSTM(LearnedOptimizer):
         """
         directions, std = self._directions(x.detach(), f, carry, rng, use_query)
         est = forward_difference(f, x.detach(), directions, self.mu)
-        new_x = x + self._update(est.grad, carry)
+        new_x, update = self.apply_update(x, est.grad, carry, project)
+        return Advance(x=new_x, est=est, update=update, std=std)
+
+    def apply_update(
+        self,
+        x: torch.Tensor,
+        grad: torch.Tensor,
+        carry: dict,
+        project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step from ``x`` for the estimate ``grad``: (new iterate, the update taken); ``carry`` is
+        updated in place (the UpdateRNN's state, and the previous estimate and update)."""
+        new_x = x + self._update(grad, carry)
         if project is not None:
             new_x = project(new_x)
         update = new_x - x  # the step actually taken: the QueryRNN's and Guided-ES's "previous update"
-        carry["prev_grad"], carry["prev_update"] = est.grad.detach(), update.detach()
-        return Advance(x=new_x, est=est, update=update, std=std)
+        carry["prev_grad"], carry["prev_update"] = grad.detach(), update.detach()
+        return new_x, update
+
+    def query_std(self, carry: dict) -> torch.Tensor:
+        """The QueryRNN's std [d] for the coming step from the previous estimate and update (advances
+        its state in ``carry``)."""
+        state = (carry["query_h"], carry["query_c"])
+        std, (carry["query_h"], carry["query_c"]) = self.query_net(
+            carry["prev_grad"], carry["prev_update"], state
+        )
+        return std
 
     def _directions(
         self, x: torch.Tensor, f: Objective, carry: dict, rng: torch.Generator, use_query: bool
@@ -372,10 +393,7 @@ class ZOLSTM(LearnedOptimizer):
         std = None
         if self.directions == "query":
             # the QueryRNN runs every step (as in training), whether or not this step uses its std
-            state = (carry["query_h"], carry["query_c"])
-            std, (carry["query_h"], carry["query_c"]) = self.query_net(
-                carry["prev_grad"], carry["prev_update"], state
-            )
+            std = self.query_std(carry)
             std = std if use_query else None
         return self.sample_directions(x, f, rng, std), std
 
