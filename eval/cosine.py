@@ -138,8 +138,12 @@ class PolicyTracking:
 def policy_tracking(
     policy: l2l.optimizers.ZOOptimizer, task: l2l.tasks.Task, steps: int, seed: int, budget: int | None
 ) -> tuple[list[float], list[float]]:
-    """(|cos(action, gradient)| per iterate, cos of consecutive actions) along one ``l2l.run``."""
-    probe = PolicyTracking(policy)
+    """(|cos(action, gradient)| per iterate, cos of consecutive actions) along one ``l2l.run``.
+
+    ``policy`` is a ``zo_rl`` optimizer, or a ZO-RL-LSTM (a policy trained inside a ZO-LSTM), whose
+    sampler's actions are the ones measured.
+    """
+    probe = PolicyTracking(getattr(policy, "sampler", policy))  # a ZO-RL-LSTM asks its sampler
     l2l.run(policy, task, steps, budget=budget, seed=seed, callback=probe)
     return probe.to_gradient, probe.consecutive
 

@@ -25,7 +25,7 @@ from envs.mdp import guided_directions, observation
 from eval import cosine as cosine_cli
 from eval.specs import build_optimizers, parse_optimizers
 from l2l.common.paths import checkpoints_dir
-from l2l.diagnostics import cosine_trace
+from l2l.diagnostics import cosine_trace, true_gradient
 from l2l.learned import save_zo_lstm
 from l2l.learned.zo_lstm import ZOLSTM
 from train import ddpg_policy
@@ -602,3 +602,26 @@ def test_a_policy_trained_inside_a_zo_lstm_steps_its_directions_and_loads_as_zo_
         quadratic_env(zo_lstm=str(lstm_path))
     with pytest.raises(ValueError, match="leave q unset"):
         quadratic_env(directions="guided", zo_lstm=str(lstm_path), q=7)
+
+
+def test_policy_tracking_measures_the_actions_against_the_gradient_and_each_other():
+    from eval.cosine import policy_tracking
+    from eval.policy_bound import GradientCosinePolicy
+
+    env = quadratic_env()
+    task = env._instance("train", 0)
+    agent = tiny_agent(env, learning_starts=8, batch_size=4)
+    agent.learn(12)
+    policy = ZORL(policy=agent.policy, mu=env.mu, eta=env.eta)
+    to_gradient, consecutive = policy_tracking(policy, task, steps=5, seed=0, budget=None)
+    assert len(to_gradient) == 6 and len(consecutive) == 5  # x0 and after every step; pairs of those
+    assert all(0 <= c <= 1 + 1e-6 for c in to_gradient)
+    assert all(-1 - 1e-6 <= c <= 1 + 1e-6 for c in consecutive)
+
+    class Exact(GradientCosinePolicy):  # a "policy" whose action is the true gradient itself
+        def action(self, x, task, estimate=None):
+            return true_gradient(task, x, None)
+
+    exact = Exact(mu=env.mu, eta=env.eta, cosine=1.0)
+    to_gradient, _ = policy_tracking(exact, task, steps=3, seed=0, budget=None)
+    assert to_gradient == pytest.approx([1.0] * 4, abs=1e-5)
