@@ -334,10 +334,16 @@ def zo_rl_from_agent(
     (:func:`policy_in_lstm`), since stepping it as ``zo_rl`` is not what it learned; ``in_lstm=False``
     gives the bare policy as ``zo_rl`` anyway (the sampler inside another ZO-LSTM).
     """
-    if in_lstm and agent.zo_rl["env"].get("zo_lstm"):
-        return policy_in_lstm(agent, variant, overrides.get("policy_prob"))
     if variant not in VARIANTS:
         raise ValueError(f"unknown ZO-RL variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    if in_lstm and agent.zo_rl["env"].get("zo_lstm"):
+        fixed = sorted(set(overrides) - {"policy_prob"})
+        if fixed:
+            raise ValueError(
+                f"{fixed} cannot change on a policy trained inside a ZO-LSTM (its MDP was that ZO-LSTM's); "
+                "only policy_prob can"
+            )
+        return policy_in_lstm(agent, variant, overrides.get("policy_prob"))
     mdp = agent.zo_rl["env"]
     policy = agent.policy if variant == "zo_rl" else fresh_policy(agent.policy)
     options = {"mu": mdp["mu"], "eta": agent.zo_rl.get("eta", mdp["eta"]), "observe": mdp["observe"],

@@ -129,13 +129,13 @@ def observation(
                 raise ValueError(f"observe={observe!r} shows the attacked image, so it needs the task")
             point = task.adversarial(x.unsqueeze(0))[0].flatten()  # type: ignore[attr-defined]
         if observe == "image_delta":
-            point = torch.cat([point, _by_largest(x)])
+            point = torch.cat([point, by_largest(x)])
         elif observe in ESTIMATE_MODES:
-            point = torch.cat([point, _by_largest(torch.zeros_like(x) if estimate is None else estimate)])
+            point = torch.cat([point, by_largest(torch.zeros_like(x) if estimate is None else estimate)])
     return point.detach().float().flatten().cpu().numpy().astype(np.float32, copy=True)
 
 
-def _by_largest(v: torch.Tensor) -> torch.Tensor:
+def by_largest(v: torch.Tensor) -> torch.Tensor:
     """``v`` over its largest magnitude (entries in [-1, 1]); the zero vector stays zero."""
     top = v.detach().abs().max()
     return v.detach().to(torch.float32) / top if float(top) > 0 else torch.zeros_like(v, dtype=torch.float32)

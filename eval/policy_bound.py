@@ -42,6 +42,7 @@ from typing import ClassVar, Literal
 import torch
 
 from agents.zo_rl import ZORL, load_zo_rl
+from envs.mdp import by_largest
 from envs.zo_env import default_mu_eta
 from eval import report
 from eval.compare import CompareConfig, head_to_head
@@ -164,8 +165,7 @@ class EstimateFollowingPolicy(ZORL):
 
 def mean_action(v: torch.Tensor, strength: float) -> torch.Tensor:
     """s v / max|v|, the action whose largest entry is s along ``v`` (zero for the zero vector)."""
-    top = v.abs().max()
-    return v * (strength / top) if float(top) > 0 else torch.zeros_like(v)
+    return strength * by_largest(v)
 
 
 def check_strength(strength: float) -> None:

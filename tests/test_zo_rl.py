@@ -590,6 +590,11 @@ def test_a_policy_trained_inside_a_zo_lstm_steps_its_directions_and_loads_as_zo_
         assert torch.equal(combined.update_net.cell.weight_ih, env.lstm.update_net.cell.weight_ih)
     traj = l2l.run(combined, env._instance("train", 0), steps=3, seed=0)
     assert traj.queries == [0, 5, 10, 15]
+    assert load_zo_rl(tmp_path / "inside.zip", policy_prob=0.3).policy_prob == 0.3
+    with pytest.raises(ValueError, match="only policy_prob can"):
+        load_zo_rl(tmp_path / "inside.zip", eta=0.1)
+    with pytest.raises(ValueError, match="unknown ZO-RL variant 'lstm'"):
+        load_zo_rl(tmp_path / "inside.zip", "lstm")
     x, always = torch.rand(DIM), dataclasses.replace(combined, policy_prob=1.0)
     always.update_net, always.query_net = combined.update_net, combined.query_net
     always.sampler = combined.sampler

@@ -288,12 +288,14 @@ class Validator(BaseCallback):
 
     def evaluate(self) -> dict:
         agent = self.model
-        optimizer: ZORL | ZORLLSTM = ZORL(
-            policy=agent.policy, mu=self.env.mu, eta=self.env.eta, observe=self.env.observe,
-            directions=self.env.directions, q=self.env.q,
-        )  # fmt: skip
+        optimizer: ZORL | ZORLLSTM
         if self.env.lstm is not None:  # the policy inside the ZO-LSTM it trains in, asked at every step
             optimizer = policy_in_lstm(agent, policy_prob=1.0)
+        else:
+            optimizer = ZORL(
+                policy=agent.policy, mu=self.env.mu, eta=self.env.eta, observe=self.env.observe,
+                directions=self.env.directions, q=self.env.q,
+            )  # fmt: skip
         val = validate(optimizer, self.val_tasks, self.cfg.val_steps or 1, seed=self.cfg.seed)
         record = {"timesteps": agent.num_timesteps, "switched": agent.switched, "rho_mean": agent.rho_mean,
                   **{k: v for k, v in val.summary().items() if k != "loss_curve_mean"},
