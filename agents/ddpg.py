@@ -14,6 +14,16 @@ DDPG, for good (line 13). One rho is a noisy single sample (its std is about 1/s
 policy: 0.036 on MNIST), so the switch compares the *mean* rho of the last ``switch_window`` steps; a
 window of 1 is Algorithm 2 as printed.
 
+With ``imitate`` (our addition, not in papers/003) the actor learns the warm-start actions directly
+until the switch: each gradient step regresses it onto the buffer's actions, which are all Gaussian
+estimates' directions then, by least squares (behaviour cloning, as DDPG from demonstrations does), while
+the critic learns by TD as usual. The least-squares fit is the mean warm-start action given the
+observation, so where single estimates disagree (they are noisy: cos(g_hat, grad) ~ 0.16 on MNIST)
+the mean action shrinks, and a guided policy's bias a of its directions a + z_i grows only as far as the
+estimates agree. Why: the DDPG actor, driven by the critic alone, settled on one fixed direction that
+does not track the gradient (docs/results.md), while a regression on the same black-box estimates
+tracks it on held-out instances. After the switch the actor follows the critic, as DDPG.
+
 Which threshold: g_hat itself is a noisy estimate, cos(g_hat, grad) ~ sqrt(q / (d + q)), so rho is
 roughly cos(policy, grad) * sqrt(q / (d + q)). The default, :func:`default_switch_threshold`
 = q / (d + q), switches when the policy's two-query direction is about as accurate as the q-direction
@@ -34,6 +44,7 @@ import torch
 from stable_baselines3 import DDPG
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.save_util import recursive_getattr
+from stable_baselines3.common.utils import polyak_update
 
 from agents.networks import TARGETS
 from l2l.common.io import atomic_write
@@ -57,6 +68,8 @@ class ZORLAgent(DDPG):
             :func:`default_switch_threshold`; None switches at once (plain DDPG, no warm start).
         switch_window: rho values averaged for the switch test (1: Algorithm 2 as printed).
         probe_q: q, the Gaussian directions of the warm-start estimate.
+        imitate: until the switch, the actor regresses onto the warm-start actions instead of following
+            the critic (module docstring).
         **kwargs: stable-baselines3 ``DDPG`` arguments (policy, env, learning_rate, buffer_size, ...).
     """
 
@@ -66,6 +79,7 @@ class ZORLAgent(DDPG):
         switch_threshold: float | Literal["auto"] | None = "auto",
         switch_window: int = 50,
         probe_q: int = 20,
+        imitate: bool = False,
         **kwargs: Any,
     ):
         if switch_window < 1 or probe_q < 1:
@@ -73,6 +87,7 @@ class ZORLAgent(DDPG):
         self.switch_threshold = switch_threshold
         self.switch_window = switch_window
         self.probe_q = probe_q
+        self.imitate = imitate
         self.switched = switch_threshold is None
         self.switch_step: int | None = 0 if self.switched else None
         self.rho_window: deque[float] = deque(maxlen=switch_window)
@@ -117,6 +132,32 @@ class ZORLAgent(DDPG):
         # (ZOEnv's action box is [-1, 1], where stable-baselines3's action scaling is the identity).
         warm = np.stack([p["gaussian_action"] for p in probes]).astype(np.float32)
         return warm, warm.copy()
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        """DDPG's updates; before the switch with ``imitate``: critic by TD, the actor's by imitation."""
+        if self.switched or not self.imitate:
+            return super().train(gradient_steps, batch_size)
+        delay, self.policy_delay = self.policy_delay, 2**62  # TD3's loop then leaves the actor alone
+        try:
+            super().train(gradient_steps, batch_size)
+        finally:
+            self.policy_delay = delay
+        losses = [self._imitation_step(batch_size) for _ in range(gradient_steps)]
+        self.logger.record("train/imitation_loss", float(np.mean(losses)))
+
+    def _imitation_step(self, batch_size: int) -> float:
+        """One least-squares step of the actor onto replayed warm-start actions, and the target updates."""
+        assert self.replay_buffer is not None
+        batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+        loss = (self.actor(batch.observations) - batch.actions).pow(2).sum(dim=1).mean()
+        self.actor.optimizer.zero_grad()
+        loss.backward()
+        self.actor.optimizer.step()
+        polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+        polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
+        polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
+        polyak_update(self.actor_batch_norm_stats, self.actor_batch_norm_stats_target, 1.0)
+        return loss.item()
 
     def _on_step(self) -> None:
         super()._on_step()

@@ -188,6 +188,24 @@ def test_switch_hands_the_steps_to_the_policy():
     )
 
 
+def test_imitation_fits_the_warm_start_actions_while_the_critic_learns_by_td():
+    env = quadratic_env()
+    agent = tiny_agent(env, switch_threshold=2.0, learning_starts=100, imitate=True)  # never switches
+    critic_before = [p.detach().clone() for p in agent.critic.parameters()]
+    agent.learn(1500)
+    buffer = agent.replay_buffer
+    obs, stored = buffer.observations[:1500, 0], buffer.actions[:1500, 0]
+    actions = agent.predict(obs, deterministic=True)[0]
+    task = env._instance("train", 0)
+    grads = torch.stack([true_gradient(task, torch.as_tensor(o), None) for o in obs])
+    cos = torch.nn.functional.cosine_similarity(torch.as_tensor(actions), grads, dim=1).mean()
+    warm_cos = torch.nn.functional.cosine_similarity(torch.as_tensor(stored), grads, dim=1).mean()
+    assert not agent.switched
+    # the least-squares fit averages the noisy g_hat directions: it tracks the gradient better than they do
+    assert cos > max(0.8, float(warm_cos)), (float(cos), float(warm_cos))
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, agent.critic.parameters(), strict=True))
+
+
 @pytest.fixture(scope="module")
 def trained_image_policy(tmp_path_factory):
     """A few DDPG updates on a tiny image-shaped (1x4x4) attack, saved: the CNN networks with batch norm."""

@@ -118,6 +118,9 @@ class TrainConfig:
     )
     switch_window: int = doc_field(50, "warm-start cosines averaged for the switch test (1: as printed)")
     probe_q: int = doc_field(20, "q, Gaussian directions of the warm-start estimate")
+    imitate: bool = doc_field(
+        False, "until the switch the actor regresses onto the warm-start actions (our addition; agents.ddpg)"
+    )
     width: int = doc_field(8, "channels of the convolutional networks (image iterates)")
     hidden: int = doc_field(64, "hidden units of the MLP layers")
     val_every: int = doc_field(2000, "environment steps between validations (and saves of last.zip)")
@@ -224,6 +227,7 @@ def build_agent(cfg: TrainConfig, env: ZOEnv) -> ZORLAgent:
         device="cpu",
         policy_kwargs={"net_arch": [cfg.hidden], "features_extractor_kwargs": extractor},
         switch_threshold=switch_threshold(cfg), switch_window=cfg.switch_window, probe_q=cfg.probe_q,
+        imitate=cfg.imitate,
     )  # fmt: skip
 
 
