@@ -134,7 +134,7 @@ class ZORLAgent(DDPG):
         return warm, warm.copy()
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
-        """DDPG's updates; before the switch with ``imitate``: critic by TD, the actor's by imitation."""
+        """DDPG's updates; before the switch with ``imitate``: the critic by TD, the actor by imitation."""
         if self.switched or not self.imitate:
             return super().train(gradient_steps, batch_size)
         delay, self.policy_delay = self.policy_delay, 2**62  # TD3's loop then leaves the actor alone
