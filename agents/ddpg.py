@@ -21,8 +21,9 @@ the critic learns by TD as usual. The least-squares fit is the mean warm-start a
 observation, so where single estimates disagree (they are noisy: cos(g_hat, grad) ~ 0.16 on MNIST)
 the mean action shrinks, and a guided policy's bias a of its directions a + z_i grows only as far as the
 estimates agree. Why: the DDPG actor, driven by the critic alone, settled on one fixed direction that
-does not track the gradient (docs/results.md), while a regression on the same black-box estimates
-tracks it on held-out instances. After the switch the actor follows the critic, as DDPG.
+does not track the gradient, while an offline regression on such black-box estimates tracked it on
+held-out instances (docs/results.md, "Imitating the warm-start estimates"). After the switch the
+actor follows the critic, as DDPG.
 
 Which threshold: g_hat itself is a noisy estimate, cos(g_hat, grad) ~ sqrt(q / (d + q)), so rho is
 roughly cos(policy, grad) * sqrt(q / (d + q)). The default, :func:`default_switch_threshold`
