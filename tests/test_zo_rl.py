@@ -201,8 +201,9 @@ def test_imitation_fits_the_warm_start_actions_while_the_critic_learns_by_td():
     cos = torch.nn.functional.cosine_similarity(torch.as_tensor(actions), grads, dim=1).mean()
     warm_cos = torch.nn.functional.cosine_similarity(torch.as_tensor(stored), grads, dim=1).mean()
     assert not agent.switched
-    # the least-squares fit averages the noisy g_hat directions: it tracks the gradient better than they do
-    assert cos > max(0.8, float(warm_cos)), (float(cos), float(warm_cos))
+    # the least-squares fit averages the noisy g_hat directions: it tracks the gradient better than they
+    # do. Measured: 0.98 with imitation; the same run without it (the critic drives the actor) 0.77
+    assert cos > max(0.9, float(warm_cos)), (float(cos), float(warm_cos))
     assert any(not torch.equal(a, b) for a, b in zip(critic_before, agent.critic.parameters(), strict=True))
 
 
