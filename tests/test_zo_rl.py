@@ -19,6 +19,7 @@ import agents  # the policy zips load through its l2l.loaders entry point, not t
 import envs  # registers the gymnasium ids
 import l2l
 from agents import ZORL, ZORLAgent, ZORLPolicy, attach_info, load_zo_rl, load_zo_rl_lstm
+from agents.ddpg import cosine_loss
 from agents.zo_rl import eval_mode
 from envs import ZOEnv, action_to_direction, direction_to_action
 from envs.mdp import guided_directions, observation
@@ -205,6 +206,35 @@ def test_imitation_fits_the_warm_start_actions_while_the_critic_learns_by_td():
     # do. Measured: 0.98 with imitation; the same run without it (the critic drives the actor) 0.77
     assert cos > max(0.9, float(warm_cos)), (float(cos), float(warm_cos))
     assert any(not torch.equal(a, b) for a, b in zip(critic_before, agent.critic.parameters(), strict=True))
+
+
+def test_cosine_imitation_keeps_the_warm_start_actions_size_where_least_squares_shrinks_it():
+    ratios = {}
+    for loss in ("squares", "cosine"):
+        env = quadratic_env()
+        agent = tiny_agent(env, switch_threshold=2.0, learning_starts=100, imitate=True, imitation_loss=loss)
+        agent.learn(1500)
+        obs, stored = agent.replay_buffer.observations[:1500, 0], agent.replay_buffer.actions[:1500, 0]
+        actions = agent.predict(obs, deterministic=True)[0]
+        ratios[loss] = float(np.linalg.norm(actions, axis=1).mean() / np.linalg.norm(stored, axis=1).mean())
+        task = env._instance("train", 0)
+        grads = torch.stack([true_gradient(task, torch.as_tensor(o), None) for o in obs])
+        cos = torch.nn.functional.cosine_similarity(torch.as_tensor(actions), grads, dim=1).mean()
+        assert cos > 0.9, (loss, float(cos))
+    # the least-squares mean of noisy directions is shorter than each; cosine fits their norm. Measured:
+    # squares 0.73 of the stored actions' mean norm, cosine 0.99
+    assert 0.85 < ratios["cosine"] < 1.15 and ratios["squares"] < ratios["cosine"] - 0.1, ratios
+
+
+def test_the_cosine_loss_separates_direction_and_size():
+    target = torch.tensor([[3.0, 4.0], [0.0, -1.0]])
+    assert float(cosine_loss(target, target)) == pytest.approx(0.0, abs=1e-6)
+    # twice the size, same direction: only the norm term, (2 - 1)^2
+    assert float(cosine_loss(2 * target, target)) == pytest.approx(1.0, abs=1e-6)
+    # opposite direction at the same size: only 1 - cos = 2
+    assert float(cosine_loss(-target, target)) == pytest.approx(2.0, abs=1e-6)
+    with pytest.raises(ValueError, match="imitation_loss='huber'"):
+        tiny_agent(quadratic_env(), imitate=True, imitation_loss="huber")
 
 
 @pytest.fixture(scope="module")

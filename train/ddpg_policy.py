@@ -121,6 +121,13 @@ class TrainConfig:
     imitate: bool = doc_field(
         False, "until the switch the actor regresses onto the warm-start actions (our addition; agents.ddpg)"
     )
+    imitation_loss: Literal["squares", "cosine"] = doc_field(
+        "squares",
+        "what --imitate fits: squares (the mean action) or cosine (the direction, at the actions' norm)",
+    )
+    terminate_on_success: bool = doc_field(
+        True, "end a training episode once the task is solved (false: run all --steps, as val and eval do)"
+    )
     width: int = doc_field(8, "channels of the convolutional networks (image iterates)")
     hidden: int = doc_field(64, "hidden units of the MLP layers")
     val_every: int = doc_field(2000, "environment steps between validations (and saves of last.zip)")
@@ -205,7 +212,7 @@ def make_env(cfg: TrainConfig) -> ZOEnv:
     return ZOEnv(
         cfg.task, split="train", index=None, instances=cfg.train_instances, mu=cfg.mu, eta=cfg.eta,
         steps=cfg.steps or 200, observe=observe, reward_scale=cfg.reward_scale, directions=cfg.directions,
-        q=cfg.q, zo_lstm=cfg.zo_lstm,
+        q=cfg.q, zo_lstm=cfg.zo_lstm, terminate_on_success=cfg.terminate_on_success,
     )  # fmt: skip
 
 
@@ -227,7 +234,7 @@ def build_agent(cfg: TrainConfig, env: ZOEnv) -> ZORLAgent:
         device="cpu",
         policy_kwargs={"net_arch": [cfg.hidden], "features_extractor_kwargs": extractor},
         switch_threshold=switch_threshold(cfg), switch_window=cfg.switch_window, probe_q=cfg.probe_q,
-        imitate=cfg.imitate,
+        imitate=cfg.imitate, imitation_loss=cfg.imitation_loss,
     )  # fmt: skip
 
 
