@@ -113,7 +113,9 @@ class PolicyTracking:
 
     At each iterate x_k (before step k + 1) it asks the policy for its action with the observation the
     step would use (the previous estimate included), without touching the run's generator or oracle,
-    and records |cos(action_k, grad f(x_k))| and cos(action_k, action_{k-1}).
+    and records |cos(action_k, grad f(x_k))|, cos(action_k, action_{k-1}) and, for scale, how fast the
+    gradient itself turns, cos(grad f(x_k), grad f(x_{k-1})): a policy whose actions turn much more
+    slowly than that holds the part of its direction that is off the gradient from step to step.
 
     Args:
         policy: the ``agents.ZORL`` optimizer being run.
@@ -123,7 +125,9 @@ class PolicyTracking:
         self.policy = policy
         self.to_gradient: list[float] = []
         self.consecutive: list[float] = []
+        self.gradient_consecutive: list[float] = []
         self._last: torch.Tensor | None = None
+        self._last_grad: torch.Tensor | None = None
 
     def __call__(self, state: ZOState, oracle: Oracle, traj: Trajectory) -> None:
         action = self.policy.action(state.x, oracle.task, state.slots.get("estimate"))
@@ -132,20 +136,22 @@ class PolicyTracking:
         self.to_gradient.append(abs(float(cos(action, grad, dim=0, eps=1e-30))))
         if self._last is not None:
             self.consecutive.append(float(cos(action, self._last, dim=0, eps=1e-30)))
-        self._last = action
+            self.gradient_consecutive.append(float(cos(grad, self._last_grad, dim=0, eps=1e-30)))
+        self._last, self._last_grad = action, grad
 
 
 def policy_tracking(
     policy: l2l.optimizers.ZOOptimizer, task: l2l.tasks.Task, steps: int, seed: int, budget: int | None
-) -> tuple[list[float], list[float]]:
-    """(|cos(action, gradient)| per iterate, cos of consecutive actions) along one ``l2l.run``.
+) -> tuple[list[float], list[float], list[float]]:
+    """(|cos(action, gradient)| per iterate, cos of consecutive actions, of consecutive gradients) along
+    one ``l2l.run``.
 
     ``policy`` is a ``zo_rl`` optimizer, or a ZO-RL-LSTM (a policy trained inside a ZO-LSTM), whose
     sampler's actions are the ones measured.
     """
     probe = PolicyTracking(getattr(policy, "sampler", policy))  # a ZO-RL-LSTM asks its sampler
     l2l.run(policy, task, steps, budget=budget, seed=seed, callback=probe)
-    return probe.to_gradient, probe.consecutive
+    return probe.to_gradient, probe.consecutive, probe.gradient_consecutive
 
 
 def summarize_traces(traces: list[tuple[list[int], list[float]]]) -> dict:
@@ -197,15 +203,19 @@ def tracking_summary(
     policy: l2l.optimizers.ZOOptimizer, tasks: list, runs: list[tuple[int, int]], config: CosineConfig
 ) -> dict:
     """The mean :class:`PolicyTracking` cosines of ``policy`` over ``runs`` (instance, trial)."""
-    to_gradient, consecutive = [], []
+    to_gradient, consecutive, gradient_consecutive = [], [], []
     for i, t in runs:
         seed = run_seed(config.seed, i, t)
-        grad_cos, step_cos = policy_tracking(policy, tasks[i], config.steps, seed, config.budget)
+        grad_cos, step_cos, turn_cos = policy_tracking(policy, tasks[i], config.steps, seed, config.budget)
         to_gradient += grad_cos
         consecutive += step_cos
+        gradient_consecutive += turn_cos
     return {
         "action_gradient_cosine_mean": float(np.mean(to_gradient)) if to_gradient else None,
         "consecutive_action_cosine_mean": float(np.mean(consecutive)) if consecutive else None,
+        "consecutive_gradient_cosine_mean": (
+            float(np.mean(gradient_consecutive)) if gradient_consecutive else None
+        ),
     }
 
 
@@ -241,7 +251,8 @@ def main(argv: list[str] | None = None) -> dict:
         if "action_gradient_cosine_mean" in res:
             print(
                 f"{'':>12}  policy action: |cos| to the gradient {res['action_gradient_cosine_mean']:.4f}, "
-                f"cos to the previous action {res['consecutive_action_cosine_mean']:.4f}"
+                f"cos to the previous action {res['consecutive_action_cosine_mean']:.4f} "
+                f"(the gradient's to its previous: {res['consecutive_gradient_cosine_mean']:.4f})"
             )
     print(f"wrote {path} and {path.with_suffix('.png')}")
     return result

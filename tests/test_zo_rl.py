@@ -667,15 +667,17 @@ def test_policy_tracking_measures_the_actions_against_the_gradient_and_each_othe
     agent = tiny_agent(env, learning_starts=8, batch_size=4)
     agent.learn(12)
     policy = ZORL(policy=agent.policy, mu=env.mu, eta=env.eta)
-    to_gradient, consecutive = policy_tracking(policy, task, steps=5, seed=0, budget=None)
-    assert len(to_gradient) == 6 and len(consecutive) == 5  # x0 and after every step; pairs of those
+    to_gradient, consecutive, turns = policy_tracking(policy, task, steps=5, seed=0, budget=None)
+    assert len(to_gradient) == 6 and len(consecutive) == len(turns) == 5  # x0 and after each step; pairs
     assert all(0 <= c <= 1 + 1e-6 for c in to_gradient)
-    assert all(-1 - 1e-6 <= c <= 1 + 1e-6 for c in consecutive)
+    assert all(-1 - 1e-6 <= c <= 1 + 1e-6 for c in consecutive + turns)
 
     class Exact(GradientCosinePolicy):  # a "policy" whose action is the true gradient itself
         def action(self, x, task, estimate=None):
             return true_gradient(task, x, None)
 
     exact = Exact(mu=env.mu, eta=env.eta, cosine=1.0)
-    to_gradient, _ = policy_tracking(exact, task, steps=3, seed=0, budget=None)
+    to_gradient, consecutive, turns = policy_tracking(exact, task, steps=3, seed=0, budget=None)
     assert to_gradient == pytest.approx([1.0] * 4, abs=1e-5)
+    assert consecutive == pytest.approx(turns, abs=1e-5)  # its actions turn exactly as the gradient does
+    assert min(turns) < 1 - 1e-4  # and the gradient does turn along the run
