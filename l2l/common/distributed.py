@@ -31,6 +31,7 @@ import datetime
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -203,9 +204,18 @@ def _rank_scope(rank: int, world: int, store: Path | None) -> Iterator[None]:
 
 
 def _spawned(index: int, fn: Callable[[Any], Any], arg: Any, world: int, store: str) -> None:
-    """The body of a spawned worker: rank ``index + 1`` runs ``fn(arg)`` (rank 0 is the launcher)."""
+    """The body of a spawned worker: rank ``index + 1`` runs ``fn(arg)`` (rank 0 is the launcher).
+
+    After a clean run the worker leaves by ``os._exit(0)``: its group is destroyed by then, and skipping
+    interpreter finalization avoids an occasional SIGABRT ("terminate called without an active
+    exception") from gloo's C++ threads being torn down with it, which the launcher would report as a
+    failed rank. An error still propagates, so the launcher sees its traceback.
+    """
     with _rank_scope(index + 1, world, Path(store)):
         fn(arg)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def launch(fn: Callable[[Any], R], arg: Any, workers: int = 1) -> R:
