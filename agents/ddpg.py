@@ -27,8 +27,9 @@ actor follows the critic, as DDPG.
 
 That shrinkage is what ``imitation_loss="cosine"`` avoids: it fits the direction by 1 - cos and the size
 separately, to the warm-start actions' own norm (their largest entry is 1), so the policy's mean keeps
-full strength however noisy the estimates are. A guided mean of strength 1 needs a cosine of about 0.2
-to the gradient to beat ZO-SGD on MNIST, where strength 0.5 needs more (``eval.policy_bound``).
+full strength however noisy the estimates are. Full strength pays only where the mean's error is fresh
+at every step; one held from step to step costs more than the cosine gains (docs/results.md, "Cosine
+imitation over whole runs").
 
 Which threshold: g_hat itself is a noisy estimate, cos(g_hat, grad) ~ sqrt(q / (d + q)), so rho is
 roughly cos(policy, grad) * sqrt(q / (d + q)). The default, :func:`default_switch_threshold`
