@@ -13,13 +13,16 @@ references, marked † in the tables):
   the iterate, with c of its signal on the gradient and the rest new exploration;
 - ``fixed``: the same u, built at the run's first policy step and then reused: the best that a policy
   whose output does not change along a run can do (the shipped ZO-RL policies are such policies; see
-  docs/results.md).
+  docs/results.md);
+- ``held``: as ``track``, but z is drawn once per run and held: a policy that follows the gradient
+  with c of its signal while its error stays the same from step to step (a trained policy whose
+  actions turn more slowly than the gradient sits between ``track`` and ``held``).
 
 With ``--directions guided`` the rows take papers/003's guided form instead (:mod:`envs.mdp`): a step
 draws its q directions a + z_i around a mean action a, at q + 1 queries, and the rows set that mean to
 s v / max|v| (``--strengths`` s, the action's largest entry) for a vector v:
 
-- ``track`` and ``fixed``: v as above, of cosine c to the true gradient (white-box);
+- ``track``, ``fixed`` and ``held``: v as above, of cosine c to the true gradient (white-box);
 - ``last``: v the previous step's ZO estimate, and ``ema``: v the running mean of the estimates
   (decay 0.9). These are black-box: the policies that a policy observing the last estimates
   (``observe="iterate_estimate"``) could at least learn to copy, and so the references for it.
@@ -58,7 +61,7 @@ from l2l.optimizers.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 from l2l.tasks import make_family
 
-MODES = ("track", "fixed", "last", "ema")
+MODES = ("track", "fixed", "held", "last", "ema")
 #: the modes whose direction comes from the run's own estimates, not the true gradient
 ESTIMATE_MODES = ("last", "ema")
 #: decay of the running mean of the estimates that ``ema`` follows
@@ -88,6 +91,7 @@ class GradientCosinePolicy(ZORL):
         cosine: c, the cosine of the policy direction to the true gradient, in [0, 1].
         track: rebuild the direction at every policy step (``track``), or build it once and hold it
             for the run (``fixed``).
+        hold_noise: with ``track``, draw the off-gradient part once per run and keep it (``held``).
         mu, eta, policy_prob: as in :class:`~agents.zo_rl.ZORL` (``policy`` and ``observe`` are unused).
     """
 
@@ -97,6 +101,7 @@ class GradientCosinePolicy(ZORL):
 
     cosine: float = 0.1
     track: bool = True
+    hold_noise: bool = False
     strength: float = 0.5
 
     def __post_init__(self) -> None:
@@ -107,12 +112,17 @@ class GradientCosinePolicy(ZORL):
 
     def init_slots(self, state: ZOState) -> None:
         state.slots["held"] = None
+        state.slots["noise"] = None
 
     def propose(self, state: ZOState, oracle: Oracle) -> torch.Tensor:
         if state.slots["held"] is not None:
             return state.slots["held"]
         grad = true_gradient(oracle.task, state.x, oracle.batch)
-        u = blend_with_gradient(grad, gaussian_directions(1, grad.numel(), state.rng)[0], self.cosine)
+        noise = state.slots["noise"]
+        if noise is None:
+            noise = gaussian_directions(1, grad.numel(), state.rng)[0]
+            state.slots["noise"] = noise if self.hold_noise else None
+        u = blend_with_gradient(grad, noise, self.cosine)
         if not self.track:
             state.slots["held"] = u
         return u
@@ -121,7 +131,8 @@ class GradientCosinePolicy(ZORL):
         return mean_action(self.propose(state, oracle), self.strength)  # the same direction, as an action
 
     def config(self) -> dict:
-        return {**super().config(), "cosine": self.cosine, "track": self.track, "strength": self.strength}
+        return {**super().config(), "cosine": self.cosine, "track": self.track,
+                "hold_noise": self.hold_noise, "strength": self.strength}  # fmt: skip
 
 
 @dataclass
@@ -278,7 +289,7 @@ def synthetic_policy(
         return EstimateFollowingPolicy(**shared, memory=memory, strength=strength, q=config.q)
     if config.directions == "guided":
         shared.update(directions="guided", q=config.q, strength=strength)
-    return GradientCosinePolicy(**shared, cosine=cosine, track=mode == "track")
+    return GradientCosinePolicy(**shared, cosine=cosine, track=mode != "fixed", hold_noise=mode == "held")
 
 
 def bound_table(result: dict) -> str:

@@ -47,6 +47,25 @@ def test_track_follows_the_gradient_and_fixed_holds_its_first_direction():
             assert torch.equal(first, second) and abs(float(COS(second, grad, dim=0)) - 0.3) > 0.05
 
 
+def test_held_follows_the_gradient_with_the_same_error_at_every_step():
+    task = quadratic_task(dim=50)
+    oracle = l2l.Oracle(task)
+    policy = GradientCosinePolicy(mu=1e-3, eta=0.05, cosine=0.3, hold_noise=True)
+    state = policy.init(task.project(task.x0()), seed=0)
+    errors = []
+    for _ in range(2):
+        u, grad = policy.propose(state, oracle), true_gradient(task, state.x, None)
+        assert float(COS(u, grad, dim=0)) == pytest.approx(0.3, abs=1e-5)
+        unit = grad / grad.norm()
+        errors.append(u - (u @ unit) * unit)
+        state.x = state.x + 0.3 * torch.linspace(-1, 1, task.dim)  # a small move: the gradient turns
+    # the off-gradient part is the held noise, minus its (small) share along the new gradient
+    assert float(COS(errors[0], errors[1], dim=0)) > 0.95
+    fresh = GradientCosinePolicy(mu=1e-3, eta=0.05, cosine=0.3)
+    state = fresh.init(task.project(task.x0()), seed=0)
+    assert float(COS(fresh.propose(state, oracle), fresh.propose(state, oracle), dim=0)) < 0.5
+
+
 def test_a_step_costs_two_queries_and_is_marked_white_box():
     task = quadratic_task()
     traj = l2l.run(GradientCosinePolicy(mu=1e-3, eta=0.05, policy_prob=0.5), task, steps=8, seed=1)
