@@ -94,9 +94,9 @@ class ZORL(ZOOptimizer):
         policy: the stable-baselines3 TD3/DDPG policy whose actor proposes the directions.
         mu: finite-difference radius (the MDP's).
         eta: learning rate (the MDP's).
-        observe: what the policy sees: ``iterate``, ``image``, ``image_delta``, ``iterate_estimate`` or
-            ``image_estimate`` (:mod:`envs.mdp`; the last two read the previous step's estimate, which
-            :meth:`step` keeps in the state's slots).
+        observe: what the policy sees: ``iterate``, ``image``, ``image_delta``, ``iterate_estimate``,
+            ``image_estimate`` or ``image_delta_estimate`` (:mod:`envs.mdp`; the last three read the
+            previous step's estimate, which :meth:`step` keeps in the state's slots).
         policy_prob: P, the chance that a step queries along the policy's direction (else along a
             standard Gaussian one); 1 is papers/003's ZO-RL.
         directions: ``single`` (one direction per step, 2 queries: the first build) or ``guided``

@@ -88,8 +88,8 @@ class ZOEnv(gym.Env):
         index: the instance of ``split``; None draws one (uniformly, from the env's seeded generator)
         observe: ``iterate``, ``image`` or ``image_delta`` (attack tasks: the attacked image, alone or with
             the normalized perturbation as a second channel), or ``iterate_estimate`` /
-            ``image_estimate``, which add the previous step's ZO estimate as a second channel (see
-            :mod:`envs.mdp`).
+            ``image_estimate`` / ``image_delta_estimate``, which add the previous step's ZO estimate as
+            a last channel (see :mod:`envs.mdp`).
         mu: finite-difference radius; None takes the family's tuned ZO-SGD mu (see :func:`default_mu_eta`).
         eta: learning rate of the step; None takes the family's tuned ZO-SGD learning rate over its q,
             delta / (d q) (see :func:`default_mu_eta`).

@@ -589,6 +589,26 @@ def test_guided_zo_rl_biases_its_directions_by_the_action_and_spends_q_plus_one(
     assert torch.allclose(u.mean(dim=0), action, atol=0.1)  # the policy's action is the directions' mean
 
 
+def test_image_delta_estimate_observation_stacks_the_image_the_perturbation_and_the_estimate():
+    env = gym.make("l2l/ZOAttack-v0", steps=4, observe="image_delta_estimate", directions="guided", q=3)
+    env = env.unwrapped
+    assert env.image_shape == (3, 28, 28) and env.observation_space.shape == (3 * 784,)
+    obs, _ = env.reset(seed=0)
+    assert np.array_equal(obs[:784], env.task.image.flatten().numpy()) and not obs[784:].any()
+    x = env.x.clone()
+    obs, *_ = env.step(np.zeros(784, dtype=np.float32))
+    delta = env.x.numpy()
+    assert np.allclose(obs[784:1568], delta / np.abs(delta).max())
+    moved = (x - env.x).numpy()  # the step was project(x - eta * estimate): same sign where unclamped
+    agree = np.sign(obs[1568:]) == np.sign(moved)
+    assert np.abs(obs[1568:]).max() == pytest.approx(1.0) and agree[moved != 0].mean() > 0.99
+    agent = tiny_agent(env, learning_starts=8, batch_size=4, policy_kwargs={
+        "features_extractor_kwargs": {"image_shape": env.image_shape, "width": 2}})  # fmt: skip
+    agent.learn(12)  # a three-channel CNN actor; the action stays one direction [784]
+    assert agent.predict(obs, deterministic=True)[0].shape == (784,)
+    assert agent.policy.actor.mu.skip.shape == (3, 784)
+
+
 def test_estimate_observation_shows_the_last_step_estimate_and_the_optimizer_sees_the_same():
     env = quadratic_env(directions="guided", q=4, observe="iterate_estimate")
     assert env.observation_space.shape == (2 * DIM,)

@@ -88,13 +88,14 @@ class TrainConfig:
         "the directions are s * (a + z_i) with its QueryRNN's std s and its UpdateRNN takes the step; q "
         "and mu are its own, and validation and the P choice run the ZO-RL-LSTM",
     )
-    observe: Literal["iterate", "image", "image_delta", "iterate_estimate", "image_estimate", "auto"] = (
-        doc_field(
-            "auto",
-            "what the policy sees: the iterate, the attacked image, or image_delta (the image and the "
-            "normalized perturbation as two channels); iterate_estimate / image_estimate add the previous "
-            "step's ZO estimate, normalized, as a second channel (auto: image for attack tasks)",
-        )
+    observe: Literal[
+        "iterate", "image", "image_delta", "iterate_estimate", "image_estimate", "image_delta_estimate",
+        "auto",
+    ] = doc_field(
+        "auto",
+        "what the policy sees: the iterate, the attacked image, or image_delta (the image and the "
+        "normalized perturbation as two channels); iterate_estimate / image_estimate / image_delta_estimate "
+        "add the previous step's ZO estimate, normalized, as a last channel (auto: image for attack tasks)",
     )
     reward_scale: float = doc_field(1.0, "factor on the rewards (the loss decreases)")
     train_instances: int | None = doc_field(
