@@ -29,7 +29,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -40,9 +40,7 @@ from l2l.tasks.base import Task
 Observe = Literal[
     "iterate", "image", "image_delta", "iterate_estimate", "image_estimate", "image_delta_estimate"
 ]
-OBSERVE_MODES: tuple[str, ...] = (
-    "iterate", "image", "image_delta", "iterate_estimate", "image_estimate", "image_delta_estimate"
-)  # fmt: skip
+OBSERVE_MODES: tuple[str, ...] = get_args(Observe)
 #: the modes whose last channel is the previous step's ZO estimate (module docstring)
 ESTIMATE_MODES: tuple[str, ...] = ("iterate_estimate", "image_estimate", "image_delta_estimate")
 #: the modes with the normalized perturbation as a channel after the image
