@@ -54,7 +54,15 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 import l2l
-from envs.mdp import ESTIMATE_MODES, action_to_direction, check_directions, guided_directions, observation
+from envs.mdp import (
+    ESTIMATE_MODES,
+    action_to_direction,
+    check_directions,
+    check_trend,
+    guided_directions,
+    next_memory,
+    observation,
+)
 from l2l.common.paths import shipped_file
 from l2l.estimators import Estimate, Objective, check_mu, forward_difference, gaussian_directions
 from l2l.learned.checkpoint import load_zo_lstm, shipped_checkpoint
@@ -95,8 +103,9 @@ class ZORL(ZOOptimizer):
         mu: finite-difference radius (the MDP's).
         eta: learning rate (the MDP's).
         observe: what the policy sees: ``iterate``, ``image``, ``image_delta``, ``iterate_estimate``,
-            ``image_estimate`` or ``image_delta_estimate`` (:mod:`envs.mdp`; the last three read the
-            previous step's estimate, which :meth:`step` keeps in the state's slots).
+            ``image_estimate``, ``image_delta_estimate``, ``iterate_trend`` or ``image_trend``
+            (:mod:`envs.mdp`; the last five read the previous step's estimate, or the trend of the
+            estimates, which :meth:`step` keeps in the state's slots).
         policy_prob: P, the chance that a step queries along the policy's direction (else along a
             standard Gaussian one); 1 is papers/003's ZO-RL.
         directions: ``single`` (one direction per step, 2 queries: the first build) or ``guided``
@@ -133,6 +142,7 @@ class ZORL(ZOOptimizer):
         if not 0 <= self.policy_prob <= 1:
             raise ValueError(f"policy_prob={self.policy_prob!r} must be in [0, 1] (a probability)")
         check_directions(self.directions, self.q)
+        check_trend(self.observe, self.directions)
         if self.policy is None and self.needs_policy:
             raise ValueError("ZORL needs a policy; load one with agents.load_zo_rl(path)")
 
@@ -181,6 +191,7 @@ class ZORL(ZOOptimizer):
         use_policy = bool(torch.rand((), generator=state.rng, device=state.rng.device) < self.policy_prob)
         if self.directions == "guided":
             mean = self.guided_mean(state, oracle) if use_policy else torch.zeros_like(state.x)
+            state.slots["mean"] = mean  # what the trend's fresh part subtracts (l2l.estimators.fresh_part)
             return forward_difference(oracle, state.x, guided_directions(mean, self.q, state.rng), self.mu)
         if use_policy:
             u = self.propose(state, oracle)
@@ -192,7 +203,9 @@ class ZORL(ZOOptimizer):
         est = self.estimate(state, oracle)
         state.x = oracle.project(state.x - self.eta * est.grad)
         state.fx, state.step = est.fx, state.step + 1
-        state.slots["estimate"] = est.grad  # what the estimate observations show at the next step
+        # what the estimate observations show at the next step: the estimate, or the updated trend
+        previous = state.slots.get("estimate")
+        state.slots["estimate"] = next_memory(self.observe, est, state.slots.get("mean", 0.0), previous)
         return state
 
     def config(self) -> dict:

@@ -25,6 +25,16 @@
   Why: a policy of the image and delta alone changes its direction more slowly than the gradient
   turns, so the error of its mean is the same from step to step, which costs more than its cosine
   gains (the ``held`` rows of ``eval.policy_bound``); the estimate brings fresh information each step.
+- **The trend** (our option). ``iterate_trend`` and ``image_trend`` add, instead of the last estimate, a
+  running mean (decay :data:`TREND_DECAY`) of the *fresh parts* of the past guided estimates
+  (:func:`l2l.estimators.fresh_part`), over its largest magnitude. Why not the estimates themselves: a guided
+  estimate over u_i = a + z_i has mean (I + a a^T) g, so a mean of estimates leans towards the
+  policy's own past actions, and a policy that follows it holds its direction (the ``ema`` rows of
+  ``eval.policy_bound`` lose to ZO-SGD). The fresh part uses only the noise z_i and has mean g
+  whatever a is, so the trend is a running mean of unbiased gradient estimates, which a policy may
+  follow without feeding on itself; the ``trend`` rows of ``eval.policy_bound`` and the hand-made
+  optimizer ``zo_trend`` follow it.
+  It needs guided directions (a single-direction step has no noise part).
 """
 
 from __future__ import annotations
@@ -34,15 +44,20 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
-from l2l.estimators import gaussian_directions
+from l2l.estimators import Estimate, gaussian_directions, update_trend
 from l2l.tasks.base import Task
 
 Observe = Literal[
-    "iterate", "image", "image_delta", "iterate_estimate", "image_estimate", "image_delta_estimate"
-]
+    "iterate", "image", "image_delta", "iterate_estimate", "image_estimate", "image_delta_estimate",
+    "iterate_trend", "image_trend",
+]  # fmt: skip
 OBSERVE_MODES: tuple[str, ...] = get_args(Observe)
-#: the modes whose last channel is the previous step's ZO estimate (module docstring)
-ESTIMATE_MODES: tuple[str, ...] = ("iterate_estimate", "image_estimate", "image_delta_estimate")
+#: the modes whose last channel is the running mean of the fresh parts of the past estimates
+TREND_MODES: tuple[str, ...] = ("iterate_trend", "image_trend")
+#: the modes whose last channel comes from the past ZO estimates: the last one, or the trend
+ESTIMATE_MODES: tuple[str, ...] = ("iterate_estimate", "image_estimate", "image_delta_estimate", *TREND_MODES)
+#: the trend's decay per step (chosen on binary_classification val with eval.policy_bound's trend rows)
+TREND_DECAY = 0.99
 #: the modes with the normalized perturbation as a channel after the image
 DELTA_MODES: tuple[str, ...] = ("image_delta", "image_delta_estimate")
 #: how an action becomes a step's query directions: one direction (the first build), or the paper's q
@@ -97,14 +112,33 @@ def direction_to_action(direction: torch.Tensor) -> np.ndarray:
     return scaled.float().clamp(-1.0, 1.0).numpy().astype(np.float32)
 
 
-def check_observe(observe: str, task: Task) -> str:
-    """``observe`` checked against the task: the image modes need a task that perturbs an image.
+def next_memory(observe: str, est: Estimate, mean: torch.Tensor, memory: torch.Tensor | None) -> torch.Tensor:
+    """What the estimate channel shows after the step that made ``est`` around ``mean``.
+
+    The trend modes update the running mean ``memory`` (None: zeros) with the estimate's
+    :func:`l2l.estimators.fresh_part`; the other modes show the estimate itself.
+    """
+    if observe not in TREND_MODES:
+        return est.grad
+    return update_trend(memory, est, mean, TREND_DECAY)
+
+
+def check_trend(observe: str, directions: str) -> None:
+    """The trend modes follow the noise of guided steps, so they need ``directions="guided"``."""
+    if observe in TREND_MODES and directions != "guided":
+        raise ValueError(f"observe={observe!r} follows the noise of guided steps: use directions='guided'")
+
+
+def check_observe(observe: str, task: Task, directions: str) -> str:
+    """``observe`` checked against the task and the ``directions`` mode: the image modes need a task
+    that perturbs an image, and the trend modes guided directions.
 
     That is :attr:`Task.perturbs_image` (an ``image`` and ``adversarial(X)``): the classifier attacks and
     the order attack.
     """
     if observe not in OBSERVE_MODES:
         raise ValueError(f"observe={observe!r} must be one of {', '.join(OBSERVE_MODES)}")
+    check_trend(observe, directions)
     if observe.startswith("image") and not task.perturbs_image:
         raise ValueError(
             f"observe={observe!r} needs a task that perturbs an image (Task.perturbs_image, with an "

@@ -37,11 +37,13 @@ from gymnasium import spaces
 
 import l2l
 from envs.mdp import (
+    TREND_MODES,
     action_to_direction,
     check_directions,
     check_observe,
     direction_to_action,
     guided_directions,
+    next_memory,
     observation,
     observation_channels,
     observed_image_shape,
@@ -89,7 +91,8 @@ class ZOEnv(gym.Env):
         observe: ``iterate``, ``image`` or ``image_delta`` (attack tasks: the attacked image, alone or with
             the normalized perturbation as a second channel), or ``iterate_estimate`` /
             ``image_estimate`` / ``image_delta_estimate``, which add the previous step's ZO estimate as
-            a last channel (see :mod:`envs.mdp`).
+            a last channel, or ``iterate_trend`` / ``image_trend`` (guided only), which add the running
+            mean of the fresh parts of the past estimates instead (see :mod:`envs.mdp`).
         mu: finite-difference radius; None takes the family's tuned ZO-SGD mu (see :func:`default_mu_eta`).
         eta: learning rate of the step; None takes the family's tuned ZO-SGD learning rate over its q,
             delta / (d q) (see :func:`default_mu_eta`).
@@ -138,6 +141,11 @@ class ZOEnv(gym.Env):
         if not reward_scale > 0:
             raise ValueError(f"reward_scale={reward_scale!r} must be > 0")
         check_directions(directions, q)
+        if zo_lstm and observe in TREND_MODES:  # before loading: the refusal does not need the file
+            raise ValueError(
+                f"observe={observe!r} is not available inside a ZO-LSTM (--zo-lstm); its ZO-RL-LSTM does not "
+                "pass the policy the past estimates"
+            )
         self.family, self._fixed = self._resolve(task, family_kwargs or {})
         self.split, self.index, self.instances = check_split(split), index, instances
         self._tasks: dict[tuple[str, int], Task] = {}
@@ -158,7 +166,7 @@ class ZOEnv(gym.Env):
             raise ValueError(f"eta={eta!r} must be > 0 (the learning rate of a step)")
         self.steps, self.reward_scale = steps, float(reward_scale)
         self.terminate_on_success = terminate_on_success
-        self.observe = check_observe(observe, first)
+        self.observe = check_observe(observe, first, directions)
         self.image_shape = observed_image_shape(first, self.observe)
         obs_dim = self.dim * observation_channels(self.observe)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float32)
@@ -279,7 +287,9 @@ class ZOEnv(gym.Env):
         new_x = self._stepped(est.grad)
         new_f = self.oracle(new_x)[0]  # 1 query: the reward, and the next base value
         reward = float(fx - new_f) * self.reward_scale
-        self.x, self.k, self._estimate = new_x, self.k + 1, est.grad
+        mean = torch.as_tensor(np.asarray(action, dtype=np.float32))  # read by the trend modes (guided)
+        self._estimate = next_memory(self.observe, est, mean, self._estimate)
+        self.x, self.k = new_x, self.k + 1
         if self._batch is None:
             self._fx = new_f  # deterministic: f(x_{k+1}) is already the next step's base value
         else:

@@ -26,6 +26,9 @@ s v / max|v| (``--strengths`` s, the action's largest entry) for a vector v:
 - ``last``: v the previous step's ZO estimate, and ``ema``: v the running mean of the estimates
   (decay 0.9). These are black-box: the policies that a policy observing the last estimates
   (``observe="iterate_estimate"``) could at least learn to copy, and so the references for it.
+- ``trend``: v the running mean of the estimates' fresh parts (:func:`l2l.estimators.fresh_part`, decay
+  :data:`envs.mdp.TREND_DECAY`), the channel of ``observe="iterate_trend"``: black-box too, and the
+  hand-made policy that a trend-observing policy can learn to copy.
 
 Every (mode, c, P) runs at each step size eta, on the same instances and seeds. Tuned ZO-SGD with q
 directions per step is the reference, and ``--zo-rl`` adds a trained policy with its own P and eta.
@@ -61,9 +64,9 @@ from l2l.optimizers.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 from l2l.tasks import make_family
 
-MODES = ("track", "fixed", "held", "last", "ema")
+MODES = ("track", "fixed", "held", "last", "ema", "trend")
 #: the modes whose direction comes from the run's own estimates, not the true gradient
-ESTIMATE_MODES = ("last", "ema")
+ESTIMATE_MODES = ("last", "ema", "trend")
 #: decay of the running mean of the estimates that ``ema`` follows
 EMA_DECAY = 0.9
 
@@ -139,10 +142,13 @@ class GradientCosinePolicy(ZORL):
 class EstimateFollowingPolicy(ZORL):
     """A guided ``zo_rl`` step whose mean action follows the run's own past ZO estimates (black-box).
 
+    It follows ``ZORL.step``'s estimate slot, which holds the last estimate, or with
+    ``observe="iterate_trend"`` the trend (``trend``, with memory 0).
+
     Args:
-        memory: 0 follows the previous step's estimate (``last``); ``EMA_DECAY`` their running mean (``ema``).
+        memory: 0 follows the slot as it is (``last``, ``trend``); ``EMA_DECAY`` its running mean (``ema``).
         strength: s, the mean action's largest entry: a = s v / max|v|.
-        mu, eta, policy_prob, q: as in :class:`~agents.zo_rl.ZORL` (``directions`` is ``guided``).
+        mu, eta, policy_prob, q, observe: as in :class:`~agents.zo_rl.ZORL` (``directions`` is ``guided``).
     """
 
     name = "estimate_following_policy"
@@ -286,7 +292,10 @@ def synthetic_policy(
     shared = {"mu": mu, "eta": eta, "policy_prob": prob}
     if mode in ESTIMATE_MODES:
         memory = EMA_DECAY if mode == "ema" else 0.0
-        return EstimateFollowingPolicy(**shared, memory=memory, strength=strength, q=config.q)
+        observe = "iterate_trend" if mode == "trend" else "iterate"
+        return EstimateFollowingPolicy(
+            **shared, memory=memory, strength=strength, q=config.q, observe=observe
+        )
     if config.directions == "guided":
         shared.update(directions="guided", q=config.q, strength=strength)
     return GradientCosinePolicy(**shared, cosine=cosine, track=mode != "fixed", hold_noise=mode == "held")

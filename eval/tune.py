@@ -112,6 +112,9 @@ SEARCH_SPACES: dict[str, list[Stage]] = {
     # SimBA (Guo et al. 2019): eps around the published 0.2, both bases
     "simba": [grid("step_size", (0.1, 0.2, 0.4, 0.8, 1.6)), grid("basis", ("dct", "pixel")),
               refine("step_size")],
+    # ZO-Trend (our design): the mean's strength and the trend's memory, around eval.policy_bound's trend rows
+    "zo_trend": [grid("delta", LOG_GRID), grid("strength", (0.25, 0.5, 1.0)),
+                 grid("decay", (0.9, 0.97, 0.99, 0.995)), MU_STAGE, refine("delta")],
 }  # fmt: skip
 
 

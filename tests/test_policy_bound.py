@@ -145,14 +145,24 @@ def test_guided_rows_set_the_mean_action_from_the_gradient_or_the_past_estimates
         assert torch.allclose(state.slots["followed"], expected)
         assert torch.allclose(follower.guided_mean(state, oracle), 0.5 * expected / expected.abs().max())
     assert np.diff(l2l.run(follower, task, steps=3, seed=0).queries).tolist() == [q + 1] * 3
+    trend = policy_bound.synthetic_policy(BoundConfig(q=q), "trend", 0.0, 0.5, 1.0, 1e-3, 0.05)
+    state = trend.init(task.project(task.x0()), seed=0)
+    for _ in range(3):  # the slot holds the trend of the fresh parts (envs.mdp), which the mean follows
+        previous = state.slots.get("estimate")
+        state = trend.step(state, oracle)
+        assert previous is None or not torch.equal(state.slots["estimate"], previous)
+    trend_mean = state.slots["estimate"]
+    assert torch.allclose(trend.guided_mean(state, oracle), 0.5 * trend_mean / trend_mean.abs().max())
 
 
 def test_guided_cli_labels_the_rows_by_mode_and_strength(tmp_path):
     out = tmp_path / "bound.json"
     policy_bound.main([
         "--task", "quadratic", "--instances", "1", "--budget", "30", "--q", "4", "--directions", "guided",
-        "--modes", "track,ema", "--cosines", "0.5", "--strengths", "0.5", "--policy-probs", "1",
+        "--modes", "track,ema,trend", "--cosines", "0.5", "--strengths", "0.5", "--policy-probs", "1",
         "--etas", "0.05", "--json", str(out),
     ])  # fmt: skip
     labels = list(json.loads(out.read_text())["results"])
-    assert labels == ["zo_sgd", "track c=0.5 s=0.5 P=1 eta=0.05", "ema s=0.5 P=1 eta=0.05"]
+    assert labels == [
+        "zo_sgd", "track c=0.5 s=0.5 P=1 eta=0.05", "ema s=0.5 P=1 eta=0.05", "trend s=0.5 P=1 eta=0.05"
+    ]  # fmt: skip

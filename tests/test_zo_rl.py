@@ -21,12 +21,13 @@ import l2l
 from agents import ZORL, ZORLAgent, ZORLPolicy, attach_info, load_zo_rl, load_zo_rl_lstm
 from agents.ddpg import cosine_loss
 from agents.zo_rl import eval_mode
-from envs import ZOEnv, action_to_direction, direction_to_action
-from envs.mdp import guided_directions, observation
+from envs import ZOEnv, action_to_direction, direction_to_action, mdp
+from envs.mdp import TREND_DECAY, guided_directions, observation
 from eval import cosine as cosine_cli
 from eval.specs import build_optimizers, parse_optimizers
 from l2l.common.paths import checkpoints_dir
 from l2l.diagnostics import cosine_trace, true_gradient
+from l2l.estimators import fresh_part
 from l2l.learned import save_zo_lstm
 from l2l.learned.zo_lstm import ZOLSTM
 from train import ddpg_policy
@@ -701,3 +702,49 @@ def test_policy_tracking_measures_the_actions_against_the_gradient_and_each_othe
     assert to_gradient == pytest.approx([1.0] * 4, abs=1e-5)
     assert consecutive == pytest.approx(turns, abs=1e-5)  # its actions turn exactly as the gradient does
     assert min(turns) < 1 - 1e-4  # and the gradient does turn along the run
+
+
+def test_trend_observation_is_the_running_mean_of_fresh_parts_in_env_and_optimizer_alike(monkeypatch):
+    calls = []
+
+    def spy(observe, est, mean, memory):
+        out = mdp.next_memory(observe, est, mean, memory)
+        calls.append((torch.as_tensor(mean).clone(), memory, est, out))
+        return out
+
+    monkeypatch.setattr(envs.zo_env, "next_memory", spy)
+    env = quadratic_env(directions="guided", q=4, observe="iterate_trend")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (2 * DIM,) and not obs[DIM:].any()  # no step, no trend yet
+    action = np.full(DIM, 0.5, dtype=np.float32)
+    obs = [env.step(action)[0] for _ in range(2)][-1]
+    (mean0, memory0, est0, out0), (mean1, memory1, est1, out1) = calls
+    assert torch.equal(mean0, torch.as_tensor(action)) and memory0 is None
+    assert torch.allclose(out0, (1 - TREND_DECAY) * fresh_part(est0, mean0))
+    assert memory1 is out0
+    assert torch.allclose(out1, TREND_DECAY * out0 + (1 - TREND_DECAY) * fresh_part(est1, mean1))
+    assert np.allclose(obs[DIM:], (out1 / out1.abs().max()).numpy(), atol=1e-6)
+    # the optimizer keeps the same running mean, around the means its policy gave
+    agent = tiny_agent(env, learning_starts=8, batch_size=4)
+    agent.learn(12)
+    calls.clear()
+    monkeypatch.setattr(agents.zo_rl, "next_memory", spy)
+    policy = ZORL(
+        policy=agent.policy, mu=env.mu, eta=env.eta, observe="iterate_trend", directions="guided", q=4
+    )
+    seen, actions, original = [], [], policy.action
+    policy.action = lambda x, task, estimate=None: (
+        seen.append(estimate) or actions.append(original(x, task, estimate)) or actions[-1]
+    )
+    traj = l2l.run(policy, env._instance("train", 0), steps=3, seed=0)
+    assert traj.queries == [0, 5, 10, 15] and seen[0] is None
+    assert all(seen[k] is calls[k - 1][3] for k in (1, 2))
+    assert all(torch.equal(calls[k][0], actions[k]) for k in range(3))
+    for bad in (
+        lambda: quadratic_env(observe="iterate_trend"),
+        lambda: ZORL(policy=agent.policy, observe="iterate_trend"),
+    ):
+        with pytest.raises(ValueError, match="observe='iterate_trend' follows the noise of guided steps"):
+            bad()
+    with pytest.raises(ValueError, match="not available inside a ZO-LSTM"):
+        quadratic_env(directions="guided", observe="iterate_trend", zo_lstm="any.pt")

@@ -90,12 +90,14 @@ class TrainConfig:
     )
     observe: Literal[
         "iterate", "image", "image_delta", "iterate_estimate", "image_estimate", "image_delta_estimate",
-        "auto",
+        "iterate_trend", "image_trend", "auto",
     ] = doc_field(
         "auto",
         "what the policy sees: the iterate, the attacked image, or image_delta (the image and the "
         "normalized perturbation as two channels); iterate_estimate / image_estimate / image_delta_estimate "
-        "add the previous step's ZO estimate, normalized, as a last channel (auto: image for attack tasks)",
+        "add the previous step's ZO estimate, normalized, as a last channel; iterate_trend / image_trend "
+        "(guided only) add the running mean of the estimates' unbiased noise parts instead "
+        "(envs.mdp; auto: image for attack tasks)",
     )
     reward_scale: float = doc_field(1.0, "factor on the rewards (the loss decreases)")
     train_instances: int | None = doc_field(

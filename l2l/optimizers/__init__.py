@@ -22,6 +22,7 @@ from l2l.optimizers import (  # noqa: F401  (registration)
     zo_sgd,
     zo_signsgd,
     zo_szvrg,
+    zo_trend,
     zoo_adam,
     zoo_newton,
 )
