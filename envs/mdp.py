@@ -126,7 +126,10 @@ def next_memory(observe: str, est: Estimate, mean: torch.Tensor, memory: torch.T
 def check_trend(observe: str, directions: str) -> None:
     """The trend modes follow the noise of guided steps, so they need ``directions="guided"``."""
     if observe in TREND_MODES and directions != "guided":
-        raise ValueError(f"observe={observe!r} follows the noise of guided steps: use directions='guided'")
+        raise ValueError(
+            f"observe={observe!r} follows the noise of guided steps: "
+            "use directions='guided' (--directions guided)"
+        )
 
 
 def check_observe(observe: str, task: Task, directions: str) -> str:
