@@ -25,16 +25,16 @@
   Why: a policy of the image and delta alone changes its direction more slowly than the gradient
   turns, so the error of its mean is the same from step to step, which costs more than its cosine
   gains (the ``held`` rows of ``eval.policy_bound``); the estimate brings fresh information each step.
-- **The trend** (our option). ``iterate_trend`` and ``image_trend`` add, instead of the last estimate, a
-  running mean (decay :data:`TREND_DECAY`) of the *fresh parts* of the past guided estimates
-  (:func:`l2l.estimators.fresh_part`), over its largest magnitude. Why not the estimates themselves: a guided
-  estimate over u_i = a + z_i has mean (I + a a^T) g, so a mean of estimates leans towards the
-  policy's own past actions, and a policy that follows it holds its direction (the ``ema`` rows of
-  ``eval.policy_bound`` lose to ZO-SGD). The fresh part uses only the noise z_i and has mean g
-  whatever a is, so the trend is a running mean of unbiased gradient estimates, which a policy may
-  follow without feeding on itself; the ``trend`` rows of ``eval.policy_bound`` and the hand-made
-  optimizer ``zo_trend`` follow it.
-  It needs guided directions (a single-direction step has no noise part).
+- **The trend** (our option). ``iterate_trend`` and ``image_trend`` add, instead of the last estimate,
+  a running mean (decay :data:`TREND_DECAY`) of the *fresh parts* of the past guided estimates
+  (:func:`l2l.estimators.fresh_part`), over its largest magnitude. Why not the estimates themselves:
+  a guided estimate over u_i = a + z_i has mean (I + a a^T) g, so a mean of estimates leans towards
+  the policy's own past actions, and a policy that follows it feeds on itself (docs/results.md sets
+  the ``ema`` rows of ``eval.policy_bound`` beside the ``trend`` rows). The fresh part uses only the
+  noise z_i and has mean g whatever a is, so the trend is a running mean of unbiased gradient
+  estimates, which a policy may follow without feeding on itself; the ``trend`` rows of
+  ``eval.policy_bound`` and the hand-made optimizer ``zo_trend`` follow it. It needs guided
+  directions (a single-direction step has no noise part).
 """
 
 from __future__ import annotations

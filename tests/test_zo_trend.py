@@ -7,7 +7,7 @@ import torch
 
 import l2l
 from l2l.estimators import update_trend
-from l2l.optimizers import zo_trend
+from l2l.optimizers import registry, zo_trend
 from l2l.oracle import Oracle
 
 SETTINGS = {"q": 4, "mu": 1e-3, "delta": 2.0}
@@ -50,3 +50,12 @@ def test_zero_strength_is_zo_sgd_draw_for_draw(quadratic_task):
 def test_bad_settings_name_the_value(changes, message):
     with pytest.raises(ValueError, match=message):
         l2l.make_optimizer("zo_trend", **changes)
+
+
+def test_the_committed_tuning_was_chosen_on_val_for_both_tasks():
+    tuned = registry.load_tuned()["tasks"]
+    for task in ("mnist_attack", "binary_classification"):
+        params = registry.tuned_params("zo_trend", task)
+        assert params["delta"] > 0 and 0 <= params["decay"] < 1 and params["strength"] > 0, task
+        assert tuned[task]["zo_trend"]["tuned_on"]["split"] == "val"
+        assert l2l.make_optimizer("zo_trend", task=task).delta == params["delta"]

@@ -28,8 +28,8 @@ class ZOTrend(ZOSGD):
     directions as the policy's output plus N(0, I)) that observes the trend (``observe="iterate_trend"``,
     :mod:`envs.mdp`): "copy the trend channel" is what such a policy would have to learn, so it is the
     baseline that policy must beat. Why the fresh part and not the estimate: the estimate over
-    a + z_i has mean (I + a a^T) g, so a mean of estimates leans towards its own past means and holds
-    one direction (``eval.policy_bound``'s ``ema`` rows). It costs q + 1 queries per step.
+    a + z_i has mean (I + a a^T) g, so a mean of estimates leans towards its own past means
+    (``eval.policy_bound``'s ``ema`` rows follow one). It costs q + 1 queries per step.
 
     Args (besides those of :class:`~l2l.optimizers.base.GradientEstimateOptimizer`):
         strength: s, the mean's largest entry (0 gives ZO-SGD's directions).
