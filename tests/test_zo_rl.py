@@ -533,6 +533,14 @@ def test_training_cli_saves_and_resumes(tmp_path):
     assert isinstance(l2l.load_optimizer(tmp_path / "policy.zip"), ZORL)
     with pytest.raises(ValueError, match="gamma"):
         ddpg_policy.main([*common, "--timesteps", "400", "--resume", "--gamma", "0.5"])
+    # a run saved before an option existed resumes at that option's default, and only there
+    saved = ZORLAgent.load(tmp_path / "last.zip", device="cpu")
+    del saved.zo_rl["train_config"]["n_steps"]
+    saved.save(tmp_path / "last.zip")
+    with pytest.raises(ValueError, match=r"n_steps: 1 -> 3"):
+        ddpg_policy.main([*common, "--timesteps", "400", "--resume", "--n-steps", "3"])
+    ddpg_policy.main([*common, "--timesteps", "400", "--resume"])
+    assert ZORLAgent.load(tmp_path / "last.zip", device="cpu").num_timesteps == 400
 
 
 def test_shipped_policies_are_declared_like_learned_checkpoints():

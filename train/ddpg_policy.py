@@ -114,6 +114,9 @@ class TrainConfig:
     gradient_steps: int = doc_field(1, "gradient steps per training round")
     tau: float = doc_field(0.005, "soft update rate of the target networks")
     gamma: float = doc_field(0.9, "discount factor")
+    n_steps: int = doc_field(
+        1, "rewards summed in the critic's TD target (stable-baselines3's n-step returns; 1: papers/003's)"
+    )
     noise_std: float = doc_field(0.2, "std of the Gaussian exploration noise on the [-1, 1] actions")
     warm_start: bool = doc_field(True, "Algorithm 2's Gaussian warm start until the cosine switch")
     switch_threshold: float | None = doc_field(
@@ -177,6 +180,7 @@ class TrainConfig:
             "buffer_size",
             "batch_size",
             "train_freq",
+            "n_steps",
             "val_every",
             "val_instances",
             "select_budget",
@@ -233,6 +237,7 @@ def build_agent(cfg: TrainConfig, env: ZOEnv) -> ZORLAgent:
     return ZORLAgent(
         ZORLPolicy, env, learning_rate=cfg.learning_rate, buffer_size=cfg.buffer_size,
         learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
+        n_steps=cfg.n_steps,
         train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, action_noise=noise, seed=cfg.seed,
         device="cpu",
         policy_kwargs={"net_arch": [cfg.hidden], "features_extractor_kwargs": extractor},
@@ -255,9 +260,12 @@ def resume_agent(cfg: TrainConfig, env: ZOEnv, out: Path) -> tuple[ZORLAgent, di
         raise FileNotFoundError(f"--resume: no agent at {str(path)!r}; run without --resume first")
     agent = ZORLAgent.load(path, env=env, device="cpu")
     saved, now = agent.zo_rl["train_config"], dataclasses.asdict(cfg)
-    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+    # a run saved before an option existed ran at that option's default
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    before = {k: saved.get(k, defaults.get(k)) for k in now}
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before[k] != now[k])
     if changed:
-        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)
+        diffs = ", ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in changed)
         raise ValueError(f"--resume with different options ({diffs}); pass the options of the first run")
     agent.load_replay_buffer(out / "last_replay.pkl")
     agent.set_random_seed(cfg.seed + agent.num_timesteps)
