@@ -26,6 +26,8 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 
+from l2l.common import distributed
+
 #: the exception types a bad command-line name or value raises in the library
 USER_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError, FileNotFoundError, IndexError)
 #: exit status of a command-line error (argparse's)
@@ -69,6 +71,8 @@ def error_line(err: BaseException) -> str:
 def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:
     """Run ``main(argv)``; a user's error becomes one ``error:`` line on stderr and exit status 2.
 
+    A torchrun rank of a multi-rank run then leaves at once (:func:`distributed.leave_after_clean_run`).
+
     Args:
         main: the CLI's ``main(argv)``.
         argv: the arguments (None: ``sys.argv[1:]``, as argparse reads them).
@@ -80,3 +84,4 @@ def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None =
             raise
         print(error_line(err), file=sys.stderr)
         raise SystemExit(USAGE_STATUS) from None
+    distributed.leave_after_clean_run()

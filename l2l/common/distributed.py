@@ -80,6 +80,23 @@ def check_workers(workers: int) -> None:
         raise ValueError(f"workers={workers!r} must be an integer >= 1 (1 runs serially in this process)")
 
 
+def leave_after_clean_run() -> None:
+    """End a torchrun rank of a multi-rank run now, skipping interpreter finalization (else no-op).
+
+    :func:`run_cli` calls it once ``main`` has returned. Tearing gloo's C++ threads down with the
+    interpreter occasionally aborts a finished rank (SIGABRT, "terminate called without an active
+    exception"), and torchrun then reports the whole run as failed. The spawned ranks of ``--workers``
+    leave the same way (see :func:`_spawned`). Output is flushed first; ``atexit`` hooks do not run,
+    so a CLI finishes its files and wandb run inside ``main``, as every CLI here does.
+    """
+    world = torchrun_world()
+    if world is None or world == 1:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def torchrun_world() -> int | None:
     """torchrun's ``WORLD_SIZE`` when it started this process (``RANK``, ``WORLD_SIZE`` set), else None."""
     if not all(name in os.environ for name in ENV_VARS):
@@ -199,6 +216,7 @@ def _rank_scope(rank: int, world: int, store: Path | None) -> Iterator[None]:
             with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 yield
+        dist.barrier()  # no rank closes its connections while a peer may still be using them
     finally:
         dist.destroy_process_group()
 
