@@ -176,6 +176,16 @@ def fresh_part(est: Estimate, mean: torch.Tensor) -> torch.Tensor:
     return (est.slopes - est.slopes.mean()) @ noise * (q / (q - 1))
 
 
+def trend_mean(trend: torch.Tensor, strength: float) -> torch.Tensor:
+    """The mean direction ``strength * trend / max|trend|`` that guided sampling shifts N(0, I) by (0: zeros).
+
+    Scaling by the largest entry keeps the mean's size fixed while the trend's own size follows the
+    gradient's; a zero trend (the first step) gives plain Gaussian directions.
+    """
+    top = trend.abs().max()
+    return trend * (strength / top) if float(top) > 0 else torch.zeros_like(trend)
+
+
 def update_trend(trend: torch.Tensor | None, est: Estimate, mean: torch.Tensor, decay: float) -> torch.Tensor:
     """decay * trend + (1 - decay) * :func:`fresh_part` (est, mean): the running mean of unbiased parts.
 

@@ -193,9 +193,61 @@ def test_adam_base_starts_as_zo_adam_and_learns_a_correction_in_adam_steps(tmp_p
     with pytest.raises(ValueError, match="base_delta"):
         based.with_options(base_delta=3.0)  # the correction was learned on this base
     with pytest.raises(ValueError, match="update_base"):
-        ZOLSTM(update_base="sgd")
+        ZOLSTM(update_base="lion")
     with pytest.raises(ValueError, match=r"base_delta=0"):
         ZOLSTM(update_base="adam", base_delta=0.0)
+
+
+def test_the_untrained_trend_based_zo_lstm_takes_zo_trends_steps_draw_for_draw(tmp_path):
+    task = l2l.make_task("binary_classification", split="val", index=0)
+    options = {"delta": 50.0, "strength": 1.0, "decay": 0.9, "mu": 0.01, "q": 6}
+    trend = l2l.make_optimizer("zo_trend", **options)
+    based = ZOLSTM(
+        q=6, mu=0.01, directions="trend", update_base="sgd", base_delta=50.0, trend_strength=1.0,
+        trend_decay=0.9,
+    )  # fmt: skip
+    assert based.queries_per_step(task.dim) == 7
+    oracle, state = l2l.Oracle(task), trend.init(task.x0(), seed=4)
+    x, carry, rng = task.x0(), based.initial_carry(task.dim), torch.Generator().manual_seed(4)
+    rng.set_state(state.rng.get_state())
+    with torch.no_grad():
+        for _ in range(5):  # the head starts at zero: the same directions, trend and step as ZO-Trend
+            state = trend.step(state, oracle)
+            x = based.advance(x, carry, oracle, rng, use_query=False).x
+            assert torch.allclose(x, state.x, rtol=1e-6, atol=1e-7)
+            assert torch.allclose(carry["trend"], state.slots["trend"], rtol=1e-6, atol=1e-8)
+        assert float(carry["trend"].abs().max()) > 0
+        based.update_net.head.weight.fill_(0.1)  # a correction in units of the base step lr = delta / d
+        g = torch.linspace(-0.05, 0.05, task.dim)
+        out, _ = based.update_net(g, based.update_net.initial_state(task.dim))
+        step = based._update(g, based.initial_carry(task.dim))
+        assert torch.allclose(step, (50.0 / task.dim) * (out - g), atol=1e-7)
+    loaded = l2l.load_optimizer(save_zo_lstm(tmp_path / "trend.pt", based, train_config={"seed": 0}, val={}))
+    assert (loaded.directions, loaded.update_base, loaded.trend_decay) == ("trend", "sgd", 0.9)
+    with pytest.raises(ValueError, match="trend_decay"):
+        based.with_options(trend_decay=0.5)  # the correction was learned on these directions
+    with pytest.raises(ValueError, match=r"trend_decay=1\.0"):
+        ZOLSTM(directions="trend", trend_decay=1.0)
+
+
+def test_train_cli_takes_the_trend_base_from_the_tasks_tuned_zo_trend():
+    cfg = train_cli.TrainConfig(
+        task="binary_classification", update_base="sgd", directions="trend", query_iterations=0
+    )
+    tuned = tuned_params("zo_trend", "binary_classification")
+    assert (cfg.base_delta, cfg.trend_strength, cfg.trend_decay) == (
+        tuned["delta"], tuned["strength"], tuned["decay"]
+    )  # fmt: skip
+    assert cfg.base_beta1 is None  # the sgd base has no moments
+    sgd = train_cli.TrainConfig(task="binary_classification", update_base="sgd")
+    assert sgd.base_delta == tuned_params("zo_sgd", "binary_classification")["delta"]
+    assert sgd.trend_decay is None
+    with pytest.raises(ValueError, match="pass --query-iterations 0"):
+        train_cli.TrainConfig(task="binary_classification", directions="trend")
+    with pytest.raises(ValueError, match="--trend-strength, --trend-decay"):
+        train_cli.TrainConfig(
+            task="quadratic,binary_classification", steps=200, directions="trend", query_iterations=0
+        )
 
 
 def test_train_cli_takes_the_adam_base_from_the_tasks_tuned_zo_adam():

@@ -36,6 +36,12 @@ PINNED = {
          0.21939170360565186],
         0.17428995668888092,
     ),
+    # the ZO-Trend-based binary checkpoint (directions="trend", update_base="sgd"), recorded 2026-12-02
+    ("binary_classification", "checkpoints/zo_lstm_binary_trend.pt"): (
+        [0.22734081745147705, 0.23062148690223694, 0.22844412922859192, 0.22187353670597076,
+         0.2203710824251175],
+        0.15514753758907318,
+    ),
 }  # fmt: skip
 
 #: ablations of the papers/002-form binary checkpoint: variant -> (losses after steps 1..3, after step 20)

@@ -64,6 +64,9 @@ SAVED_BEFORE_FIELD = {
     "base_delta": None,
     "base_beta1": None,
     "base_beta2": None,
+    "directions": "query",
+    "trend_strength": None,
+    "trend_decay": None,
 }
 
 
@@ -98,11 +101,17 @@ class TrainConfig(LoopOptions, MetaConfig):
         if self.val_steps is None:
             self.val_steps = DEFAULT_VAL_STEPS.get(self.task, self.steps)
         super().__post_init__()
-        unset = [name for name in ("base_delta", "base_beta1", "base_beta2") if getattr(self, name) is None]
-        if "," in self.task and self.update_base != "none" and unset:
+        unset = [name for name in self.tuned_sources() if getattr(self, name) is None]
+        unset = [f"--{name.replace('_', '-')}" for name in unset]
+        if "," in self.task and unset:
             raise ValueError(
-                f"--update-base {self.update_base} over several families ({self.task}) needs explicit "
-                "--base-delta, --base-beta1 and --base-beta2: each family has its own tuned ZO-Adam"
+                f"--update-base {self.update_base} --directions {self.directions} over several families "
+                f"({self.task}) needs explicit {', '.join(unset)}: each family has its own tuned baselines"
+            )
+        if self.directions == "trend" and self.query_iterations > 0:
+            raise ValueError(
+                f"--directions trend has no QueryRNN to train, but query_iterations={self.query_iterations}; "
+                "pass --query-iterations 0"
             )
         self.fill_base(self.task)
         check_loop_fields(

@@ -6,8 +6,9 @@ import torch
 
 from l2l.estimators import gaussian_directions
 
-#: ZO-LSTM direction modes: standard Gaussian, QueryRNN covariance, or Guided-ES covariance
-DIRECTION_MODES = ("gaussian", "query", "guided_es")
+#: ZO-LSTM direction modes: standard Gaussian, QueryRNN covariance, Guided-ES covariance, or N(0, I)
+#: around the trend of the unbiased estimates (ZO-Trend's directions, our option)
+DIRECTION_MODES = ("gaussian", "query", "guided_es", "trend")
 
 
 def guided_es_directions(

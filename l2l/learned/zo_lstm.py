@@ -7,8 +7,9 @@ One step at iterate x (q + 1 queries):
    directions are u_i = s * z_i when X = 1, else u_i = z_i, with z_i ~ N(0, I) (q of them);
 3. the forward-difference estimate g = 1/(mu q) sum_i [f(x + mu u_i) - f(x)] u_i (eq. 1);
 4. x <- x + alpha * UpdateRNN(g) (eq. 2; alpha is the update scale of sec. 4.3), projected onto the
-   task's feasible set (the identity for unconstrained tasks). With ``update_base='adam'`` (our option)
-   the UpdateRNN's output is a learned correction to a ZO-Adam step instead (see :class:`ZOLSTM`).
+   task's feasible set (the identity for unconstrained tasks). With ``update_base='adam'`` or ``'sgd'``
+   (our options) the UpdateRNN's output is a learned correction to a ZO-Adam or ZO-SGD step instead;
+   with ``directions='trend'`` as well, the untrained optimizer is ZO-Trend (see :class:`ZOLSTM`).
 
 The ablations of sec. 4.4 are options of the same class (see :data:`VARIANTS`): standard Gaussian
 directions (``no_query``), a ZO-SGD update with QueryRNN directions (``no_update``), Guided-ES directions
@@ -27,7 +28,16 @@ from torch import nn
 
 from l2l.common.config import doc_field
 from l2l.common.device import module_device
-from l2l.estimators import Estimate, Objective, check_mu, check_q, forward_difference, gaussian_directions
+from l2l.estimators import (
+    Estimate,
+    Objective,
+    check_mu,
+    check_q,
+    forward_difference,
+    gaussian_directions,
+    trend_mean,
+    update_trend,
+)
 from l2l.learned.networks import SIGMA_NORMS, build_networks, sigma_penalty
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Project, Stage, TrainStep, register_learned
 from l2l.learned.sampling import DIRECTION_MODES, guided_es_directions
@@ -49,14 +59,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
 #: options that define the networks' shapes or what they were trained on, so cannot change on a trained one
 ARCHITECTURE = (
     "hidden", "sigma_norm", "input_scale", "input_norm",
-    "update_base", "base_delta", "base_beta1", "base_beta2",
+    "update_base", "base_delta", "base_beta1", "base_beta2", "trend_strength", "trend_decay",
 )  # fmt: skip
 #: what the UpdateRNN reads: the estimate (papers/002), it over Adam's running RMS, or Adam's direction
 INPUT_NORMS = ("none", "rms", "adam")
 #: the decays of the running first and second moments of ``input_norm`` rms / adam (Adam's defaults)
 MOMENT_DECAY, RMS_DECAY = 0.9, 0.999
-#: what the UpdateRNN's output is added to: nothing (papers/002), or a ZO-Adam step (our option)
-UPDATE_BASES = ("none", "adam")
+#: what the UpdateRNN's output is added to: nothing (papers/002), or a ZO-Adam or ZO-SGD step (ours)
+UPDATE_BASES = ("none", "adam", "sgd")
 
 
 @dataclass
@@ -81,14 +91,27 @@ class MetaConfig(LearnedConfig):
         "none: the UpdateRNN reads the estimate g (papers/002); rms: g divided by Adam's bias-corrected "
         "running RMS of g, per coordinate; adam: Adam's direction m_hat / RMS (our options)",
     )
-    update_base: Literal["none", "adam"] = doc_field(
+    update_base: Literal["none", "adam", "sgd"] = doc_field(
         "none",
         "none: x <- x + alpha * UpdateRNN (papers/002); adam: x <- x - lr * (d - alpha * UpdateRNN), d the "
         "ZO-Adam direction m_hat / sqrt(v_hat) and lr = base_delta / d_dim, a learned correction that "
-        "starts at exactly ZO-Adam (our option)",
+        "starts at exactly ZO-Adam; sgd: the same with d = g, starting at ZO-SGD (our options)",
+    )
+    directions: Literal["query", "trend"] = doc_field(
+        "query",
+        "query: QueryRNN covariance (papers/002); trend: N(0, I) around the trend of the unbiased "
+        "estimates, ZO-Trend's directions, with no QueryRNN to train (our option; --query-iterations 0)",
+    )
+    trend_strength: float | None = doc_field(
+        None, "trend directions: the mean's largest entry (none: the task's tuned zo_trend strength)"
+    )
+    trend_decay: float | None = doc_field(
+        None, "trend directions: the trend's decay per step (none: the task's tuned zo_trend decay)"
     )
     base_delta: float | None = doc_field(
-        None, "ZO-Adam base: learning rate base_delta / d (none: the task's tuned zo_adam delta)"
+        None,
+        "base learning rate base_delta / d (none: the task's tuned delta of zo_adam; of zo_sgd, or of "
+        "zo_trend with trend directions, for the sgd base)",
     )
     base_beta1: float | None = doc_field(None, "ZO-Adam base: first-moment decay (none: the task's tuned)")
     base_beta2: float | None = doc_field(None, "ZO-Adam base: second-moment decay (none: the task's tuned)")
@@ -120,26 +143,37 @@ class MetaConfig(LearnedConfig):
             raise ValueError(f"sigma_norm={self.sigma_norm!r} must be one of {SIGMA_NORMS}")
         _check_choice("input_norm", self.input_norm, INPUT_NORMS)
         _check_choice("update_base", self.update_base, UPDATE_BASES)
+        _check_choice("directions", self.directions, ("query", "trend"))
         super().__post_init__()
 
+    def tuned_sources(self) -> dict[str, tuple[str, str]]:
+        """The base and trend options this configuration uses: option -> (tuned baseline, its parameter)."""
+        sources: dict[str, tuple[str, str]] = {}
+        if self.update_base == "adam":
+            sources = {f"base_{k}": ("zo_adam", k) for k in ("delta", "beta1", "beta2")}
+        elif self.update_base == "sgd":
+            sources["base_delta"] = ("zo_trend" if self.directions == "trend" else "zo_sgd", "delta")
+        if self.directions == "trend":
+            sources.update(trend_strength=("zo_trend", "strength"), trend_decay=("zo_trend", "decay"))
+        return sources
+
     def fill_base(self, task: str) -> None:
-        """Take the unset ZO-Adam base values (``base_*`` = None) from ``task``'s tuned ``zo_adam``."""
-        if self.update_base == "none":
-            return
-        tuned = {**{"delta": ZOLSTM.base_delta, "beta1": ZOLSTM.base_beta1, "beta2": ZOLSTM.base_beta2},
-                 **tuned_params("zo_adam", task)}  # fmt: skip
-        for name in ("delta", "beta1", "beta2"):
-            if getattr(self, f"base_{name}") is None:
-                setattr(self, f"base_{name}", float(tuned[name]))
+        """Take the unset base and trend options (None) from ``task``'s tuned baselines.
+
+        :meth:`tuned_sources` names them; a baseline not tuned on ``task`` leaves the :class:`ZOLSTM` default.
+        """
+        for option, (baseline, param) in self.tuned_sources().items():
+            if getattr(self, option) is None:
+                setattr(self, option, float(tuned_params(baseline, task).get(param, getattr(ZOLSTM, option))))
 
     def new_optimizer(self) -> ZOLSTM:
         """The ZOLSTM this config describes, with random initial weights from ``seed``."""
-        base = {f"base_{k}": getattr(self, f"base_{k}") for k in ("delta", "beta1", "beta2")}
+        names = ("base_delta", "base_beta1", "base_beta2", "trend_strength", "trend_decay")
+        set_values = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
         return ZOLSTM(
-            q=self.q, mu=self.mu, query_prob=self.query_prob, alpha=self.alpha,
+            q=self.q, mu=self.mu, query_prob=self.query_prob, alpha=self.alpha, directions=self.directions,
             sigma_norm=self.sigma_norm, hidden=self.hidden, init_seed=self.seed, input_scale=self.input_scale,
-            input_norm=self.input_norm, update_base=self.update_base,
-            **{name: value for name, value in base.items() if value is not None},
+            input_norm=self.input_norm, update_base=self.update_base, **set_values,
         )  # fmt: skip
 
 
@@ -173,7 +207,11 @@ class ZOLSTM(LearnedOptimizer):
         mu: finite-difference smoothing radius.
         query_prob: P, the chance that a step samples along the QueryRNN covariance (else identity).
         alpha: update scale, x <- x + alpha * UpdateRNN(g) (papers/002 sec. 4.3).
-        directions: ``query`` (QueryRNN), ``gaussian`` (N(0, I)), or ``guided_es`` (app. B).
+        directions: ``query`` (QueryRNN), ``gaussian`` (N(0, I)), ``guided_es`` (app. B), or ``trend``
+            (our option): N(0, I) around the mean a = trend_strength * m / max|m|, m the running mean
+            (decay ``trend_decay``) of the estimates' unbiased parts, as :class:`~l2l.optimizers.zo_trend.
+            ZOTrend` samples. The trend is computed from detached estimates, so no meta-gradient flows
+            through the directions, and there is no QueryRNN to train.
         update: ``rnn`` (UpdateRNN) or ``sgd`` (x <- x - (sgd_delta / d) g, the no-update ablation).
         sgd_delta: step-size constant of the ``sgd`` update (learning rate sgd_delta / d).
         guided_alpha: Guided-ES weight of the full space (``guided_es`` only).
@@ -204,9 +242,14 @@ class ZOLSTM(LearnedOptimizer):
             are, for families where tuned ZO-Adam beats the plain UpdateRNN (binary classification at
             500 steps, docs/results.md). The moments use the detached estimate except m's newest term,
             as ``input_norm='adam'`` does. Part of the architecture, with its base values.
-        base_delta: ZO-Adam base learning-rate constant (lr = base_delta / d); ``update_base='adam'``.
+            ``sgd`` is the same with d = g, the estimate itself, so that the untrained optimizer is
+            ZO-SGD over its directions; with ``directions='trend'`` it is ZO-Trend, the strongest
+            gradient-estimate baseline on binary classification (docs/results.md).
+        base_delta: base learning-rate constant (lr = base_delta / d); ``update_base`` adam or sgd.
         base_beta1: ZO-Adam base first-moment decay.
         base_beta2: ZO-Adam base second-moment decay.
+        trend_strength: the largest entry of the trend mean (``directions='trend'``).
+        trend_decay: the trend's decay per step, in [0, 1) (``directions='trend'``).
     """
 
     q: int = 20
@@ -226,6 +269,8 @@ class ZOLSTM(LearnedOptimizer):
     base_delta: float = 2.0
     base_beta1: float = 0.9
     base_beta2: float = 0.999
+    trend_strength: float = 1.0
+    trend_decay: float = 0.99
 
     title: ClassVar[str] = "ZO-LSTM"
     shipped_files: ClassVar[dict[str, str]] = {
@@ -253,6 +298,11 @@ class ZOLSTM(LearnedOptimizer):
         if not self.base_delta > 0:
             raise ValueError(f"base_delta={self.base_delta!r} must be > 0 (the base learning rate is it / d)")
         check_betas(self.base_beta1, self.base_beta2)
+        if not self.trend_strength >= 0 or not 0 <= self.trend_decay < 1:
+            raise ValueError(
+                f"trend_strength={self.trend_strength!r} must be >= 0 and trend_decay={self.trend_decay!r} "
+                "in [0, 1)"
+            )
         for name in ("query_prob", "guided_alpha"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be in [0, 1]")
@@ -280,8 +330,11 @@ class ZOLSTM(LearnedOptimizer):
     def stages(self, config: LearnedConfig) -> tuple[Stage, ...]:
         if not isinstance(config, MetaConfig):
             raise TypeError(f"the ZO-LSTM trains with a MetaConfig, not a {type(config).__name__}")
+        # trend directions replace the QueryRNN's, so stage 1 trains the UpdateRNN on the directions it
+        # is used with; stage 2 has nothing to train then (train.zo_lstm refuses its iterations)
+        first = "trend" if self.directions == "trend" else "gaussian"
         return (
-            Stage("update", ("update_rnn",), config.update_lr, {"directions": "gaussian"}),
+            Stage("update", ("update_rnn",), config.update_lr, {"directions": first}),
             Stage("query", ("query_rnn",), config.query_lr, {"directions": "query"}),
         )
 
@@ -313,6 +366,8 @@ class ZOLSTM(LearnedOptimizer):
             carry["base_t"] = torch.zeros((), device=device)
         if self.directions == "query":
             carry["query_h"], carry["query_c"] = self.query_net.initial_state(dim)
+        if self.directions == "trend":
+            carry["trend"] = torch.zeros(dim, device=device)
         return carry
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
@@ -356,6 +411,9 @@ class ZOLSTM(LearnedOptimizer):
         """
         directions, std = self._directions(x.detach(), f, carry, rng, use_query)
         est = forward_difference(f, x.detach(), directions, self.mu)
+        if self.directions == "trend":
+            mean = trend_mean(carry["trend"], self.trend_strength)
+            carry["trend"] = update_trend(carry["trend"], est, mean, self.trend_decay).detach()
         new_x, update = self.apply_update(x, est.grad, carry, project)
         return Advance(x=new_x, est=est, update=update, std=std)
 
@@ -390,6 +448,9 @@ class ZOLSTM(LearnedOptimizer):
         if self.directions == "guided_es":
             surrogates = torch.stack([carry["prev_grad"], carry["prev_update"]], dim=1)
             return guided_es_directions(self.q, rng, surrogates, self.guided_alpha), None
+        if self.directions == "trend":
+            mean = trend_mean(carry["trend"], self.trend_strength)
+            return mean + gaussian_directions(self.q, x.shape[0], rng), None
         std = None
         if self.directions == "query":
             # the QueryRNN runs every step (as in training), whether or not this step uses its std
@@ -419,7 +480,8 @@ class ZOLSTM(LearnedOptimizer):
         if self.update_base == "none":
             return self.alpha * out
         lr = lr_from_delta(self.base_delta, grad.shape[0])
-        return lr * (self.alpha * out - self._adam_direction(grad, carry))
+        base = grad if self.update_base == "sgd" else self._adam_direction(grad, carry)
+        return lr * (self.alpha * out - base)
 
     def _adam_direction(self, grad: torch.Tensor, carry: dict) -> torch.Tensor:
         """ZO-Adam's m_hat / (sqrt(v_hat) + 1e-8) with the base's decays; updates its moments in ``carry``."""
