@@ -184,3 +184,29 @@ def test_a_torchrun_rank_of_many_leaves_without_finalization_after_a_clean_run(w
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout == (f"{world}-done" if world == "2" else f"{world}-donefinalized\n")
+
+
+_BAR_ON_EVERY_RANK = """
+from tqdm.auto import tqdm
+from l2l.common import distributed
+
+def body(_):
+    for _ in tqdm(range(2), disable=True):  # tqdm makes a multiprocessing lock even when disabled
+        pass
+    return distributed.rank()
+
+if __name__ == "__main__":
+    print(distributed.launch(body, None, workers=2))
+"""
+
+
+def test_spawned_ranks_leave_no_semaphore_behind(tmp_path):
+    script = tmp_path / "bars.py"
+    script.write_text(_BAR_ON_EVERY_RANK)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
+    assert "leaked" not in done.stderr, done.stderr

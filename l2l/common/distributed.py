@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import multiprocessing.util
 import os
 import pickle
 import shutil
@@ -92,9 +93,7 @@ def leave_after_clean_run() -> None:
     world = torchrun_world()
     if world is None or world == 1:
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    _exit_now()
 
 
 def torchrun_world() -> int | None:
@@ -231,6 +230,17 @@ def _spawned(index: int, fn: Callable[[Any], Any], arg: Any, world: int, store: 
     """
     with _rank_scope(index + 1, world, Path(store)):
         fn(arg)
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """Leave the process with status 0, skipping interpreter finalization, with output flushed.
+
+    os._exit skips multiprocessing's exit hooks too, so its finalizers run first: they unlink the
+    semaphores this process created (tqdm's lock, made even by a disabled bar), which a resource
+    tracker would otherwise report as leaked at shutdown.
+    """
+    multiprocessing.util._run_finalizers(0)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
