@@ -209,9 +209,11 @@ class ZOLSTM(LearnedOptimizer):
         alpha: update scale, x <- x + alpha * UpdateRNN(g) (papers/002 sec. 4.3).
         directions: ``query`` (QueryRNN), ``gaussian`` (N(0, I)), ``guided_es`` (app. B), or ``trend``
             (our option): N(0, I) around the mean a = trend_strength * m / max|m|, m the running mean
-            (decay ``trend_decay``) of the estimates' unbiased parts, as :class:`~l2l.optimizers.zo_trend.
-            ZOTrend` samples. The trend is computed from detached estimates, so no meta-gradient flows
-            through the directions, and there is no QueryRNN to train.
+            (decay ``trend_decay``) of the estimates' unbiased parts, as
+            :class:`~l2l.optimizers.zo_trend.ZOTrend` samples. The trend is computed from detached
+            estimates, so no meta-gradient flows through the directions, and there is no QueryRNN to
+            train. Every step still draws the QueryRNN coin first, so the direction stream differs
+            from ``zo_trend``'s under the same seed.
         update: ``rnn`` (UpdateRNN) or ``sgd`` (x <- x - (sgd_delta / d) g, the no-update ablation).
         sgd_delta: step-size constant of the ``sgd`` update (learning rate sgd_delta / d).
         guided_alpha: Guided-ES weight of the full space (``guided_es`` only).
