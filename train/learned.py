@@ -54,7 +54,7 @@ from tqdm import tqdm
 import l2l
 from l2l.common import distributed
 from l2l.common.cli import run_cli, user_input
-from l2l.common.config import check_at_least, doc_field, parse_config
+from l2l.common.config import check_at_least, doc_field, parse_config, unwrap_optional
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import save_torch_atomic, write_json_atomic
 from l2l.learned.checkpoint import TRAINING_PREFIX, read_checkpoint, save_learned
@@ -240,6 +240,9 @@ def parse_options(text: str, config_class: type[LearnedConfig]) -> dict[str, Any
 
 
 def _convert(raw: str, tp: Any, key: str) -> Any:
+    tp, optional = unwrap_optional(tp)
+    if optional and raw.lower() == "none":
+        return None
     args = typing.get_args(tp)
     if typing.get_origin(tp) is Literal:
         if raw not in args:

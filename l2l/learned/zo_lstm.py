@@ -332,11 +332,12 @@ class ZOLSTM(LearnedOptimizer):
     def stages(self, config: LearnedConfig) -> tuple[Stage, ...]:
         if not isinstance(config, MetaConfig):
             raise TypeError(f"the ZO-LSTM trains with a MetaConfig, not a {type(config).__name__}")
-        # trend directions replace the QueryRNN's, so stage 1 trains the UpdateRNN on the directions it
-        # is used with; stage 2 has nothing to train then (train.zo_lstm refuses its iterations)
-        first = "trend" if self.directions == "trend" else "gaussian"
+        if self.directions == "trend":
+            # trend directions replace the QueryRNN's: the UpdateRNN trains on the directions it is
+            # used with, and there is no QueryRNN stage (train.zo_lstm refuses its iterations)
+            return (Stage("update", ("update_rnn",), config.update_lr, {"directions": "trend"}),)
         return (
-            Stage("update", ("update_rnn",), config.update_lr, {"directions": first}),
+            Stage("update", ("update_rnn",), config.update_lr, {"directions": "gaussian"}),
             Stage("query", ("query_rnn",), config.query_lr, {"directions": "query"}),
         )
 
