@@ -275,10 +275,8 @@ class ZOEnv(gym.Env):
         if u.shape != (self.dim,):
             raise ValueError(f"action has {u.numel()} entries; this environment's actions have {self.dim}")
         fx = self.base_value()
-        if self.directions == "guided":
-            u = guided_directions(torch.as_tensor(np.asarray(action, dtype=np.float32)), self.q, self._rng)
-        else:
-            u = u.unsqueeze(0)
+        mean = torch.as_tensor(np.asarray(action, dtype=np.float32))  # a guided step's mean action
+        u = guided_directions(mean, self.q, self._rng) if self.directions == "guided" else u.unsqueeze(0)
         if self.lstm is not None:
             with torch.no_grad():
                 u = u * self.lstm.query_std(self._carry)  # inside the QueryRNN's distribution
@@ -287,8 +285,7 @@ class ZOEnv(gym.Env):
         new_x = self._stepped(est.grad)
         new_f = self.oracle(new_x)[0]  # 1 query: the reward, and the next base value
         reward = float(fx - new_f) * self.reward_scale
-        mean = torch.as_tensor(np.asarray(action, dtype=np.float32))  # read by the trend modes (guided)
-        self._estimate = next_memory(self.observe, est, mean, self._estimate)
+        self._estimate = next_memory(self.observe, est, mean, self._estimate)  # the trend modes read mean
         self.x, self.k = new_x, self.k + 1
         if self._batch is None:
             self._fx = new_f  # deterministic: f(x_{k+1}) is already the next step's base value

@@ -195,6 +195,20 @@ def update_trend(trend: torch.Tensor | None, est: Estimate, mean: torch.Tensor, 
     return decay * previous + (1 - decay) * fresh_part(est, mean)
 
 
+def trend_estimate(
+    f: Objective, x: torch.Tensor, trend: torch.Tensor, q: int, mu: float, strength: float, decay: float,
+    rng: torch.Generator,
+) -> tuple[Estimate, torch.Tensor]:  # fmt: skip
+    """ZO-Trend's estimate at ``x`` and the trend after it (:mod:`l2l.optimizers.zo_trend`; q + 1 queries).
+
+    The q directions are :func:`trend_mean` (trend, strength) + N(0, I) (drawn from ``rng``); the trend
+    is updated with the estimate's :func:`fresh_part` (:func:`update_trend`, decay ``decay``).
+    """
+    mean = trend_mean(trend, strength)
+    est = forward_difference(f, x, mean + gaussian_directions(q, x.shape[0], rng), mu)
+    return est, update_trend(trend, est, mean, decay)
+
+
 def forward_difference(
     f: Objective, x: torch.Tensor, directions: torch.Tensor, mu: float, scale: float = 1.0
 ) -> Estimate:

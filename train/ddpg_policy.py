@@ -46,6 +46,7 @@ from agents.ddpg import ZORLAgent
 from agents.monitoring import TqdmCallback, WandbWriter
 from agents.networks import ZORLPolicy
 from agents.zo_rl import SHIPPED, ZORL, ZORLLSTM, attach_info, policy_in_lstm, read_policy, zo_rl_from_agent
+from envs.mdp import Observe
 from envs.zo_env import ZOEnv
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
@@ -88,10 +89,7 @@ class TrainConfig:
         "the directions are s * (a + z_i) with its QueryRNN's std s and its UpdateRNN takes the step; q "
         "and mu are its own, and validation and the P choice run the ZO-RL-LSTM",
     )
-    observe: Literal[
-        "iterate", "image", "image_delta", "iterate_estimate", "image_estimate", "image_delta_estimate",
-        "iterate_trend", "image_trend", "auto",
-    ] = doc_field(
+    observe: Literal[Observe, "auto"] = doc_field(
         "auto",
         "what the policy sees: the iterate, the attacked image, or image_delta (the image and the "
         "normalized perturbation as two channels); iterate_estimate / image_estimate / image_delta_estimate "

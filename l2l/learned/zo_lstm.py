@@ -35,8 +35,7 @@ from l2l.estimators import (
     check_q,
     forward_difference,
     gaussian_directions,
-    trend_mean,
-    update_trend,
+    trend_estimate,
 )
 from l2l.learned.networks import SIGMA_NORMS, build_networks, sigma_penalty
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Project, Stage, TrainStep, register_learned
@@ -412,11 +411,14 @@ class ZOLSTM(LearnedOptimizer):
             project: maps the stepped iterate onto the feasible set (``oracle.project`` or
                 ``task.project``); None for unconstrained problems.
         """
-        directions, std = self._directions(x.detach(), f, carry, rng, use_query)
-        est = forward_difference(f, x.detach(), directions, self.mu)
         if self.directions == "trend":
-            mean = trend_mean(carry["trend"], self.trend_strength)
-            carry["trend"] = update_trend(carry["trend"], est, mean, self.trend_decay).detach()
+            est, trend = trend_estimate(
+                f, x.detach(), carry["trend"], self.q, self.mu, self.trend_strength, self.trend_decay, rng
+            )
+            carry["trend"], std = trend.detach(), None
+        else:
+            directions, std = self._directions(x.detach(), f, carry, rng, use_query)
+            est = forward_difference(f, x.detach(), directions, self.mu)
         new_x, update = self.apply_update(x, est.grad, carry, project)
         return Advance(x=new_x, est=est, update=update, std=std)
 
@@ -451,9 +453,6 @@ class ZOLSTM(LearnedOptimizer):
         if self.directions == "guided_es":
             surrogates = torch.stack([carry["prev_grad"], carry["prev_update"]], dim=1)
             return guided_es_directions(self.q, rng, surrogates, self.guided_alpha), None
-        if self.directions == "trend":
-            mean = trend_mean(carry["trend"], self.trend_strength)
-            return mean + gaussian_directions(self.q, x.shape[0], rng), None
         std = None
         if self.directions == "query":
             # the QueryRNN runs every step (as in training), whether or not this step uses its std

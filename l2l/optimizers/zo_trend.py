@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from l2l.estimators import Estimate, forward_difference, gaussian_directions, trend_mean, update_trend
+from l2l.estimators import Estimate, trend_estimate
 from l2l.optimizers.base import ZOState
 from l2l.optimizers.registry import register_optimizer
 from l2l.optimizers.zo_sgd import ZOSGD
@@ -53,9 +53,7 @@ class ZOTrend(ZOSGD):
         state.slots["trend"] = torch.zeros_like(state.x)
 
     def estimate(self, state: ZOState, oracle: Oracle) -> Estimate:
-        trend = state.slots["trend"]
-        mean = trend_mean(trend, self.strength)
-        directions = mean + gaussian_directions(self.q, state.x.shape[0], state.rng)
-        est = forward_difference(oracle, state.x, directions, self.mu)
-        state.slots["trend"] = update_trend(trend, est, mean, self.decay)
+        est, state.slots["trend"] = trend_estimate(
+            oracle, state.x, state.slots["trend"], self.q, self.mu, self.strength, self.decay, state.rng
+        )
         return est
