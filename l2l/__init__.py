@@ -17,8 +17,7 @@ from l2l.oracle import NonFiniteLoss, Oracle, QueryBudgetExceeded, StackedOracle
 from l2l.run import Trajectory, run
 from l2l.run_many import run_many, runs_in_lockstep
 from l2l.tasks import family_names, make_family, make_task
-
-__version__ = "0.1.0"
+from l2l.version import __version__
 
 __all__ = [
     "NonFiniteLoss",

@@ -99,7 +99,8 @@ def format_handler(marker: Any) -> FormatHandler | None:
 def _load_torch_checkpoint(path: Path, payload: Any) -> ZOOptimizer:
     if not isinstance(payload, dict):
         raise ValueError(f"{str(path)!r} holds a {type(payload).__name__}, not an optimizer checkpoint dict")
-    _import_learned()
+    # no import of l2l.learned here (it imports this module: a cycle): the package l2l imports it, and
+    # Python imports the package before any of its modules, so its formats are registered by now
     handler = format_handler(payload.get("format"))
     if handler is None:
         hint = " (it looks like a target-model checkpoint)" if "heldout_accuracy" in payload else ""
@@ -109,11 +110,6 @@ def _load_torch_checkpoint(path: Path, payload: Any) -> ZOOptimizer:
             f"{sorted(map(str, payload))[:10]}"
         )
     return handler(payload, path)
-
-
-def _import_learned() -> None:
-    """The learned optimizers register their formats on import (l2l imports l2l.learned anyway)."""
-    importlib.import_module("l2l.learned")
 
 
 def _load_with_plugins(path: Path, torch_error: str) -> ZOOptimizer:

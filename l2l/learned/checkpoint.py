@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-import l2l
 from l2l.common.io import save_torch_atomic
 from l2l.learned.protocol import FORMAT_PREFIX, LearnedOptimizer, learned_class
 from l2l.learned.zo_lstm import ZOLSTM, make_variant
 from l2l.loading import register_format
+from l2l.version import __version__
 
 #: the marker and layout of the ZO-LSTM files written before the protocol (the shipped checkpoints)
 LEGACY_ZO_LSTM = "l2l-zo-lstm"
@@ -62,7 +62,7 @@ def checkpoint_dict(
     return {
         "format": format_marker(optimizer.learned_name),
         "format_version": optimizer.format_version,
-        "version": l2l.__version__,
+        "version": __version__,
         "config": optimizer.config(),
         "modules": optimizer.module_states(),
         "train_config": dict(train_config or {}),
@@ -125,7 +125,7 @@ def checked_checkpoint(ckpt: Any, path: Path) -> dict:
     if ckpt.get("format_version") != cls.format_version:
         raise ValueError(
             f"{str(path)!r} has {cls.learned_name} checkpoint format version {ckpt.get('format_version')!r} "
-            f"(written by l2l {ckpt.get('version')!r}); this l2l ({l2l.__version__}) reads version "
+            f"(written by l2l {ckpt.get('version')!r}); this l2l ({__version__}) reads version "
             f"{cls.format_version}. Load it with the l2l version that wrote it, or retrain"
         )
     missing = [key for key in REQUIRED_KEYS if not isinstance(ckpt.get(key), dict)]
