@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # processes the sharded evaluations run on (--workers): every core by default; WORKERS=1 runs serially
 WORKERS ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null || echo 1)
 
-.PHONY: setup fashion-mnist demo test lint bench tune clean
+.PHONY: setup fashion-mnist demo test test-fast lint bench tune clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: setup
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# everything but the tests marked slow (end-to-end CLI runs, meta-training): under a minute
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
 
 bench: setup
 	$(PY) -m eval.bench

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+#: the repository root (tests/ sits in it)
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def without_timings(obj):
     """``obj`` (parsed JSON) with every ``wall_s`` entry removed: the only figures that may differ between

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import l2l
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 #: each layer and the project layers it may import (besides itself)
 ALLOWED = {
     "l2l": set(),

@@ -17,8 +17,8 @@ from l2l.oracle import NonFiniteLoss, Oracle, QueryBudgetExceeded, StackedOracle
 from l2l.run_many import agree
 from l2l.tasks.quadratic import QuadraticTask
 from tests.helpers import without_timings
-from tests.test_contracts import OPTIMIZERS, STEPS, cheap_optimizer, same_trajectory, task_for
-from tests.test_oracle import CountingTask
+from tests.l2l.optimizers.test_contracts import OPTIMIZERS, STEPS, cheap_optimizer, same_trajectory, task_for
+from tests.l2l.test_oracle import CountingTask
 
 SEEDS = [5, 6, 7]
 

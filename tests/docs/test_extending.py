@@ -13,8 +13,9 @@ import l2l
 from l2l.learned import protocol as learned_registry
 from l2l.optimizers import registry as optimizer_registry
 from l2l.tasks import registry as family_registry
+from tests.helpers import ROOT
 
-EXTENDING = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
+EXTENDING = ROOT / "docs" / "extending.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 
 

@@ -17,9 +17,8 @@ from eval import attack_table, compare, order_attack, tune
 from eval.distributed import launch, rank, shard, sharded_map, world_size
 from eval.headtohead import run_grid
 from l2l.common.cli import run_cli
-from tests.helpers import without_timings
+from tests.helpers import ROOT, without_timings
 
-ROOT = Path(__file__).resolve().parents[1]
 QUADRATIC = [
     "--task", "quadratic", "--optimizers", "zo_sgd,zo_adam", "--instances", "2", "--trials", "2",
     "--steps", "8", "--q", "4", "--wandb", "disabled",

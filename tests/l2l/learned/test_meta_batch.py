@@ -14,10 +14,10 @@ import l2l
 from l2l.common import distributed
 from l2l.learned import MetaConfig, MetaTrainer, validate
 from l2l.learned.zo_lmom import ZOLMomConfig
+from tests.helpers import ROOT
 from train import learned as train_learned
 from train import zo_lstm as train_zo_lstm
 
-ROOT = Path(__file__).resolve().parents[1]
 #: distributed and serial sums of the same per-slot gradients differ in order only: float32 rounding,
 #: about 1e-7 relative per meta-iteration, which a few Adam steps of lr 1e-2 keep far below this
 TOLERANCE = 1e-6

@@ -12,8 +12,9 @@ import pytest
 
 from eval import compare, cosine
 from l2l.common.cli import USAGE_STATUS, run_cli, user_input
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+
 #: CLIs whose ``__main__`` block another branch owns; the lead switches them to run_cli on merge
 def run_module(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
