@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 README_MAX_BYTES = 20_000
 RESULTS_INDEX_MAX_LINES = 80
 
