@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from envs.mdp import ESTIMATE_MODES, OBSERVE_MODES, TREND_MODES, Observe
-from l2l.optimizers.registry import tuned_params
+from l2l.optimizers import tuned_params
 from l2l.tasks.base import Task
 
 Directions = Literal["single", "guided"]
 #: how an action becomes a step's query directions: one direction (the first build), or the paper's q
 #: directions pi(x) + N(0, I) (papers/003 sec. 3; :func:`envs.step.guided_directions`)
-DIRECTION_MODES: tuple[str, ...] = ("single", "guided")
+DIRECTION_MODES: tuple[str, ...] = get_args(Directions)
 #: the ZO-LSTM direction modes a policy can sample for: those that draw their q directions through
 #: ``ZOLSTM.sample_directions`` (``trend`` and ``guided_es`` draw their own and would ignore the policy)
 HOST_DIRECTIONS: tuple[str, ...] = ("query", "gaussian")
