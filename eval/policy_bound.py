@@ -212,7 +212,7 @@ class BoundConfig:
     etas: str | None = doc_field(
         None,
         "comma-separated step sizes (none: 2x and 1/2x the MDP's default eta, "
-        "envs.zo_env.default_mu_eta: the tuned ZO-SGD learning rate over its q)",
+        "envs.spec.default_mu_eta: the tuned ZO-SGD learning rate over its q)",
     )
     q: int = doc_field(
         20, "query directions per step of the ZO-SGD reference (tuned for --task) and of the guided rows"
