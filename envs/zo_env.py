@@ -96,7 +96,7 @@ class ZOEnv(gym.Env):
         mdp = MDPSpec() if mdp is None else mdp
         if not isinstance(mdp, MDPSpec):
             raise TypeError(f"mdp must be an envs.MDPSpec, got {type(mdp).__name__}")
-        check_mdp(mdp)  # before loading anything: the task-free rules need neither the task nor the file
+        # the spec checked its task-free rules when it was made; the task and the ZO-LSTM come next
         self.family, self._fixed = self._resolve(task, family_kwargs or {})
         self.split, self.index, self.instances = check_split(split), index, instances
         self._tasks: dict[tuple[str, int], Task] = {}
