@@ -42,6 +42,7 @@ unpickles the zip's ``data`` (cloudpickle), which can run code: load only zips y
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import zipfile
@@ -55,17 +56,11 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch import nn
 
 import l2l
-from envs.mdp import (
-    ESTIMATE_MODES,
-    action_to_direction,
-    check_directions,
-    check_trend,
-    guided_directions,
-    next_memory,
-    observation,
-)
+from envs.mdp import action_to_direction, observation
+from envs.spec import MDPSpec, check_mdp
+from envs.step import estimate_step, finish_step
 from l2l.common.paths import shipped_file
-from l2l.estimators import Estimate, Objective, check_mu, forward_difference, gaussian_directions
+from l2l.estimators import Estimate, Objective
 from l2l.learned.checkpoint import load_zo_lstm, shipped_checkpoint
 from l2l.learned.zo_lstm import ZOLSTM
 from l2l.optimizers.base import ZOOptimizer, ZOState
@@ -95,36 +90,41 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
+#: the MDP of a ``zo_rl`` optimizer built without one: single directions, mu = eta = 1e-4
+DEFAULT_MDP = MDPSpec(q=1, mu=1e-4, eta=1e-4)
+
+
+def check_policy_prob(policy_prob: float) -> None:
+    """P, the chance that a step asks the policy, must be a probability."""
+    if not 0 <= policy_prob <= 1:
+        raise ValueError(f"policy_prob={policy_prob!r} must be in [0, 1] (a probability)")
+
+
 @dataclass
 class ZORL(ZOOptimizer):
     """ZO-SGD along the directions of a trained sampling policy (see the module docstring).
 
+    Each step is the MDP's step (:mod:`envs.step`, which :class:`envs.zo_env.ZOEnv` takes too), with the
+    policy's proposal or, with chance 1 - P, none.
+
     Args:
         policy: the stable-baselines3 TD3/DDPG policy whose actor proposes the directions.
-        mu: finite-difference radius (the MDP's).
-        eta: learning rate (the MDP's).
-        observe: what the policy sees: ``iterate``, ``image``, ``image_delta``, ``iterate_estimate``,
-            ``image_estimate``, ``image_delta_estimate``, ``iterate_trend`` or ``image_trend``
-            (:mod:`envs.mdp`; the last five read the previous step's estimate, or the trend of the
-            estimates, which :meth:`step` keeps in the state's slots).
+        mdp: the MDP the policy was trained on, resolved (:class:`envs.spec.MDPSpec` with q, mu and eta
+            set; a policy zip stores it, and a :class:`~envs.zo_env.ZOEnv` holds it as ``env.mdp``): its
+            observation says what the policy sees (the estimate observations read the previous step's
+            estimate, or the trend of the estimates, which :meth:`step` keeps in the state's slots), and
+            its direction form how a step queries: ``single`` (one direction, 2 queries) or ``guided``
+            (q directions a + z_i around the policy's action a at q + 1 queries; a step that does not ask
+            the policy uses a = 0, a ZO-SGD step).
         policy_prob: P, the chance that a step queries along the policy's direction (else along a
             standard Gaussian one); 1 is papers/003's ZO-RL.
-        directions: ``single`` (one direction per step, 2 queries: the first build) or ``guided``
-            (papers/003 sec. 3: q directions a + z_i around the policy's action a, estimator (2) over
-            them at q + 1 queries; a step that does not ask the policy, chance 1 - P, uses a = 0, a
-            ZO-SGD step). The policy zip says which form it was trained in.
-        q: directions per guided step (``single`` ignores it).
     """
 
     name = "zo_rl"
 
     policy: TD3Policy | None = field(default=None, repr=False, compare=False)
-    mu: float = 1e-4
-    eta: float = 1e-4
-    observe: str = "iterate"
+    mdp: MDPSpec = DEFAULT_MDP
     policy_prob: float = 1.0
-    directions: str = "single"
-    q: int = 1
 
     #: whether :meth:`propose` reads ``policy`` (subclasses that make up their directions say False)
     needs_policy: ClassVar[bool] = True
@@ -137,18 +137,23 @@ class ZORL(ZOOptimizer):
     train_command: ClassVar[str] = "python -m train.ddpg_policy"
 
     def __post_init__(self) -> None:
-        check_mu(self.mu)
-        if not self.eta > 0:
-            raise ValueError(f"eta={self.eta!r} must be > 0 (the learning rate)")
-        if not 0 <= self.policy_prob <= 1:
-            raise ValueError(f"policy_prob={self.policy_prob!r} must be in [0, 1] (a probability)")
-        check_directions(self.directions, self.q)
-        check_trend(self.observe, self.directions)
+        check_mdp(self.mdp)
+        if not self.mdp.resolved:
+            raise ValueError(
+                f"ZORL steps a resolved MDP (q, mu and eta set); got {self.mdp}: take it from a policy zip "
+                "(agents.load_zo_rl) or an environment (ZOEnv(...).mdp)"
+            )
+        check_policy_prob(self.policy_prob)
         if self.policy is None and self.needs_policy:
             raise ValueError("ZORL needs a policy; load one with agents.load_zo_rl(path)")
 
+    @property
+    def observe(self) -> str:
+        """What the policy sees (the MDP's observation)."""
+        return self.mdp.observe
+
     def queries_per_step(self, dim: int) -> int:
-        return self.q + 1 if self.directions == "guided" else 2
+        return self.mdp.queries_per_step()
 
     @property
     def evaluates_iterate(self) -> bool:
@@ -177,7 +182,7 @@ class ZORL(ZOOptimizer):
         return action_to_direction(self.action(x, task, estimate))
 
     def propose(self, state: ZOState, oracle: Oracle) -> torch.Tensor:
-        """The direction [d] of a step that asks the policy: :meth:`direction` at the iterate."""
+        """The direction [d] of a single step that asks the policy: :meth:`direction` at the iterate."""
         return self.direction(state.x, oracle.task, state.slots.get("estimate"))
 
     def guided_mean(self, state: ZOState, oracle: Oracle) -> torch.Tensor:
@@ -186,32 +191,30 @@ class ZORL(ZOOptimizer):
         return self.action(state.x, oracle.task, state.slots.get("estimate"))
 
     def estimate(self, state: ZOState, oracle: Oracle) -> Estimate:
-        """The step's estimate: two queries along the policy's (or a Gaussian) direction, f(x) and
-        f(x + mu u); guided, q + 1 queries along a + z_i (a the policy's action, or 0)."""
+        """The step's estimate (:func:`envs.step.estimate_step`): f(x) and the probes along the policy's
+        proposal, or, with chance 1 - P, along a Gaussian direction (guided: around the zero mean)."""
         # The coin is drawn at every step, so P = 1 consumes the random stream as P < 1 does.
         use_policy = bool(torch.rand((), generator=state.rng, device=state.rng.device) < self.policy_prob)
-        if self.directions == "guided":
-            mean = self.guided_mean(state, oracle) if use_policy else torch.zeros_like(state.x)
-            state.slots["mean"] = mean  # what the trend's fresh part subtracts (l2l.estimators.fresh_part)
-            return forward_difference(oracle, state.x, guided_directions(mean, self.q, state.rng), self.mu)
+        proposal = None
         if use_policy:
-            u = self.propose(state, oracle)
-        else:
-            u = gaussian_directions(1, state.x.shape[0], state.rng)[0]
-        return forward_difference(oracle, state.x, u.unsqueeze(0), self.mu)
+            guided = self.mdp.directions == "guided"
+            proposal = self.guided_mean(state, oracle) if guided else self.propose(state, oracle)
+        est, state.slots["mean"] = estimate_step(self.mdp, oracle, state.x, proposal, state.rng)
+        return est
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
         est = self.estimate(state, oracle)
-        state.x = oracle.project(state.x - self.eta * est.grad)
+        # the next iterate, and what the estimate observations show at the next step
+        state.x, state.slots["estimate"] = finish_step(
+            self.mdp, state.x, est, state.slots["mean"], state.slots.get("estimate"), oracle.project
+        )
         state.fx, state.step = est.fx, state.step + 1
-        # what the estimate observations show at the next step: the estimate, or the updated trend
-        previous = state.slots.get("estimate")
-        state.slots["estimate"] = next_memory(self.observe, est, state.slots.get("mean", 0.0), previous)
         return state
 
     def config(self) -> dict:
-        return {"mu": self.mu, "eta": self.eta, "observe": self.observe, "policy_prob": self.policy_prob,
-                "directions": self.directions, "q": self.q}  # fmt: skip
+        mdp = self.mdp
+        return {"mu": mdp.mu, "eta": mdp.eta, "observe": mdp.observe, "policy_prob": self.policy_prob,
+                "directions": mdp.directions, "q": mdp.q}  # fmt: skip
 
 
 @dataclass
@@ -219,8 +222,9 @@ class ZORLLSTM(ZOLSTM):
     """A ZO-LSTM whose first query direction per step comes from a ZO-RL policy (papers/003 sec. 3.3).
 
     Build one with :func:`load_zo_rl_lstm`. ``sampler`` (set after construction, not an option) is the
-    :class:`ZORL` whose policy proposes the direction. The ``guided_es`` direction mode ignores it
-    (Guided ES draws its own directions).
+    :class:`ZORL` whose policy proposes the direction; setting it checks the pair with
+    :func:`envs.spec.check_mdp` (the ZO-LSTM must draw its directions through ``sample_directions``, and
+    the policy must not need the past estimates, which this step does not pass it).
 
     Args:
         policy_prob: P, the chance that a step's first direction comes from the policy (else it stays
@@ -233,9 +237,19 @@ class ZORLLSTM(ZOLSTM):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.policy_prob <= 1:
-            raise ValueError(f"policy_prob={self.policy_prob!r} must be in [0, 1] (a probability)")
-        self.sampler: ZORL | None = None
+        check_policy_prob(self.policy_prob)
+        self._sampler: ZORL | None = None
+
+    @property
+    def sampler(self) -> ZORL | None:
+        """The ``zo_rl`` optimizer whose policy proposes the directions (None until set)."""
+        return self._sampler
+
+    @sampler.setter
+    def sampler(self, sampler: ZORL | None) -> None:
+        if sampler is not None:
+            check_mdp(sampler.mdp, lstm=self)
+        self._sampler = sampler
 
     def sample_directions(
         self, x: torch.Tensor, f: Objective, rng: torch.Generator, std: torch.Tensor | None
@@ -245,13 +259,8 @@ class ZORLLSTM(ZOLSTM):
         directions = super().sample_directions(x, f, rng, std)
         if self.sampler is None:
             raise ValueError("this ZORLLSTM has no sampler; build it with agents.load_zo_rl_lstm")
-        if self.sampler.observe in ESTIMATE_MODES:
-            raise ValueError(
-                f"the policy observes {self.sampler.observe!r}, and ZO-RL-LSTM does not pass it the last "
-                "estimate; use a policy trained with --observe iterate or image"
-            )
         if bool(torch.rand((), generator=rng, device=rng.device) < self.policy_prob):
-            if self.sampler.directions == "guided":  # every direction around the action: s * (a + z_i)
+            if self.sampler.mdp.directions == "guided":  # every direction around the action: s * (a + z_i)
                 a = self.sampler.action(x, getattr(f, "task", None))
                 return directions + (a if std is None else a * std)
             u = self.sampler.direction(x, getattr(f, "task", None))
@@ -333,8 +342,9 @@ def load_zo_rl(path: str | os.PathLike, variant: str = "zo_rl", **overrides: Any
     Args:
         path: a policy zip written by ``train.ddpg_policy``.
         variant: ``zo_rl`` (as trained) or ``untrained`` (same architecture and MDP, fresh weights).
-        **overrides: ``mu``, ``eta``, ``observe`` or ``policy_prob`` to change (they default to the
-            MDP's, and P and eta to the val choice stored in the zip, else 1 and the MDP's eta).
+        **overrides: ``policy_prob`` or fields of :class:`envs.spec.MDPSpec` (``mu``, ``eta``,
+            ``observe``, ...) to change (they default to the MDP's, and P and eta to the val choice
+            stored in the zip, else 1 and the MDP's eta).
     """
     return zo_rl_from_agent(read_policy(path), variant, **overrides)
 
@@ -358,13 +368,11 @@ def zo_rl_from_agent(
                 "only policy_prob can"
             )
         return policy_in_lstm(agent, variant, overrides.get("policy_prob"))
-    mdp = agent.zo_rl["env"]
     policy = agent.policy if variant == "zo_rl" else fresh_policy(agent.policy)
-    options = {"mu": mdp["mu"], "eta": agent.zo_rl.get("eta", mdp["eta"]), "observe": mdp["observe"],
-               "policy_prob": agent.zo_rl.get("policy_prob", 1.0),
-               "directions": mdp.get("directions", "single"), "q": mdp.get("q", 1),  # older zips: single
-               **overrides}  # fmt: skip
-    optimizer = ZORL(policy=policy, **options)
+    policy_prob = overrides.pop("policy_prob", agent.zo_rl.get("policy_prob", 1.0))
+    # the val choice of eta (train.ddpg_policy) replaces the MDP's; the overrides win over both
+    mdp = dataclasses.replace(trained_mdp(agent), eta=agent.zo_rl.get("eta", agent.zo_rl["env"]["eta"]))
+    optimizer = ZORL(policy=policy, mdp=dataclasses.replace(mdp, **overrides), policy_prob=policy_prob)
     if variant == "untrained":
         optimizer.name = "zo_rl_untrained"
     return optimizer
@@ -402,16 +410,19 @@ def policy_in_lstm(agent: ZORLAgent, variant: str = "zo_rl", policy_prob: float 
     The ZO-LSTM is the one the MDP stepped inside (its path is in the zip); ``policy_prob`` None takes
     the val choice stored in the zip (else 1). ``untrained`` keeps that ZO-LSTM with fresh policy weights.
     """
-    mdp = agent.zo_rl["env"]
-    sampler = ZORL(
-        policy=agent.policy if variant == "zo_rl" else fresh_policy(agent.policy), mu=mdp["mu"],
-        eta=mdp["eta"], observe=mdp["observe"], directions=mdp["directions"], q=mdp["q"],
-    )  # fmt: skip
+    mdp = trained_mdp(agent)
+    assert mdp.zo_lstm is not None, "policy_in_lstm reads a policy trained inside a ZO-LSTM"
+    policy = agent.policy if variant == "zo_rl" else fresh_policy(agent.policy)
     prob = agent.zo_rl.get("policy_prob", 1.0) if policy_prob is None else policy_prob
-    combined = _with_sampler(load_zo_lstm(mdp["zo_lstm"]), sampler, prob)
+    combined = _with_sampler(load_zo_lstm(mdp.zo_lstm), ZORL(policy=policy, mdp=mdp), prob)
     if variant == "untrained":
         combined.name = "zo_rl_lstm_untrained"
     return combined
+
+
+def trained_mdp(agent: ZORLAgent) -> MDPSpec:
+    """The MDP a read policy was trained on (its zip's :meth:`ZOEnv.describe`), checked."""
+    return MDPSpec.from_describe(agent.zo_rl["env"])
 
 
 def _with_sampler(lstm: ZOLSTM, sampler: ZORL, policy_prob: float) -> ZORLLSTM:

@@ -6,26 +6,30 @@ Importing this package registers three ids with gymnasium::
     import envs  # noqa: F401  (registration)
     env = gym.make("l2l/ZOAttack-v0", split="val", index=3)       # mnist_attack
     env = gym.make("l2l/ZOBinary-v0", index=None, steps=500)      # binary_classification
-    env = gym.make("l2l/ZOOrder-v0", observe="image")             # fashion_order_attack (papers/004)
+    env = gym.make("l2l/ZOOrder-v0", mdp=envs.MDPSpec(observe="image"))  # fashion_order_attack (papers/004)
 
-All take the keyword arguments of :class:`envs.zo_env.ZOEnv` (``task``, ``split``, ``index``, ``mu``,
-``eta``, ``steps``, ``family_kwargs``, ...). The environment truncates episodes itself at ``steps``, so
-the ids carry no ``max_episode_steps`` (a second TimeLimit would only shadow it).
+All take the keyword arguments of :class:`envs.zo_env.ZOEnv` (``task``, ``split``, ``index``, ``steps``,
+``mdp``, ``family_kwargs``, ...); ``mdp`` (:class:`envs.spec.MDPSpec`) holds the step's settings
+(observation, direction form, q, mu, eta, ZO-LSTM), which :func:`envs.spec.check_mdp` validates. The
+environment truncates episodes itself at ``steps``, so the ids carry no ``max_episode_steps`` (a second
+TimeLimit would only shadow it).
 
 ``l2l/ZOOrder-v0`` is the same MDP on the order attack: the loss is the oracle's -tau_S, so a reward is
 a change of tau_S (multiples of 2 / (k(k-1)/2), 0.2 at k = 5) and an episode ends early once tau_S
-passes 0.99 (the family's success). Three settings differ from the other ids (:data:`ENV_OPTIONS`):
+passes 0.99 (the family's success). Three settings differ from the other families:
 
-- ``mu = 4/255``, the default ball radius: -tau_S is piecewise constant, and the other ids' fallback
-  mu = 1e-4 (the family has no tuned ZO-SGD values) almost never changes the ranking, so the
+- ``mu = 4/255``, the default ball radius: -tau_S is piecewise constant, and the other families'
+  fallback mu = 1e-4 (the family has no tuned ZO-SGD values) almost never changes the ranking, so the
   iterate never moves. ``eta = 1e-4`` moves a pixel by about 0.33/255 per unit of u when one pair
-  flips (k = 5). Both come from a short scan with random actions.
-- ``steps = 499``: an episode spends 1 + 2 * 499 = 999 queries, within papers/004's budget of
-  Q = 1,000 queries (the family's ``default_steps`` counts Rand's steps, one query each).
+  flips (k = 5). Both come from a short scan with random actions, and are the
+  family's MDP defaults (:data:`envs.spec.FAMILY_MDP`), so every ZOEnv of the family gets them.
+- ``steps = 499`` (:data:`ENV_OPTIONS`): an episode spends 1 + 2 * 499 = 999 queries, within
+  papers/004's budget of Q = 1,000 queries (the family's ``default_steps`` counts Rand's steps, one
+  query each).
 
-``observe="image"`` (or ``image_delta``) shows the perturbed query image, as for the classifier attacks
-(:attr:`l2l.tasks.Task.perturbs_image`); ``family_kwargs`` sets k, N and eps (in 1/255; mu stays 4/255
-unless passed).
+``MDPSpec(observe="image")`` (or ``image_delta``) shows the perturbed query image, as for the classifier
+attacks (:attr:`l2l.tasks.Task.perturbs_image`); ``family_kwargs`` sets k, N and eps (in 1/255; mu stays
+4/255 unless the spec sets it).
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from __future__ import annotations
 import gymnasium
 
 from envs.mdp import OBSERVE_MODES, action_to_direction, direction_to_action, image_shape, observation
-from envs.zo_env import ZOEnv, default_mu_eta
+from envs.spec import MDPSpec, check_mdp, default_mu_eta
+from envs.zo_env import ZOEnv
 from l2l.tasks import default_steps
 
 #: gymnasium id -> the task family it wraps; episodes last the family's ``default_steps`` (papers/002
@@ -46,9 +51,9 @@ ENV_IDS = {
 #: papers/004's query budget Q of one order attack
 ORDER_BUDGET = 1000
 #: gymnasium id -> the ZOEnv settings it fixes beyond its family (see the module docstring)
-ENV_OPTIONS: dict[str, dict[str, float | int]] = {
+ENV_OPTIONS: dict[str, dict[str, int]] = {
     # a step costs 2 queries, f(x_0) one more: (Q - 1) // 2 steps stay within the budget
-    "l2l/ZOOrder-v0": {"mu": 4 / 255, "eta": 1e-4, "steps": (ORDER_BUDGET - 1) // 2},
+    "l2l/ZOOrder-v0": {"steps": (ORDER_BUDGET - 1) // 2},
 }
 
 
@@ -68,8 +73,10 @@ __all__ = [
     "ENV_OPTIONS",
     "OBSERVE_MODES",
     "ORDER_BUDGET",
+    "MDPSpec",
     "ZOEnv",
     "action_to_direction",
+    "check_mdp",
     "default_mu_eta",
     "direction_to_action",
     "image_shape",

@@ -35,6 +35,9 @@
   estimates, which a policy may follow without feeding on itself; the ``trend`` rows of
   ``eval.policy_bound`` and the hand-made optimizer ``zo_trend`` follow it. It needs guided
   directions (a single-direction step has no noise part).
+
+Which observations go with which direction forms, tasks and ZO-LSTMs is decided in one place,
+:func:`envs.spec.check_mdp`; the step that fills the estimate channel is :mod:`envs.step`.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
-from l2l.estimators import Estimate, gaussian_directions, update_trend
 from l2l.tasks.base import Task
 
 Observe = Literal[
@@ -60,29 +62,6 @@ ESTIMATE_MODES: tuple[str, ...] = ("iterate_estimate", "image_estimate", "image_
 TREND_DECAY = 0.99
 #: the modes with the normalized perturbation as a channel after the image
 DELTA_MODES: tuple[str, ...] = ("image_delta", "image_delta_estimate")
-#: how an action becomes a step's query directions: one direction (the first build), or the paper's q
-#: directions pi(x) + N(0, I) (papers/003 sec. 3; :func:`guided_directions`)
-DIRECTION_MODES: tuple[str, ...] = ("single", "guided")
-
-
-def check_directions(directions: str, q: int | None) -> None:
-    """``directions`` must be a mode of :data:`DIRECTION_MODES`; ``guided`` needs q >= 1 (or None)."""
-    if directions not in DIRECTION_MODES:
-        raise ValueError(f"directions={directions!r} must be one of {', '.join(DIRECTION_MODES)}")
-    if q is not None and q < 1:
-        raise ValueError(f"q={q} must be >= 1 (query directions per guided step)")
-
-
-def guided_directions(action: torch.Tensor, q: int, rng: torch.Generator) -> torch.Tensor:
-    """The q directions [q, d] of a guided step: the action (the policy's mean) plus N(0, I) noise each.
-
-    papers/003 sec. 3 draws the perturbations of an iteration as the policy's output plus Gaussian
-    exploration noise. The action enters as it is, a point of Box(-1, 1)^d: its size against the unit
-    noise says how strongly it biases the directions (E[u u^T] = I + a a^T), and the zero action gives
-    ZO-SGD's directions exactly.
-    """
-    a = torch.as_tensor(action, dtype=torch.float32).detach().flatten().to(rng.device)
-    return a.unsqueeze(0) + gaussian_directions(q, a.numel(), rng)
 
 
 def action_to_direction(action: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -110,44 +89,6 @@ def direction_to_action(direction: torch.Tensor) -> np.ndarray:
     top = direction.detach().abs().max()
     scaled = direction.detach() / top if float(top) > 0 else torch.zeros_like(direction)
     return scaled.float().clamp(-1.0, 1.0).numpy().astype(np.float32)
-
-
-def next_memory(observe: str, est: Estimate, mean: torch.Tensor, memory: torch.Tensor | None) -> torch.Tensor:
-    """What the estimate channel shows after the step that made ``est`` around ``mean``.
-
-    The trend modes update the running mean ``memory`` (None: zeros) with the estimate's
-    :func:`l2l.estimators.fresh_part`; the other modes show the estimate itself.
-    """
-    if observe not in TREND_MODES:
-        return est.grad
-    return update_trend(memory, est, mean, TREND_DECAY)
-
-
-def check_trend(observe: str, directions: str) -> None:
-    """The trend modes follow the noise of guided steps, so they need ``directions="guided"``."""
-    if observe in TREND_MODES and directions != "guided":
-        raise ValueError(
-            f"observe={observe!r} follows the noise of guided steps: "
-            "use directions='guided' (--directions guided)"
-        )
-
-
-def check_observe(observe: str, task: Task, directions: str) -> str:
-    """``observe`` checked against the task and the ``directions`` mode: the image modes need a task
-    that perturbs an image, and the trend modes guided directions.
-
-    That is :attr:`Task.perturbs_image` (an ``image`` and ``adversarial(X)``): the classifier attacks and
-    the order attack.
-    """
-    if observe not in OBSERVE_MODES:
-        raise ValueError(f"observe={observe!r} must be one of {', '.join(OBSERVE_MODES)}")
-    check_trend(observe, directions)
-    if observe.startswith("image") and not task.perturbs_image:
-        raise ValueError(
-            f"observe={observe!r} needs a task that perturbs an image (Task.perturbs_image, with an "
-            f"adversarial(X) method); {type(task).__name__} is none: use observe='iterate'"
-        )
-    return observe
 
 
 def observation_channels(observe: str) -> int:

@@ -37,47 +37,17 @@ from gymnasium import spaces
 
 import l2l
 from envs.mdp import (
-    TREND_MODES,
     action_to_direction,
-    check_directions,
-    check_observe,
     direction_to_action,
-    guided_directions,
-    next_memory,
     observation,
     observation_channels,
     observed_image_shape,
 )
-from l2l.estimators import check_mu, forward_estimate, gaussian_directions
-from l2l.optimizers.registry import tuned_params
+from envs.spec import MDPSpec, check_mdp
+from envs.step import estimate_step, finish_step
+from l2l.estimators import forward_estimate, gaussian_directions
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task, TaskFamily, check_split
-
-#: smoothing radius of a family with no tuned ZO-SGD mu (mnist_attack's tuned ZO-SGD value)
-FALLBACK_MU = 1e-4
-#: ZO-SGD's delta and q where a family has none tuned (eta = 1 / (20 d))
-FALLBACK_DELTA, FALLBACK_Q = 1.0, 20
-
-
-def default_mu_eta(family: str, dim: int, directions: str = "single") -> tuple[float, float]:
-    """Default (mu, eta) of a family: its tuned ZO-SGD mu, and its tuned ZO-SGD learning rate divided by q
-    for one-direction steps (``directions="single"``), undivided for guided steps (q directions, as
-    ZO-SGD's own).
-
-    Why divide by q: a q-direction ZO-SGD step has E||g||^2 ~ (d + q)/q ||grad||^2, a one-direction step of
-    norm sqrt(d) has d ||grad||^2 whether the direction is random or aligned with the gradient, so the
-    stable learning rate shrinks by about q; a scan of that multiple on mnist_attack and
-    binary_classification agrees (docs/results/zo_rl.md, "ZO-RL step size"). Families without tuned values get
-    mu = 1e-4, eta = 1/(20 d).
-    """
-    params = tuned_params("zo_sgd", family)
-    delta, q = float(params.get("delta", FALLBACK_DELTA)), int(params.get("q", FALLBACK_Q))
-    return float(params.get("mu", FALLBACK_MU)), delta / (dim * (q if directions == "single" else 1))
-
-
-def default_q(family: str) -> int:
-    """The query directions of a guided step: the family's tuned ZO-SGD q (20 where none is tuned)."""
-    return int(tuned_params("zo_sgd", family).get("q", FALLBACK_Q))
 
 
 class ZOEnv(gym.Env):
@@ -88,29 +58,17 @@ class ZOEnv(gym.Env):
             ``split``, ``index`` and ``instances`` are ignored).
         split: the split episodes draw instances from.
         index: the instance of ``split``; None draws one (uniformly, from the env's seeded generator)
-        observe: ``iterate``, ``image`` or ``image_delta`` (attack tasks: the attacked image, alone or with
-            the normalized perturbation as a second channel), or ``iterate_estimate`` /
-            ``image_estimate`` / ``image_delta_estimate``, which add the previous step's ZO estimate as
-            a last channel, or ``iterate_trend`` / ``image_trend`` (guided only), which add the running
-            mean of the fresh parts of the past estimates instead (see :mod:`envs.mdp`).
-        mu: finite-difference radius; None takes the family's tuned ZO-SGD mu (see :func:`default_mu_eta`).
-        eta: learning rate of the step; None takes the family's tuned ZO-SGD learning rate over its q,
-            delta / (d q) (see :func:`default_mu_eta`).
         steps: the iteration budget of an episode (truncation); the registered ids and
             ``train.ddpg_policy`` pass the family's ``default_steps``.
         instances: with ``index=None``, draw among the first ``instances`` of the split (None: all).
+        mdp: how an action becomes a step and what the policy observes (:class:`envs.spec.MDPSpec`:
+            observation, direction form, q, mu, eta, ZO-LSTM; None: its defaults). Its unset q, mu and
+            eta are filled in for the task (:meth:`MDPSpec.resolve`); :attr:`mdp` holds the result, the
+            object a ``zo_rl`` optimizer of this MDP takes.
         reward_scale: factor on every reward (small losses, e.g. binary classification's ~1e-3
             decreases, train better scaled up); ``info`` reports the unscaled loss.
         terminate_on_success: end the episode when the iterate solves the task.
         family_kwargs: keyword arguments of the task family (e.g. ``{"dim": 8}`` for ``quadratic``).
-        directions: ``single`` (the first build: the action is one direction, 2 queries per step) or
-            ``guided`` (papers/003 sec. 3: the action a is the mean of the step's q directions a + z_i,
-            z_i ~ N(0, I), and estimator (2) runs over them at q + 1 queries; see
-            :func:`envs.mdp.guided_directions`).
-        q: directions per guided step (None: the family's tuned ZO-SGD q); ignored by ``single``.
-        zo_lstm: a ZO-LSTM checkpoint to step inside (papers/003 sec. 3.3's ZO-RL-LSTM; guided only):
-            the q directions become s * (a + z_i), s the trained QueryRNN's std, and the trained
-            UpdateRNN turns the estimate into the step (``eta`` is unused); q and mu are the ZO-LSTM's.
         render_mode: only None (nothing to render).
     """
 
@@ -121,17 +79,12 @@ class ZOEnv(gym.Env):
         task: str | Task = "mnist_attack",
         split: str = "train",
         index: int | None = None,
-        mu: float | None = None,
-        eta: float | None = None,
         steps: int = 200,
         instances: int | None = None,
-        observe: str = "iterate",
+        mdp: MDPSpec | None = None,
         reward_scale: float = 1.0,
         terminate_on_success: bool = True,
         family_kwargs: dict[str, Any] | None = None,
-        directions: str = "single",
-        q: int | None = None,
-        zo_lstm: str | None = None,
         render_mode: str | None = None,
     ):
         if render_mode is not None:
@@ -140,12 +93,10 @@ class ZOEnv(gym.Env):
             raise ValueError(f"steps={steps} must be >= 1 (the iteration budget of an episode)")
         if not reward_scale > 0:
             raise ValueError(f"reward_scale={reward_scale!r} must be > 0")
-        check_directions(directions, q)
-        if zo_lstm and observe in TREND_MODES:  # before loading: the refusal does not need the file
-            raise ValueError(
-                f"observe={observe!r} is not available inside a ZO-LSTM (--zo-lstm); its ZO-RL-LSTM does not "
-                "pass the policy the past estimates"
-            )
+        mdp = MDPSpec() if mdp is None else mdp
+        if not isinstance(mdp, MDPSpec):
+            raise TypeError(f"mdp must be an envs.MDPSpec, got {type(mdp).__name__}")
+        # the spec checked its task-free rules when it was made; the task and the ZO-LSTM come next
         self.family, self._fixed = self._resolve(task, family_kwargs or {})
         self.split, self.index, self.instances = check_split(split), index, instances
         self._tasks: dict[tuple[str, int], Task] = {}
@@ -153,42 +104,25 @@ class ZOEnv(gym.Env):
         self._pool_size(self.split)  # fail now on a bad ``instances``
         self.dim = first.dim
         self.task_name = task if isinstance(task, str) else (first.family or type(first).__name__)
-        self.directions = directions
-        self.zo_lstm, self.lstm = zo_lstm, self._load_lstm(zo_lstm, directions, q)
-        if self.lstm is not None:
-            q = self.lstm.q
-            mu = self.lstm.mu if mu is None else mu
-        self.q = (default_q(self.task_name) if q is None else int(q)) if directions == "guided" else 1
-        tuned_mu, tuned_eta = default_mu_eta(self.task_name, self.dim, directions)
-        self.mu = check_mu(tuned_mu if mu is None else mu)
-        self.eta = tuned_eta if eta is None else float(eta)
-        if not self.eta > 0:
-            raise ValueError(f"eta={eta!r} must be > 0 (the learning rate of a step)")
+        self.lstm = self._load_lstm(mdp.zo_lstm)
+        #: the resolved MDP (q, mu and eta filled in), which a ``zo_rl`` optimizer of this MDP takes
+        self.mdp = check_mdp(mdp, first, self.lstm).resolve(self.task_name, self.dim, self.lstm)
         self.steps, self.reward_scale = steps, float(reward_scale)
         self.terminate_on_success = terminate_on_success
-        self.observe = check_observe(observe, first, directions)
-        self.image_shape = observed_image_shape(first, self.observe)
-        obs_dim = self.dim * observation_channels(self.observe)
+        self.image_shape = observed_image_shape(first, self.mdp.observe)
+        obs_dim = self.dim * observation_channels(self.mdp.observe)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.dim,), dtype=np.float32)
         self.task: Task | None = None
 
     @staticmethod
-    def _load_lstm(path: str | None, directions: str, q: int | None) -> Any:
-        """The frozen ZO-LSTM to step inside, or None (see ``zo_lstm``)."""
+    def _load_lstm(path: str | None) -> Any:
+        """The frozen ZO-LSTM to step inside, or None (see :attr:`MDPSpec.zo_lstm`)."""
         if path is None:
             return None
-        if directions != "guided":
-            raise ValueError(f"zo_lstm={path!r} steps the guided form's directions; pass directions='guided'")
         from l2l.learned.checkpoint import load_zo_lstm
 
-        lstm = load_zo_lstm(path)
-        if lstm.directions != "query" or (q is not None and int(q) != lstm.q):
-            raise ValueError(
-                f"zo_lstm={path!r} must sample along its QueryRNN (directions 'query', it has "
-                f"{lstm.directions!r}) and sets q itself (q={lstm.q}; leave q unset)"
-            )
-        return lstm
+        return load_zo_lstm(path)
 
     @staticmethod
     def _resolve(task: str | Task, family_kwargs: dict[str, Any]) -> tuple[TaskFamily | None, Task | None]:
@@ -266,7 +200,7 @@ class ZOEnv(gym.Env):
 
     def _obs(self) -> np.ndarray:
         assert self.task is not None
-        return observation(self.task, self.x, self.observe, self._estimate)
+        return observation(self.task, self.x, self.mdp.observe, self._estimate)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.task is None:
@@ -275,17 +209,20 @@ class ZOEnv(gym.Env):
         if u.shape != (self.dim,):
             raise ValueError(f"action has {u.numel()} entries; this environment's actions have {self.dim}")
         fx = self.base_value()
-        mean = torch.as_tensor(np.asarray(action, dtype=np.float32))  # a guided step's mean action
-        u = guided_directions(mean, self.q, self._rng) if self.directions == "guided" else u.unsqueeze(0)
-        if self.lstm is not None:
+        # the policy's proposal in the step's form: a guided step's mean action, or the direction
+        guided = self.mdp.directions == "guided"
+        proposal = torch.as_tensor(np.asarray(action, dtype=np.float32)) if guided else u
+        std, update = None, None
+        if self.lstm is not None:  # inside the QueryRNN's distribution, and the UpdateRNN's step
             with torch.no_grad():
-                u = u * self.lstm.query_std(self._carry)  # inside the QueryRNN's distribution
-        probe = self.oracle(self.x.unsqueeze(0) + self.mu * u)  # 1 query, or q (guided)
-        est = forward_estimate(torch.cat([fx.view(1), probe]), u, self.mu)
-        new_x = self._stepped(est.grad)
+                std = self.lstm.query_std(self._carry)
+            update = self._lstm_update
+        est, mean = estimate_step(self.mdp, self.oracle, self.x, proposal, self._rng, fx=fx, std=std)
+        new_x, self._estimate = finish_step(
+            self.mdp, self.x, est, mean, self._estimate, self.oracle.project, update
+        )
         new_f = self.oracle(new_x)[0]  # 1 query: the reward, and the next base value
         reward = float(fx - new_f) * self.reward_scale
-        self._estimate = next_memory(self.observe, est, mean, self._estimate)  # the trend modes read mean
         self.x, self.k = new_x, self.k + 1
         if self._batch is None:
             self._fx = new_f  # deterministic: f(x_{k+1}) is already the next step's base value
@@ -298,12 +235,11 @@ class ZOEnv(gym.Env):
         info = {"queries": self.oracle.queries, "loss": float(new_f), "success": success, **self.episode}
         return self._obs(), reward, terminated, truncated, info
 
-    def _stepped(self, grad: torch.Tensor) -> torch.Tensor:
-        """The next iterate: x - eta * grad, or the ZO-LSTM's UpdateRNN step inside ``zo_lstm``."""
-        if self.lstm is None:
-            return self.oracle.project(self.x - self.eta * grad)
+    def _lstm_update(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """The ZO-LSTM's UpdateRNN step from ``x`` for the estimate ``grad`` (advances its carry)."""
+        assert self.lstm is not None
         with torch.no_grad():
-            return self.lstm.apply_update(self.x, grad, self._carry, self.oracle.project)[0]
+            return self.lstm.apply_update(x, grad, self._carry, self.oracle.project)[0]
 
     def probe(self, action: np.ndarray, q: int) -> dict[str, Any]:
         """Algorithm 2's warm-start test at x_k: a q-direction Gaussian estimate vs the action's estimate.
@@ -321,9 +257,11 @@ class ZOEnv(gym.Env):
         z = gaussian_directions(q, self.dim, self._rng)
         u = action_to_direction(action).unsqueeze(0)
         fx = self.base_value().view(1)
-        values = self.oracle(self.x.unsqueeze(0) + self.mu * torch.cat([z, u]))
-        g_hat = forward_estimate(torch.cat([fx, values[:q]]), z, self.mu).grad
-        g_tilde = forward_estimate(torch.cat([fx, values[q:]]), u, self.mu).grad
+        mu = self.mdp.mu
+        assert mu is not None  # resolved
+        values = self.oracle(self.x.unsqueeze(0) + mu * torch.cat([z, u]))
+        g_hat = forward_estimate(torch.cat([fx, values[:q]]), z, mu).grad
+        g_tilde = forward_estimate(torch.cat([fx, values[q:]]), u, mu).grad
         rho = torch.nn.functional.cosine_similarity(g_hat, g_tilde, dim=0, eps=1e-30)
         return {
             "rho": float(rho),
@@ -332,10 +270,10 @@ class ZOEnv(gym.Env):
         }
 
     def describe(self) -> dict[str, Any]:
-        """The settings that define this MDP (stored with a trained policy, so it can be rebuilt)."""
+        """The settings that define this MDP (stored with a trained policy, so it can be rebuilt; the
+        MDP's part reads back with :meth:`MDPSpec.from_describe`)."""
         return {
-            "task": self.task_name, "dim": self.dim, "mu": self.mu, "eta": self.eta, "steps": self.steps,
-            "observe": self.observe, "reward_scale": self.reward_scale, "image_shape": self.image_shape,
-            "terminate_on_success": self.terminate_on_success, "directions": self.directions, "q": self.q,
-            "zo_lstm": self.zo_lstm,
+            "task": self.task_name, "dim": self.dim, **self.mdp.as_dict(), "steps": self.steps,
+            "reward_scale": self.reward_scale, "image_shape": self.image_shape,
+            "terminate_on_success": self.terminate_on_success,
         }  # fmt: skip

@@ -49,7 +49,7 @@ import torch
 
 from agents.zo_rl import ZORL, load_zo_rl
 from envs.mdp import by_largest
-from envs.zo_env import default_mu_eta
+from envs.spec import MDPSpec, default_mu_eta
 from eval import report
 from eval.compare import CompareConfig, head_to_head
 from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, is_main, launch
@@ -95,7 +95,7 @@ class GradientCosinePolicy(ZORL):
         track: rebuild the direction at every policy step (``track``), or build it once and hold it
             for the run (``fixed``).
         hold_noise: with ``track``, draw the off-gradient part once per run and keep it (``held``).
-        mu, eta, policy_prob: as in :class:`~agents.zo_rl.ZORL` (``policy`` and ``observe`` are unused).
+        mdp, policy_prob: as in :class:`~agents.zo_rl.ZORL` (``policy`` and ``mdp.observe`` are unused).
     """
 
     name = "gradient_cosine_policy"
@@ -148,15 +148,17 @@ class EstimateFollowingPolicy(ZORL):
     Args:
         memory: 0 follows the slot as it is (``last``, ``trend``); ``EMA_DECAY`` its running mean (``ema``).
         strength: s, the mean action's largest entry: a = s v / max|v|.
-        mu, eta, policy_prob, q, observe: as in :class:`~agents.zo_rl.ZORL` (``directions`` is ``guided``).
+        mdp, policy_prob: as in :class:`~agents.zo_rl.ZORL` (its directions ``guided``).
     """
 
     name = "estimate_following_policy"
     needs_policy: ClassVar[bool] = False
 
+    mdp: MDPSpec = dataclasses.field(
+        default_factory=lambda: MDPSpec(directions="guided", q=1, mu=1e-4, eta=1e-4)
+    )
     memory: float = 0.0
     strength: float = 0.5
-    directions: str = "guided"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -210,7 +212,7 @@ class BoundConfig:
     etas: str | None = doc_field(
         None,
         "comma-separated step sizes (none: 2x and 1/2x the MDP's default eta, "
-        "envs.zo_env.default_mu_eta: the tuned ZO-SGD learning rate over its q)",
+        "envs.spec.default_mu_eta: the tuned ZO-SGD learning rate over its q)",
     )
     q: int = doc_field(
         20, "query directions per step of the ZO-SGD reference (tuned for --task) and of the guided rows"
@@ -289,15 +291,14 @@ def synthetic_policy(
     config: BoundConfig, mode: str, cosine: float, strength: float, prob: float, mu: float, eta: float
 ) -> ZORL:
     """The row's stepping rule: a white-box direction of cosine c, or a mean that follows the estimates."""
-    shared = {"mu": mu, "eta": eta, "policy_prob": prob}
     if mode in ESTIMATE_MODES:
         memory = EMA_DECAY if mode == "ema" else 0.0
         observe = "iterate_trend" if mode == "trend" else "iterate"
-        return EstimateFollowingPolicy(
-            **shared, memory=memory, strength=strength, q=config.q, observe=observe
-        )
+        mdp = MDPSpec(observe=observe, directions="guided", q=config.q, mu=mu, eta=eta)
+        return EstimateFollowingPolicy(mdp=mdp, policy_prob=prob, memory=memory, strength=strength)
+    shared = {"mdp": MDPSpec(q=1, mu=mu, eta=eta), "policy_prob": prob}
     if config.directions == "guided":
-        shared.update(directions="guided", q=config.q, strength=strength)
+        shared.update(mdp=MDPSpec(directions="guided", q=config.q, mu=mu, eta=eta), strength=strength)
     return GradientCosinePolicy(**shared, cosine=cosine, track=mode != "fixed", hold_noise=mode == "held")
 
 

@@ -47,6 +47,7 @@ from agents.monitoring import TqdmCallback, WandbWriter
 from agents.networks import ZORLPolicy
 from agents.zo_rl import SHIPPED, ZORL, ZORLLSTM, attach_info, policy_in_lstm, read_policy, zo_rl_from_agent
 from envs.mdp import Observe
+from envs.spec import Directions, MDPSpec
 from envs.zo_env import ZOEnv
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
@@ -66,18 +67,20 @@ RESUMABLE_CHANGES = {
 
 
 @dataclass
-class TrainConfig:
-    """Train a ZO-RL sampling policy (DDPG) on a task family's train split, selecting on its val split."""
+class MDPOptions:
+    """The training MDP: its task, episodes and step (:class:`envs.zo_env.ZOEnv`, :class:`MDPSpec`)."""
 
     task: str = doc_field("mnist_attack", "task family to train on (see l2l.family_names())")
     steps: int | None = doc_field(
         None, "steps per episode, the iteration budget (none: the family default_steps, 200; 500 for binary)"
     )
-    mu: float | None = doc_field(None, "finite-difference radius (none: the task's tuned ZO-SGD mu)")
+    mu: float | None = doc_field(
+        None, "finite-difference radius (none: the family's MDP default, its tuned ZO-SGD mu)"
+    )
     eta: float | None = doc_field(
         None, "learning rate of a step (none: tuned ZO-SGD delta / (d q) for single, delta / d for guided)"
     )
-    directions: Literal["single", "guided"] = doc_field(
+    directions: Literal[Directions] = doc_field(
         "single",
         "single: the action is one query direction (2 queries per step; the first build); guided: "
         "papers/003's q directions a + N(0, I) around the action a, at q + 1 queries per step",
@@ -101,7 +104,35 @@ class TrainConfig:
     train_instances: int | None = doc_field(
         None, "draw episodes from the first N train instances (none: all)"
     )
-    timesteps: int = doc_field(20000, "environment steps to train for, in all (a resumed run counts on)")
+    terminate_on_success: bool = doc_field(
+        True, "end a training episode once the task is solved (false: run all --steps, as val and eval do)"
+    )
+
+    def mdp_spec(self, perturbs_image: bool) -> MDPSpec:
+        """The step's settings as one :class:`MDPSpec` (checked by :func:`envs.spec.check_mdp`).
+
+        ``observe=auto`` shows attack tasks' policies the attacked image (``perturbs_image``): the
+        perturbation alone starts at 0 for every image, so it cannot tell the policy which image it
+        attacks (see :mod:`envs.mdp`; a smoke run's cosines are in docs/results/zo_rl.md).
+        """
+        observe = self.observe
+        if observe == "auto":
+            observe = "image" if perturbs_image else "iterate"
+        fields = {"directions": self.directions, "q": self.q, "mu": self.mu, "eta": self.eta}
+        return MDPSpec(observe=observe, zo_lstm=self.zo_lstm, **fields)
+
+    def check_mdp_options(self) -> None:
+        """Fill the family's steps, and refuse a bad MDP before any work (auto counts as iterate here:
+        whatever it becomes, the task-free rules treat it alike)."""
+        if self.steps is None:
+            self.steps = default_steps(self.task)
+        self.mdp_spec(perturbs_image=False)
+
+
+@dataclass
+class AgentOptions:
+    """The DDPG agent: its updates and networks (:class:`agents.ddpg.ZORLAgent`)."""
+
     learning_rate: float = doc_field(1e-3, "Adam learning rate of actor and critic")
     buffer_size: int = doc_field(
         20000, "replay buffer transitions (--resume saves them all: ~190 MB for 20,000 on MNIST)"
@@ -116,6 +147,22 @@ class TrainConfig:
         1, "rewards summed in the critic's TD target (stable-baselines3's n-step returns; 1: papers/003's)"
     )
     noise_std: float = doc_field(0.2, "std of the Gaussian exploration noise on the [-1, 1] actions")
+    width: int = doc_field(8, "channels of the convolutional networks (image iterates)")
+    hidden: int = doc_field(64, "hidden units of the MLP layers")
+
+    def check_agent_options(self) -> None:
+        check_at_least(self, ("buffer_size", "batch_size", "train_freq", "n_steps"))
+        for name in ("learning_starts", "gradient_steps", "noise_std"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+        if not 0 <= self.gamma <= 1 or not 0 < self.tau <= 1:
+            raise ValueError(f"gamma={self.gamma} must be in [0, 1] and tau={self.tau} in (0, 1]")
+
+
+@dataclass
+class WarmStartOptions:
+    """Algorithm 2's Gaussian warm start and cosine switch, and our imitation of its estimates."""
+
     warm_start: bool = doc_field(True, "Algorithm 2's Gaussian warm start until the cosine switch")
     switch_threshold: float | None = doc_field(
         None, "epsilon of the switch (none: q / (d + q), rho of a policy as good as the Gaussian estimate)"
@@ -129,11 +176,12 @@ class TrainConfig:
         "squares",
         "what --imitate fits: squares (the mean action) or cosine (the direction, at the actions' norm)",
     )
-    terminate_on_success: bool = doc_field(
-        True, "end a training episode once the task is solved (false: run all --steps, as val and eval do)"
-    )
-    width: int = doc_field(8, "channels of the convolutional networks (image iterates)")
-    hidden: int = doc_field(64, "hidden units of the MLP layers")
+
+
+@dataclass
+class SelectionOptions:
+    """Validation during training, and the choice of P and eta on val after it."""
+
     val_every: int = doc_field(2000, "environment steps between validations (and saves of last.zip)")
     val_instances: int = doc_field(10, "val instances scored at each validation")
     val_steps: int | None = doc_field(None, "steps of a validation run (none: --steps)")
@@ -153,6 +201,20 @@ class TrainConfig:
     select_from: str | None = doc_field(
         None, "skip training: choose P and eta on val for this trained policy zip, then publish it as usual"
     )
+
+    def check_selection_options(self) -> None:
+        check_at_least(self, ("val_every", "val_instances", "select_budget"))
+        if any(not 0 <= p <= 1 for p in parse_float_list(self.policy_prob_grid, "policy_prob_grid")):
+            raise ValueError(f"policy_prob_grid={self.policy_prob_grid!r} must hold probabilities in [0, 1]")
+        if any(not a > 0 for a in parse_float_list(self.eta_scale_grid, "eta_scale_grid")):
+            raise ValueError(f"eta_scale_grid={self.eta_scale_grid!r} must hold multiples > 0")
+
+
+@dataclass
+class RunOptions:
+    """The run: its length, seed, files, logging and resumption."""
+
+    timesteps: int = doc_field(20000, "environment steps to train for, in all (a resumed run counts on)")
     seed: int = doc_field(0, "seed of the networks, the instance draws and the exploration")
     threads: int = doc_field(1, "torch CPU threads")
     out: str = doc_field("results/zo_rl/{task}", "output folder ({task} is filled in)")
@@ -166,32 +228,19 @@ class TrainConfig:
     resume: bool = doc_field(False, "continue from <out>/last.zip (pass the same options as the first run)")
     device: str = doc_field("cpu", DEVICE_HELP)
 
+
+@dataclass
+class TrainConfig(RunOptions, SelectionOptions, WarmStartOptions, AgentOptions, MDPOptions):
+    """Train a ZO-RL sampling policy (DDPG) on a task family's train split, selecting on its val split."""
+
     def __post_init__(self) -> None:
         resolve_device(self.device)  # refuse cuda on a machine without one, before any work
-        if self.steps is None:
-            self.steps = default_steps(self.task)
+        self.check_mdp_options()
         if self.val_steps is None:
             self.val_steps = self.steps
-        check_at_least(self, (
-            "steps",
-            "timesteps",
-            "buffer_size",
-            "batch_size",
-            "train_freq",
-            "n_steps",
-            "val_every",
-            "val_instances",
-            "select_budget",
-        ))
-        for name in ("learning_starts", "gradient_steps", "noise_std"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
-        if any(not 0 <= p <= 1 for p in parse_float_list(self.policy_prob_grid, "policy_prob_grid")):
-            raise ValueError(f"policy_prob_grid={self.policy_prob_grid!r} must hold probabilities in [0, 1]")
-        if any(not a > 0 for a in parse_float_list(self.eta_scale_grid, "eta_scale_grid")):
-            raise ValueError(f"eta_scale_grid={self.eta_scale_grid!r} must hold multiples > 0")
-        if not 0 <= self.gamma <= 1 or not 0 < self.tau <= 1:
-            raise ValueError(f"gamma={self.gamma} must be in [0, 1] and tau={self.tau} in (0, 1]")
+        check_at_least(self, ("steps", "timesteps"))
+        self.check_agent_options()
+        self.check_selection_options()
 
     def out_dir(self) -> Path:
         return Path(self.out.replace("{task}", self.task))
@@ -204,20 +253,12 @@ class TrainConfig:
 
 
 def make_env(cfg: TrainConfig) -> ZOEnv:
-    """The training MDP: train-split instances, a fresh one at every reset.
-
-    ``observe=auto`` shows attack tasks' policies the attacked image: the perturbation alone starts at 0
-    for every image, so it cannot tell the policy which image it attacks (see :mod:`envs.mdp`; a smoke
-    run's cosines are in docs/results/zo_rl.md).
-    """
-    observe = cfg.observe
-    if observe == "auto":
-        probe = l2l.make_family(cfg.task).instance("train", 0)
-        observe = "image" if probe.perturbs_image else "iterate"
+    """The training MDP: train-split instances, a fresh one at every reset (:meth:`MDPOptions.mdp_spec`)."""
+    perturbs_image = cfg.observe == "auto" and l2l.make_family(cfg.task).instance("train", 0).perturbs_image
     return ZOEnv(
-        cfg.task, split="train", index=None, instances=cfg.train_instances, mu=cfg.mu, eta=cfg.eta,
-        steps=cfg.steps or 200, observe=observe, reward_scale=cfg.reward_scale, directions=cfg.directions,
-        q=cfg.q, zo_lstm=cfg.zo_lstm, terminate_on_success=cfg.terminate_on_success,
+        cfg.task, split="train", index=None, instances=cfg.train_instances, steps=cfg.steps or 200,
+        mdp=cfg.mdp_spec(perturbs_image), reward_scale=cfg.reward_scale,
+        terminate_on_success=cfg.terminate_on_success,
     )  # fmt: skip
 
 
@@ -312,10 +353,7 @@ class Validator(BaseCallback):
         if self.env.lstm is not None:  # the policy inside the ZO-LSTM it trains in, asked at every step
             optimizer = policy_in_lstm(agent, policy_prob=1.0)
         else:
-            optimizer = ZORL(
-                policy=agent.policy, mu=self.env.mu, eta=self.env.eta, observe=self.env.observe,
-                directions=self.env.directions, q=self.env.q,
-            )  # fmt: skip
+            optimizer = ZORL(policy=agent.policy, mdp=self.env.mdp)
         val = validate(optimizer, self.val_tasks, self.cfg.val_steps or 1, seed=self.cfg.seed)
         record = {"timesteps": agent.num_timesteps, "switched": agent.switched, "rho_mean": agent.rho_mean,
                   **{k: v for k, v in val.summary().items() if k != "loss_curve_mean"},
@@ -389,7 +427,8 @@ def select_step_options(cfg: TrainConfig, agent: ZORLAgent, out: Path, val_tasks
     def candidate(prob: float, eta: float) -> ZORL | ZORLLSTM:
         if in_lstm:
             return policy_in_lstm(agent, policy_prob=prob)
-        return dataclasses.replace(trained, policy_prob=prob, eta=eta)  # type: ignore[type-var]
+        mdp = dataclasses.replace(trained.mdp, eta=eta)
+        return dataclasses.replace(trained, policy_prob=prob, mdp=mdp)  # type: ignore[type-var]
 
     scores = {pair: validate(candidate(*pair), val_tasks, steps, cfg.seed).final_loss_mean for pair in pairs}
     best = min(pairs, key=lambda pair: scores[pair])

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 import l2l
+from envs import MDPSpec
 from eval import policy_bound
 from eval.policy_bound import BoundConfig, EstimateFollowingPolicy, GradientCosinePolicy, blend_with_gradient
 from l2l.diagnostics import true_gradient
 
 COS = torch.nn.functional.cosine_similarity
+#: the single-direction MDP the synthetic policies step
+MDP = MDPSpec(q=1, mu=1e-3, eta=0.05)
 
 
 def quadratic_task(dim: int = 8):
@@ -35,7 +39,7 @@ def test_track_follows_the_gradient_and_fixed_holds_its_first_direction():
     task = quadratic_task()
     oracle = l2l.Oracle(task)
     for track in (True, False):
-        policy = GradientCosinePolicy(mu=1e-3, eta=0.05, cosine=0.3, track=track)
+        policy = GradientCosinePolicy(mdp=MDP, cosine=0.3, track=track)
         state = policy.init(task.project(task.x0()), seed=0)
         first = policy.propose(state, oracle)
         state.x = state.x + torch.linspace(-1, 1, task.dim)  # move the iterate: the gradient changes
@@ -50,7 +54,7 @@ def test_track_follows_the_gradient_and_fixed_holds_its_first_direction():
 def test_held_follows_the_gradient_with_the_same_error_at_every_step():
     task = quadratic_task(dim=50)
     oracle = l2l.Oracle(task)
-    policy = GradientCosinePolicy(mu=1e-3, eta=0.05, cosine=0.3, hold_noise=True)
+    policy = GradientCosinePolicy(mdp=MDP, cosine=0.3, hold_noise=True)
     state = policy.init(task.project(task.x0()), seed=0)
     errors = []
     for _ in range(2):
@@ -61,14 +65,14 @@ def test_held_follows_the_gradient_with_the_same_error_at_every_step():
         state.x = state.x + 0.3 * torch.linspace(-1, 1, task.dim)  # a small move: the gradient turns
     # the off-gradient part is the held noise, minus its (small) share along the new gradient
     assert float(COS(errors[0], errors[1], dim=0)) > 0.95
-    fresh = GradientCosinePolicy(mu=1e-3, eta=0.05, cosine=0.3)
+    fresh = GradientCosinePolicy(mdp=MDP, cosine=0.3)
     state = fresh.init(task.project(task.x0()), seed=0)
     assert float(COS(fresh.propose(state, oracle), fresh.propose(state, oracle), dim=0)) < 0.5
 
 
 def test_a_step_costs_two_queries_and_is_marked_white_box():
     task = quadratic_task()
-    traj = l2l.run(GradientCosinePolicy(mu=1e-3, eta=0.05, policy_prob=0.5), task, steps=8, seed=1)
+    traj = l2l.run(GradientCosinePolicy(mdp=MDP, policy_prob=0.5), task, steps=8, seed=1)
     assert np.diff(traj.queries).tolist() == [2] * 8
     assert GradientCosinePolicy.white_box and GradientCosinePolicy(cosine=1.0).config()["cosine"] == 1.0
     with pytest.raises(ValueError, match=r"cosine=1\.5"):
@@ -79,7 +83,7 @@ def test_a_higher_cosine_descends_faster():
     task = quadratic_task(dim=20)
 
     def final(cosine: float) -> float:
-        policy = GradientCosinePolicy(mu=1e-3, eta=0.02, cosine=cosine)
+        policy = GradientCosinePolicy(mdp=replace(MDP, eta=0.02), cosine=cosine)
         return float(np.mean([l2l.run(policy, task, steps=30, seed=s).final_loss for s in range(3)]))
 
     # cosine 0.9 carries (0.9 / 0.1)^2 = 81 times the directional signal of cosine 0.1 at the same norm
@@ -129,13 +133,15 @@ def test_bad_options_raise_clear_errors():
 def test_guided_rows_set_the_mean_action_from_the_gradient_or_the_past_estimates():
     task, q = quadratic_task(), 4
     oracle = l2l.Oracle(task)
-    white = GradientCosinePolicy(mu=1e-3, eta=0.05, cosine=0.6, directions="guided", q=q, strength=0.25)
+    white = GradientCosinePolicy(mdp=replace(MDP, directions="guided", q=q), cosine=0.6, strength=0.25)
     state = white.init(task.project(task.x0()), seed=0)
     mean = white.guided_mean(state, oracle)
     assert float(mean.abs().max()) == pytest.approx(0.25)
     assert float(COS(mean, true_gradient(task, state.x, None), dim=0)) == pytest.approx(0.6, abs=1e-5)
     for memory in (0.0, policy_bound.EMA_DECAY):
-        follower = EstimateFollowingPolicy(mu=1e-3, eta=0.05, memory=memory, strength=0.5, q=q)
+        follower = EstimateFollowingPolicy(
+            mdp=replace(MDP, directions="guided", q=q), memory=memory, strength=0.5
+        )
         state = follower.init(task.project(task.x0()), seed=0)
         assert not follower.guided_mean(state, oracle).any()  # no estimate yet: a ZO-SGD step
         expected = torch.zeros(task.dim)
@@ -146,7 +152,7 @@ def test_guided_rows_set_the_mean_action_from_the_gradient_or_the_past_estimates
         assert torch.allclose(follower.guided_mean(state, oracle), 0.5 * expected / expected.abs().max())
     assert np.diff(l2l.run(follower, task, steps=3, seed=0).queries).tolist() == [q + 1] * 3
     trend = policy_bound.synthetic_policy(BoundConfig(q=q), "trend", 0.0, 0.5, 1.0, 1e-3, 0.05)
-    # its slot is ZORL.step's trend of the fresh parts (test_zo_rl checks that recursion), not an estimate
+    # its slot is ZORL.step's trend of the fresh parts (tests/agents/test_zo_rl.py checks that recursion)
     assert trend.observe == "iterate_trend" and trend.memory == 0.0
     state = trend.init(task.project(task.x0()), seed=0)
     for _ in range(3):
