@@ -22,13 +22,13 @@ observation, so where single estimates disagree (they are noisy: cos(g_hat, grad
 the mean action shrinks, and a guided policy's bias a of its directions a + z_i grows only as far as the
 estimates agree. Why: the DDPG actor, driven by the critic alone, settled on one fixed direction that
 does not track the gradient, while an offline regression on such black-box estimates tracked it on
-held-out instances (docs/results.md, "Imitating the warm-start estimates"). After the switch the
+held-out instances (docs/results/zo_rl.md, "Imitating the warm-start estimates"). After the switch the
 actor follows the critic, as DDPG.
 
 That shrinkage is what ``imitation_loss="cosine"`` avoids: it fits the direction by 1 - cos and the size
 separately, to the warm-start actions' own norm (their largest entry is 1), so the policy's mean keeps
 full strength however noisy the estimates are. Full strength pays only where the mean's error is fresh
-at every step; one held from step to step costs more than the cosine gains (docs/results.md, "Cosine
+at every step; one held from step to step costs more than the cosine gains (docs/results/zo_rl.md, "Cosine
 imitation over whole runs").
 
 Which threshold: g_hat itself is a noisy estimate, cos(g_hat, grad) ~ sqrt(q / (d + q)), so rho is

@@ -14,10 +14,10 @@ papers/003's answer to iterates whose scale differs between tasks and coordinate
   action's direction, then an MLP. A step's reward is about eta d (grad f(x) . u)^2, a product of a
   function of x and the action, which this critic's form matches; on a small quadratic it learned
   directions closer to the true gradient than an MLP over the concatenation [x, a] of raw actions
-  (figures in docs/results.md, "Figures behind design choices").
+  (figures in docs/results/zo_rl.md, "Figures behind design choices").
 
 Why strided convolutions and dense layers rather than full-resolution convolutions: on one CPU thread
-the backward pass of small-channel convolutions dominated a DDPG step (docs/results.md times a
+the backward pass of small-channel convolutions dominated a DDPG step (docs/results/zo_rl.md times a
 full-resolution 5x5 design); dense layers run as fast matrix products.
 
 :class:`ZORLPolicy` plugs these into stable-baselines3's TD3/DDPG policy (actor, critic and their
@@ -145,7 +145,7 @@ def as_direction(actions: torch.Tensor) -> torch.Tensor:
     The critic sees only the direction, as the environment does: a critic that saw the raw action could
     extrapolate value along its length, and its gradient would push the actor's tanh into saturation
     (every entry +-1, a fixed sign vector) where the actor stops learning, as it did on binary
-    classification without this rescaling (docs/results.md).
+    classification without this rescaling (docs/results/zo_rl.md).
     """
     return actions * (actions.shape[1] ** 0.5 / actions.norm(dim=1, keepdim=True).clamp_min(1e-6))
 

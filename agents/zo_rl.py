@@ -21,15 +21,16 @@ unpickles the zip's ``data`` (cloudpickle), which can run code: load only zips y
   x <- project(x - eta (f(x + mu u) - f(x)) / mu * u) with the mu and eta it was trained with.
   With ``policy_prob`` P < 1, each step flips a coin and uses a standard Gaussian direction instead
   with chance 1 - P: a deterministic policy changes its direction little as x moves (consecutive
-  directions are nearly parallel on both shipped tasks; docs/results.md), so on its own it searches
-  along nearly one line. ``train.ddpg_policy`` chooses P on val and stores it in the zip; loading uses it.
+  directions are nearly parallel on both shipped tasks; docs/results/zo_rl.md), so on its own it
+  searches along nearly one line. ``train.ddpg_policy`` chooses P on val and stores it in the zip;
+  loading uses it.
 - ``zo_rl_lstm`` (:class:`ZORLLSTM`): a trained ZO-LSTM whose first query direction of a step comes
   from the policy, scaled by the QueryRNN's std when the step samples from its covariance (the policy
   "in the pre-learning distribution", sec. 3.3); the other q - 1 stay Gaussian (**q + 1 queries**).
   The policy is used as trained on its own MDP, not retrained inside the ZO-LSTM. It proposes the
   first direction with the same chance P as in ``zo_rl`` (the zip's val choice), for the same reason:
   at every step (P = 1) the same direction recurs, which costs loss (the ZO-RL-LSTM table of
-  docs/results.md). A guided policy's action a sets the mean of all q directions instead:
+  docs/results/zo_rl.md). A guided policy's action a sets the mean of all q directions instead:
   s * (a + z_i), s the QueryRNN's std when the step samples from it.
 - A policy **trained inside a ZO-LSTM** (``train.ddpg_policy --directions guided --zo-lstm CKPT``, sec.
   3.3 as written: the MDP's directions are s * (a + z_i) and its steps the UpdateRNN's) loads as that

@@ -19,7 +19,7 @@ passes 0.99 (the family's success). Three settings differ from the other ids (:d
 - ``mu = 4/255``, the default ball radius: -tau_S is piecewise constant, and the other ids' fallback
   mu = 1e-4 (the family has no tuned ZO-SGD values) almost never changes the ranking, so the
   iterate never moves. ``eta = 1e-4`` moves a pixel by about 0.33/255 per unit of u when one pair
-  flips (k = 5). Both come from a short scan with random actions (docs/results.md, "ZOOrder-v0").
+  flips (k = 5). Both come from a short scan with random actions.
 - ``steps = 499``: an episode spends 1 + 2 * 499 = 999 queries, within papers/004's budget of
   Q = 1,000 queries (the family's ``default_steps`` counts Rand's steps, one query each).
 

@@ -14,7 +14,7 @@
   so showing it costs no query and leaks no gradient. ``observe="image_delta"`` adds a second
   channel, the perturbation divided by its largest magnitude: a trained image-only policy changes its
   direction very little as delta grows (consecutive directions of the shipped MNIST policy are nearly
-  parallel; docs/results.md), because delta is a small change of the image, so it searches along
+  parallel; docs/results/zo_rl.md), because delta is a small change of the image, so it searches along
   nearly one line.
 - **The last estimate** (papers/003's issue of tracking the gradient; our option). ``iterate_estimate``
   and ``image_estimate`` add a second channel to ``iterate`` or ``image``: the ZO estimate of the
@@ -29,7 +29,7 @@
   a running mean (decay :data:`TREND_DECAY`) of the *fresh parts* of the past guided estimates
   (:func:`l2l.estimators.fresh_part`), over its largest magnitude. Why not the estimates themselves:
   a guided estimate over u_i = a + z_i has mean (I + a a^T) g, so a mean of estimates leans towards
-  the policy's own past actions, and a policy that follows it feeds on itself (docs/results.md sets
+  the policy's own past actions, and a policy that follows it feeds on itself (docs/results/zo_rl.md sets
   the ``ema`` rows of ``eval.policy_bound`` beside the ``trend`` rows). The fresh part uses only the
   noise z_i and has mean g whatever a is, so the trend is a running mean of unbiased gradient
   estimates, which a policy may follow without feeding on itself; the ``trend`` rows of

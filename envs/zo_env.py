@@ -53,7 +53,7 @@ from l2l.optimizers.registry import tuned_params
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task, TaskFamily, check_split
 
-#: smoothing radius of a family with no tuned ZO-SGD mu (DESIGN.md: 1e-4 suits float32 attacks)
+#: smoothing radius of a family with no tuned ZO-SGD mu (mnist_attack's tuned ZO-SGD value)
 FALLBACK_MU = 1e-4
 #: ZO-SGD's delta and q where a family has none tuned (eta = 1 / (20 d))
 FALLBACK_DELTA, FALLBACK_Q = 1.0, 20
@@ -67,7 +67,7 @@ def default_mu_eta(family: str, dim: int, directions: str = "single") -> tuple[f
     Why divide by q: a q-direction ZO-SGD step has E||g||^2 ~ (d + q)/q ||grad||^2, a one-direction step of
     norm sqrt(d) has d ||grad||^2 whether the direction is random or aligned with the gradient, so the
     stable learning rate shrinks by about q; a scan of that multiple on mnist_attack and
-    binary_classification agrees (docs/results.md, "ZO-RL step size"). Families without tuned values get
+    binary_classification agrees (docs/results/zo_rl.md, "ZO-RL step size"). Families without tuned values get
     mu = 1e-4, eta = 1/(20 d).
     """
     params = tuned_params("zo_sgd", family)

@@ -202,7 +202,7 @@ def pad_curves(curves: Sequence[Sequence[float]]) -> np.ndarray:
 
 
 def summarize(records: Sequence[RunRecord], optimizer: ZOOptimizer, dim: int) -> dict:
-    """Aggregate one optimizer's runs into the DESIGN.md result entry.
+    """Aggregate one optimizer's runs into the result entry that eval.compare writes.
 
     Means and standard deviations (population std, ddof 0, so one run gives 0 rather than NaN) are over
     all runs; curves are per step index, padded as in :func:`pad_curves` to the longest run. The success

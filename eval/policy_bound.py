@@ -13,7 +13,7 @@ references, marked † in the tables):
   the iterate, with c of its signal on the gradient and the rest new exploration;
 - ``fixed``: the same u, built at the run's first policy step and then reused: the best that a policy
   whose output does not change along a run can do (the shipped ZO-RL policies are such policies; see
-  docs/results.md);
+  docs/results/zo_rl.md);
 - ``held``: as ``track``, but z is drawn once per run and held: a policy that follows the gradient
   with c of its signal while its error stays the same from step to step (a trained policy whose
   actions turn more slowly than the gradient sits between ``track`` and ``held``).

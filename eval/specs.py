@@ -195,9 +195,9 @@ def with_untrained_controls(specs: list[OptimizerSpec], task: str | None = None)
     """``specs`` plus, after each trained learned optimizer or ZO-RL policy, its ``<label>_untrained``.
 
     The control has the same architecture and options with random initial weights; only the gap to it
-    shows what meta-training bought (DESIGN.md: an untrained LSTM can already match tuned ZO-Adam). A
-    control whose label the list already uses is left out. ``task`` is unused (the controls are built
-    with their specs).
+    shows what meta-training bought (an untrained ZO-LSTM on a ZO-Adam base is tuned ZO-Adam:
+    docs/results/binary_classification.md). A control whose label the list already uses is left out.
+    ``task`` is unused (the controls are built with their specs).
     """
     out, labels = [], {spec.label for spec in specs}
     for spec in specs:

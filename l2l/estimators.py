@@ -120,7 +120,7 @@ def guided_directions(
     alpha I + (1 - alpha) U U^T, each direction rescaled to the norm of its z. There the guided subspace
     holds k / (alpha d + (1 - alpha) k) of E||u||^2 (0.5% at d = 784, k = 2), here 1 - alpha (50%), as
     in Maheswaranathan et al.'s Guided ES. This baseline keeps the original method's strength;
-    the ablation keeps the paper's experiment and the figure measured with it (docs/results.md).
+    the ablation keeps the paper's experiment and the figure measured with it (docs/results/mnist_attack.md).
     """
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha={alpha!r} must be in [0, 1] (the weight of the full space)")

@@ -208,7 +208,7 @@ def make_env(cfg: TrainConfig) -> ZOEnv:
 
     ``observe=auto`` shows attack tasks' policies the attacked image: the perturbation alone starts at 0
     for every image, so it cannot tell the policy which image it attacks (see :mod:`envs.mdp`; a smoke
-    run's cosines are in docs/results.md).
+    run's cosines are in docs/results/zo_rl.md).
     """
     observe = cfg.observe
     if observe == "auto":

@@ -12,8 +12,8 @@ optimizer's regularizer (for the ZO-LSTM, eq. 4's ``lambda ||Sigma_t - I||^2``).
 it into the t-weighted mean loss that validation reports and leaves its minimizers alone. The division
 matters because of the clipping: summed, MNIST meta-gradients are large enough that a large share of
 their elements is clipped, so the clipped Adam step degenerates to a sign step; averaged, clipping to
-[-1, 1] only trims rare spikes (figures in docs/results.md). ``"sum"`` keeps the undivided loss of the
-first shipped runs.
+[-1, 1] only trims rare spikes (figures in docs/results/mnist_attack.md). ``"sum"`` keeps the
+undivided loss of the first shipped runs.
 
 A trajectory of ``steps`` steps is cut into windows of ``unroll`` steps; each window is one
 meta-iteration: backpropagate its loss, clip the meta-gradient elementwise, take an Adam step on the

@@ -26,7 +26,8 @@ def guided_es_directions(
     Not the ``guided_es`` baseline's sampler (:func:`l2l.estimators.guided_directions`, Maheswaranathan
     et al.'s covariance, where the guided subspace holds 1 - alpha of E||u||^2): this one follows
     papers/002's eq. 7, where it holds about 0.5% at d = 784, k = 2. It stays separate so that the
-    ablation reproduces the paper's and the published ``zo_lstm_guided_es`` figure (docs/results.md).
+    ablation reproduces the paper's and the published ``zo_lstm_guided_es`` figure
+    (docs/results/mnist_attack.md).
 
     Args:
         q: number of directions.

@@ -12,7 +12,7 @@ Why SignHunter restarts from all ones rather than from the learned signs (the ``
 ``path#continue``): on the val images at eps 0.2, flipping chunks of the learned signs succeeded less
 often by 100 queries than restarting from all ones, which also beat plain SignHunter there; the images
 the prior misses are the hard ones, and its signs are a worse basin for the dyadic flips there
-(docs/results.md has the val table).
+(docs/results/linf_l2_attacks.md has the val table).
 
 **Meta-training** (``python -m train.learned --optimizer signhunter_prior --task mnist_attack_linf
 --steps 1``): the first query is the only differentiable part of the search, so a trajectory is one step,

@@ -231,9 +231,10 @@ class ZOLSTM(LearnedOptimizer):
             correction v_hat = v / (1 - 0.999^t), per coordinate; ``adam``: it reads Adam's direction
             m_hat / (sqrt(v_hat) + 1e-8), m the running mean of g with decay 0.9, bias-corrected. Our
             additions, for problems where tuned ZO-Adam wins through that normalization as the
-            gradients shrink (binary classification at 500 steps, docs/results.md). The moments are
-            computed from the detached estimate; with ``rms`` the meta-gradient flows through g, with
-            ``adam`` through (1 - 0.9) g in m. Part of the architecture.
+            gradients shrink (binary classification at 500 steps,
+            docs/results/binary_classification.md). The moments are computed from the detached
+            estimate; with ``rms`` the meta-gradient flows through g, with ``adam`` through (1 - 0.9) g
+            in m. Part of the architecture.
         update_base: ``none`` (papers/002: the UpdateRNN's output is the step) or ``adam``: the step
             is lr * (alpha * UpdateRNN(...) - d), where d = m_hat / (sqrt(v_hat) + 1e-8) is ZO-Adam's
             direction on the same estimates and lr = base_delta / d_dim. The UpdateRNN's head starts at
@@ -241,11 +242,11 @@ class ZOLSTM(LearnedOptimizer):
             learns a correction in units of Adam steps. Our addition, not papers/002's: a learned
             optimizer on top of a hand-designed one, as learned_optimization's Adam-feature optimizers
             are, for families where tuned ZO-Adam beats the plain UpdateRNN (binary classification at
-            500 steps, docs/results.md). The moments use the detached estimate except m's newest term,
-            as ``input_norm='adam'`` does. Part of the architecture, with its base values.
-            ``sgd`` is the same with d = g, the estimate itself, so that the untrained optimizer is
-            ZO-SGD over its directions; with ``directions='trend'`` it is ZO-Trend, the strongest
-            gradient-estimate baseline on binary classification (docs/results.md).
+            500 steps, docs/results/binary_classification.md). The moments use the detached estimate
+            except m's newest term, as ``input_norm='adam'`` does. Part of the architecture, with its
+            base values. ``sgd`` is the same with d = g, the estimate itself, so that the untrained
+            optimizer is ZO-SGD over its directions; with ``directions='trend'`` it is ZO-Trend, the strongest
+            gradient-estimate baseline on binary classification (docs/results/binary_classification.md).
         base_delta: base learning-rate constant (lr = base_delta / d); ``update_base`` adam or sgd.
         base_beta1: ZO-Adam base first-moment decay.
         base_beta2: ZO-Adam base second-moment decay.

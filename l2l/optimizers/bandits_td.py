@@ -26,8 +26,8 @@ IMAGENET_SETTINGS = {
     "l2": {"exploration": 0.01, "fd_eta": 0.01, "online_lr": 0.1, "image_lr": 0.5},
 }
 #: the MNIST defaults (mnist_attack_linf at eps 0.2, mnist_attack_l2 at eps 2.0), picked in a quick val
-#: check (docs/results.md, "Figures behind design choices"); L2's image_lr is the published 0.5 scaled
-#: by the radii 2/5; eval.tune searches all of them
+#: check (docs/results/linf_l2_attacks.md, "Bandits-TD MNIST defaults"); L2's image_lr is the
+#: published 0.5 scaled by the radii 2/5; eval.tune searches all of them
 MNIST_SETTINGS = {
     "linf": {"exploration": 1.0, "fd_eta": 0.1, "online_lr": 100.0, "image_lr": 0.02},
     "l2": {"exploration": 0.01, "fd_eta": 0.01, "online_lr": 0.1, "image_lr": 0.2},

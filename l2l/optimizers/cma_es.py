@@ -65,7 +65,7 @@ class CMAES(ZOOptimizer):
         sigma0: initial step size (std of each coordinate of the first generation's samples around x0),
             in the task's units; > 0. The default is the best of {0.01, 0.03, 0.1, 0.3, 1} on
             binary_classification val; binary_real and quadratic were indifferent to it (the scan is in
-            docs/results.md).
+            docs/results/binary_classification.md).
         popsize: candidates per generation (lambda), >= 2; None for pycma's default 4 + floor(3 ln d)
             (17 at d = 100).
     """

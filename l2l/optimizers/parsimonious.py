@@ -1,7 +1,7 @@
 """Parsimonious attack (Moon, An, Song; ICML 2019): lazy-greedy set search over the L-inf ball's vertices.
 
-Follows /work/shared/methods/score_based_attacks.md; see :class:`Parsimonious` for the choices made
-where the sheet leaves details open.
+Follows the paper (docs/references.md); see :class:`Parsimonious` for the choices made where it
+leaves details open.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Parsimonious(SearchAttack):
     to -eps), each a lazy greedy over the batch (:func:`lazy_greedy`); rounds stop early once neither
     phase flips a block. After each full pass b halves, down to 1 pixel, where passes repeat.
 
-    Choices where the sheet is open: each phase evaluates the gains of all candidate blocks of the
+    Choices where the paper is open: each phase evaluates the gains of all candidate blocks of the
     batch fresh at its start (1 query each) and re-evaluates only stale gains at the top of the queue;
     a fresh gain on top is accepted without a second query (the authors' code re-queries every popped
     block). ``state.x`` is the best vertex queried, which may be a gain query rather than the current

@@ -1,6 +1,6 @@
 """SignHunter (Al-Dujaili and O'Reilly; ICLR 2020): divide-and-conquer search over L-inf sign vectors.
 
-Follows /work/shared/methods/score_based_attacks.md; see :class:`SignHunter`.
+Follows the paper (docs/references.md); see :class:`SignHunter`.
 """
 
 from __future__ import annotations

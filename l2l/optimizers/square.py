@@ -1,6 +1,6 @@
 """Square Attack (Andriushchenko, Croce, Flammarion, Hein; ECCV 2020): random search over square windows.
 
-Follows /work/shared/methods/score_based_attacks.md and the authors' description; see :class:`Square`
+Follows the paper (docs/references.md) and the authors' description; see :class:`Square`
 for where this version differs from the published code.
 """
 
