@@ -250,8 +250,17 @@ class StackedOracle:
         for oracle, X in zip(oracles, blocks, strict=True):
             oracle._charge(X.shape[0])
         tasks = [oracle.task for oracle in oracles]
+        blocks = [X.detach() for X in blocks]
         with torch.no_grad():
-            values = type(tasks[0]).loss_many(tasks, [X.detach() for X in blocks], [o.batch for o in oracles])
+            if self._single_exact_rows(oracles, blocks):
+                # one candidate per member (the search attacks): keep each row's full-objective loss and
+                # success, as Oracle does for a single row, so measure() needs no second forward
+                pairs = type(tasks[0]).loss_and_success_many(tasks, blocks)
+                for oracle, X, (loss, ok) in zip(oracles, blocks, pairs, strict=True):
+                    oracle.remember(X[0], loss[0], None if ok is None else ok[0])
+                values = [loss for loss, _ in pairs]
+            else:
+                values = type(tasks[0]).loss_many(tasks, blocks, [o.batch for o in oracles])
         values = [v.detach() for v in values]
         for i, (oracle, v) in enumerate(zip(oracles, values, strict=True)):
             try:
@@ -266,7 +275,8 @@ class StackedOracle:
         """Full-objective loss and success of one point [d] per member, stacked and UNCOUNTED.
 
         The experimenter's measurement (what ``l2l.run`` records with ``task.loss_and_success``), never
-        shown to an optimizer, so no query is charged.
+        shown to an optimizer, so no query is charged. A point that a member's oracle remembers (its last
+        single-row query, or its previous measurement) is not evaluated again, as in ``l2l.run``.
 
         Args:
             points: one point [d] per member.
@@ -274,10 +284,26 @@ class StackedOracle:
         """
         oracles = self._members(points, members)
         rows = [check_rows(x, oracle.dim, "point") for oracle, x in zip(oracles, points, strict=True)]
-        tasks = [oracle.task for oracle in oracles]
-        with torch.no_grad():
-            pairs = type(tasks[0]).loss_and_success_many(tasks, [X.detach() for X in rows])
-        return [(loss[0].detach(), None if ok is None else ok[0]) for loss, ok in pairs]
+        known = [oracle.recall(X[0]) for oracle, X in zip(oracles, rows, strict=True)]
+        missing = [i for i, k in enumerate(known) if k is None]
+        if missing:
+            tasks = [oracles[i].task for i in missing]
+            with torch.no_grad():
+                pairs = type(tasks[0]).loss_and_success_many(tasks, [rows[i].detach() for i in missing])
+            for i, (loss, ok) in zip(missing, pairs, strict=True):
+                known[i] = (loss[0].detach(), None if ok is None else ok[0])
+                if oracles[i].task.exact_loss_and_success:
+                    oracles[i].remember(rows[i][0], *known[i])
+        return known  # type: ignore[return-value]
+
+    @staticmethod
+    def _single_exact_rows(oracles: Sequence[Oracle], blocks: Sequence[torch.Tensor]) -> bool:
+        """Whether every block is one row of a deterministic task whose loss and success come from one
+        pass (:attr:`~l2l.tasks.base.Task.exact_loss_and_success`), so each row's values can be kept."""
+        return all(
+            X.shape[0] == 1 and oracle.batch is None and oracle.task.exact_loss_and_success
+            for oracle, X in zip(oracles, blocks, strict=True)
+        )
 
     def _members(self, blocks: Sequence[torch.Tensor], members: Sequence[int] | None) -> list[Oracle]:
         """The oracles of ``members`` (checked: distinct, in range, one per block)."""

@@ -100,13 +100,15 @@ class ZOOptimizer(abc.ABC):
         """
         return False
 
-    def propose(self, state: ZOState) -> tuple[torch.Tensor, Any]:
+    def propose(self, state: ZOState, oracle: Oracle) -> tuple[torch.Tensor, Any]:
         """The rows [n, d] the next step from ``state`` queries (n = :meth:`next_step_queries`), and a plan.
 
         Only for :attr:`lockstep` optimizers; the plan is whatever :meth:`conclude` needs.
 
         Args:
             state: the run's state; its rng advances as the serial step's would.
+            oracle: the run's own oracle, for what it tells for free (the task's projection, image shape
+                and ball); proposing never queries it (``l2l.run_many`` checks the count).
         """
         raise NotImplementedError(
             f"{type(self).__name__} has no lockstep step (its lockstep is False); l2l.run_many runs it "
@@ -215,7 +217,7 @@ class GradientEstimateOptimizer(ZOOptimizer):
         base = GradientEstimateOptimizer
         return type(self).estimate is base.estimate and type(self).step is base.step
 
-    def propose(self, state: ZOState) -> tuple[torch.Tensor, torch.Tensor]:
+    def propose(self, state: ZOState, oracle: Oracle) -> tuple[torch.Tensor, torch.Tensor]:
         """The estimator's rows at ``state.x`` and their directions (:meth:`EstimatorSpec.draw`)."""
         return self.spec.draw(state.x, state.rng)
 

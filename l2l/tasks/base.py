@@ -216,6 +216,9 @@ class TaskFamily(abc.ABC):
     name: str = ""
     #: the number of optimizer steps a run of this family takes by default (training and evaluation)
     default_steps: ClassVar[int] = 200
+    #: the splits that hold instances: all three, or ("test",) for a test-only track (ImageNet's 20
+    #: images), where methods run with their papers' settings instead of values tuned on val
+    splits: ClassVar[tuple[str, ...]] = SPLITS
     #: where :meth:`instance` puts its tasks (``make_family(..., device=...)`` sets it)
     device: torch.device = torch.device("cpu")
 
@@ -234,7 +237,12 @@ class TaskFamily(abc.ABC):
 
     def instances(self, split: str, limit: int | None = None) -> list[Task]:
         """The first ``limit`` (default: all) instances of ``split``, in a fixed order."""
-        n = self.split_size(check_split(split))
+        if check_split(split) not in self.splits:
+            raise ValueError(
+                f"{self.name!r} has no {split!r} split: its instances are all in {', '.join(self.splits)} "
+                f"(use --split {self.splits[0]}; methods run there with their papers' settings or defaults)"
+            )
+        n = self.split_size(split)
         if limit is not None:
             if limit < 1:
                 raise ValueError(f"limit={limit} must be >= 1 (or None for the whole split)")

@@ -185,6 +185,7 @@ class _ImageNetBallAttackFamily(TaskFamily):
     default_eps: ClassVar[float] = DEFAULT_LINF_EPS
     #: one query per step for the search attacks, within the field's 10,000-query budget
     default_steps: ClassVar[int] = 10_000
+    splits: ClassVar[tuple[str, ...]] = ("test",)
 
     def __init__(self, eps: float | None = None, kappa: float = 0.0):
         eps = self.default_eps if eps is None else eps
@@ -199,14 +200,6 @@ class _ImageNetBallAttackFamily(TaskFamily):
 
     def split_size(self, split: str) -> int:
         return len(self.pools[split])
-
-    def instances(self, split: str, limit: int | None = None) -> list[AttackTask]:
-        if split in self.pools and not self.pools[split].numel():
-            raise ValueError(
-                f"the ImageNet track has no {split!r} split (its 20 images are the test split alone): use "
-                "--split test, with each method's paper settings or class defaults"
-            )
-        return super().instances(split, limit)
 
     def instance(self, split: str, index: int) -> ImageNetAttackTask:
         self.check_index(split, index)
