@@ -241,16 +241,9 @@ class StackedOracle:
             members: the instance indices the blocks belong to, distinct (default: all, in order).
         """
         oracles = self._members(blocks, members)
-        blocks = [check_rows(X, oracle.dim) for oracle, X in zip(oracles, blocks, strict=True)]
-        for i, (oracle, X) in enumerate(zip(oracles, blocks, strict=True)):
-            try:
-                oracle._check_budget(X.shape[0])
-            except QueryBudgetExceeded as err:
-                raise QueryBudgetExceeded(f"member {i} (of {len(oracles)}): {err}") from None
-        for oracle, X in zip(oracles, blocks, strict=True):
-            oracle._charge(X.shape[0])
+        blocks = [check_rows(X, oracle.dim).detach() for oracle, X in zip(oracles, blocks, strict=True)]
+        self._charge_all(oracles, blocks)
         tasks = [oracle.task for oracle in oracles]
-        blocks = [X.detach() for X in blocks]
         with torch.no_grad():
             if self._single_exact_rows(oracles, blocks):
                 # one candidate per member (the search attacks): keep each row's full-objective loss and
@@ -268,6 +261,44 @@ class StackedOracle:
             except NonFiniteLoss as err:
                 raise NonFiniteLoss(f"member {i} (of {len(oracles)}): {err}") from None
         return values
+
+    def with_likelihood(
+        self, blocks: Sequence[torch.Tensor], members: Sequence[int] | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`Oracle.query_with_likelihood` of each member's rows from one stacked evaluation.
+
+        The losses and log p(t | row) of each member's rows (detached, [B_i] each); B_i queries each,
+        checked against every budget first, as :meth:`__call__` does.
+
+        Args:
+            blocks: one [B_i, d] block (or one [d] point) per member.
+            members: the instance indices the blocks belong to, distinct (default: all, in order).
+        """
+        oracles = self._members(blocks, members)
+        blocks = [check_rows(X, oracle.dim).detach() for oracle, X in zip(oracles, blocks, strict=True)]
+        self._charge_all(oracles, blocks)
+        tasks = [oracle.task for oracle in oracles]
+        with torch.no_grad():
+            pairs = type(tasks[0]).loss_and_log_likelihood_many(tasks, blocks, [o.batch for o in oracles])
+        pairs = [(loss.detach(), log_p.detach()) for loss, log_p in pairs]
+        for i, (oracle, (loss, log_p)) in enumerate(zip(oracles, pairs, strict=True)):
+            try:
+                oracle._check_finite(loss)
+                oracle._check_finite(log_p)
+            except NonFiniteLoss as err:
+                raise NonFiniteLoss(f"member {i} (of {len(oracles)}): {err}") from None
+        return pairs
+
+    @staticmethod
+    def _charge_all(oracles: Sequence[Oracle], blocks: Sequence[torch.Tensor]) -> None:
+        """Charge every member for its rows, after checking every budget (one refusal counts nothing)."""
+        for i, (oracle, X) in enumerate(zip(oracles, blocks, strict=True)):
+            try:
+                oracle._check_budget(X.shape[0])
+            except QueryBudgetExceeded as err:
+                raise QueryBudgetExceeded(f"member {i} (of {len(oracles)}): {err}") from None
+        for oracle, X in zip(oracles, blocks, strict=True):
+            oracle._charge(X.shape[0])
 
     def measure(
         self, points: Sequence[torch.Tensor], members: Sequence[int] | None = None

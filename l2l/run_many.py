@@ -184,11 +184,28 @@ def _step(optimizer: ZOOptimizer, stacked: StackedOracle, lanes: list[_Lane], mo
         check_announced(optimizer, lane.cost, rows.shape[0])  # refused before anything is evaluated
         blocks.append(rows)
         plans.append(plan)
-    values = stacked(blocks, moving)
+    values = _evaluate(optimizer, stacked, blocks, moving)
     for i, value, plan, before in zip(moving, values, plans, spent, strict=True):
         lane = lanes[i]
         lane.state = optimizer.conclude(lane.state, value, plan, lane.oracle)
         check_announced(optimizer, lane.cost, lane.oracle.queries - before)
+
+
+def _evaluate(
+    optimizer: ZOOptimizer, stacked: StackedOracle, blocks: list[torch.Tensor], moving: list[int]
+) -> list:
+    """Each moving lane's values of its rows, from one stacked call over the lanes that query at all
+    (a step may query nothing, e.g. SimBA's once every direction was tried)."""
+    likelihood = optimizer.lockstep_values == "loss_and_likelihood"
+    asking = [k for k, rows in enumerate(blocks) if rows.shape[0]]
+    empty = (blocks[0][:0, 0],) * 2 if likelihood else blocks[0][:0, 0]
+    values: list = [empty] * len(blocks)
+    if asking:
+        call = stacked.with_likelihood if likelihood else stacked
+        answers = call([blocks[k] for k in asking], [moving[k] for k in asking])
+        for k, answer in zip(asking, answers, strict=True):
+            values[k] = answer
+    return values
 
 
 def _record(stacked: StackedOracle, lanes: list[_Lane], members: list[int], clock: float) -> float:

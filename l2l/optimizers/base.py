@@ -89,6 +89,10 @@ class ZOOptimizer(abc.ABC):
         """
         return False
 
+    #: what a lockstep step's rows return: ``loss`` (the oracle's call) or ``loss_and_likelihood``
+    #: (``Oracle.query_with_likelihood``: the losses and log p(t | row) of the same queries)
+    lockstep_values: ClassVar[str] = "loss"
+
     @property
     def lockstep(self) -> bool:
         """Whether :func:`l2l.run_many` steps several runs of this optimizer in lockstep.
@@ -120,7 +124,8 @@ class ZOOptimizer(abc.ABC):
 
         Args:
             state: the state :meth:`propose` saw.
-            values: f at each proposed row, [n].
+            values: f at each proposed row, [n] (with :attr:`lockstep_values` ``loss_and_likelihood``:
+                the pair (f [n], log p(t | row) [n])).
             plan: what :meth:`propose` returned with the rows.
             oracle: the run's own oracle, for its free projection only (the rows are already paid).
         """

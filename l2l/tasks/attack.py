@@ -204,6 +204,27 @@ class AttackTask(Task):
             for task, (adv, margin, logits) in zip(tasks, cls._stacked(tasks, rows), strict=True)
         ]
 
+    @classmethod
+    def loss_and_log_likelihood_many(
+        cls,
+        tasks: Sequence[Task],
+        rows: Sequence[torch.Tensor],
+        batches: Sequence[torch.Tensor | None] | None = None,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every instance's loss and log p_true from one shared forward (see :meth:`loss_many`).
+
+        Args:
+            tasks: attacks with one :meth:`stack_key`.
+            rows: each instance's perturbation rows, [B_i, d].
+            batches: unused (None, or one None per task).
+        """
+        check_blocks(tasks, rows, batches)
+        out = []
+        for task, (adv, margin, logits) in zip(tasks, cls._stacked(tasks, rows), strict=True):
+            labels = torch.full((logits.shape[0],), task.label, dtype=torch.long, device=logits.device)
+            out.append((task._loss_from(adv, margin), class_margins(logits, labels)[1]))
+        return out
+
     @staticmethod
     def _stacked(
         tasks: Sequence[AttackTask], rows: Sequence[torch.Tensor]

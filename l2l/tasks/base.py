@@ -157,6 +157,25 @@ class Task(abc.ABC):
         check_blocks(tasks, rows, None)
         return [task.loss_and_success(X) for task, X in zip(tasks, rows, strict=True)]
 
+    @classmethod
+    def loss_and_log_likelihood_many(
+        cls,
+        tasks: Sequence[Task],
+        rows: Sequence[torch.Tensor],
+        batches: Sequence[torch.Tensor | None] | None = None,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``[task.loss_and_log_likelihood(X, batch) for ...]`` over instances with one stack key.
+
+        Stacked overrides follow the rule of :meth:`loss_many`.
+
+        Args:
+            tasks: the instances, all with the same :meth:`stack_key`.
+            rows: each instance's rows, [B_i, d].
+            batches: each instance's minibatch (None: the full objective for all).
+        """
+        batches = check_blocks(tasks, rows, batches)
+        return [task.loss_and_log_likelihood(X, b) for task, X, b in zip(tasks, rows, batches, strict=True)]
+
     def loss_and_log_likelihood(
         self, X: torch.Tensor, batch: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -248,7 +248,7 @@ def test_run_many_gives_the_serial_runs_for_every_registered_optimizer(name):
 
 
 #: the search attacks that step in lockstep (one candidate or one population per step)
-SEARCH_ATTACKS = ["square", "signhunter", "parsimonious", "rand", "beta", "pso"]
+SEARCH_ATTACKS = ["square", "signhunter", "parsimonious", "rand", "beta", "pso", "simba", "bandits_td"]
 
 
 class CountingModel(torch.nn.Module):
