@@ -11,6 +11,7 @@ Quick tour::
 """
 
 from l2l import learned, optimizers, tasks
+from l2l.attacks import AttackResult, attack
 from l2l.loading import load_optimizer
 from l2l.optimizers import make_optimizer, optimizer_names
 from l2l.oracle import NonFiniteLoss, Oracle, QueryBudgetExceeded, StackedOracle
@@ -20,12 +21,14 @@ from l2l.tasks import family_names, make_family, make_task
 from l2l.version import __version__
 
 __all__ = [
+    "AttackResult",
     "NonFiniteLoss",
     "Oracle",
     "QueryBudgetExceeded",
     "StackedOracle",
     "Trajectory",
     "__version__",
+    "attack",
     "family_names",
     "learned",
     "load_optimizer",

@@ -241,7 +241,58 @@ class StackedOracle:
             members: the instance indices the blocks belong to, distinct (default: all, in order).
         """
         oracles = self._members(blocks, members)
-        blocks = [check_rows(X, oracle.dim) for oracle, X in zip(oracles, blocks, strict=True)]
+        blocks = [check_rows(X, oracle.dim).detach() for oracle, X in zip(oracles, blocks, strict=True)]
+        self._charge_all(oracles, blocks)
+        tasks = [oracle.task for oracle in oracles]
+        with torch.no_grad():
+            if self._single_exact_rows(oracles, blocks):
+                # one candidate per member (the search attacks): keep each row's full-objective loss and
+                # success, as Oracle does for a single row, so measure() needs no second forward
+                pairs = type(tasks[0]).loss_and_success_many(tasks, blocks)
+                for oracle, X, (loss, ok) in zip(oracles, blocks, pairs, strict=True):
+                    oracle.remember(X[0], loss[0], None if ok is None else ok[0])
+                values = [loss for loss, _ in pairs]
+            else:
+                values = type(tasks[0]).loss_many(tasks, blocks, [o.batch for o in oracles])
+        values = [v.detach() for v in values]
+        if not torch.isfinite(torch.cat(values)).all():  # one check for all; name the member on failure
+            for i, (oracle, v) in enumerate(zip(oracles, values, strict=True)):
+                try:
+                    oracle._check_finite(v)
+                except NonFiniteLoss as err:
+                    raise NonFiniteLoss(f"member {i} (of {len(oracles)}): {err}") from None
+        return values
+
+    def with_likelihood(
+        self, blocks: Sequence[torch.Tensor], members: Sequence[int] | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`Oracle.query_with_likelihood` of each member's rows from one stacked evaluation.
+
+        The losses and log p(t | row) of each member's rows (detached, [B_i] each); B_i queries each,
+        checked against every budget first, as :meth:`__call__` does.
+
+        Args:
+            blocks: one [B_i, d] block (or one [d] point) per member.
+            members: the instance indices the blocks belong to, distinct (default: all, in order).
+        """
+        oracles = self._members(blocks, members)
+        blocks = [check_rows(X, oracle.dim).detach() for oracle, X in zip(oracles, blocks, strict=True)]
+        self._charge_all(oracles, blocks)
+        tasks = [oracle.task for oracle in oracles]
+        with torch.no_grad():
+            pairs = type(tasks[0]).loss_and_log_likelihood_many(tasks, blocks, [o.batch for o in oracles])
+        pairs = [(loss.detach(), log_p.detach()) for loss, log_p in pairs]
+        for i, (oracle, (loss, log_p)) in enumerate(zip(oracles, pairs, strict=True)):
+            try:
+                oracle._check_finite(loss)
+                oracle._check_finite(log_p)
+            except NonFiniteLoss as err:
+                raise NonFiniteLoss(f"member {i} (of {len(oracles)}): {err}") from None
+        return pairs
+
+    @staticmethod
+    def _charge_all(oracles: Sequence[Oracle], blocks: Sequence[torch.Tensor]) -> None:
+        """Charge every member for its rows, after checking every budget (one refusal counts nothing)."""
         for i, (oracle, X) in enumerate(zip(oracles, blocks, strict=True)):
             try:
                 oracle._check_budget(X.shape[0])
@@ -249,16 +300,6 @@ class StackedOracle:
                 raise QueryBudgetExceeded(f"member {i} (of {len(oracles)}): {err}") from None
         for oracle, X in zip(oracles, blocks, strict=True):
             oracle._charge(X.shape[0])
-        tasks = [oracle.task for oracle in oracles]
-        with torch.no_grad():
-            values = type(tasks[0]).loss_many(tasks, [X.detach() for X in blocks], [o.batch for o in oracles])
-        values = [v.detach() for v in values]
-        for i, (oracle, v) in enumerate(zip(oracles, values, strict=True)):
-            try:
-                oracle._check_finite(v)
-            except NonFiniteLoss as err:
-                raise NonFiniteLoss(f"member {i} (of {len(oracles)}): {err}") from None
-        return values
 
     def measure(
         self, points: Sequence[torch.Tensor], members: Sequence[int] | None = None
@@ -266,7 +307,8 @@ class StackedOracle:
         """Full-objective loss and success of one point [d] per member, stacked and UNCOUNTED.
 
         The experimenter's measurement (what ``l2l.run`` records with ``task.loss_and_success``), never
-        shown to an optimizer, so no query is charged.
+        shown to an optimizer, so no query is charged. A point that a member's oracle remembers (its last
+        single-row query, or its previous measurement) is not evaluated again, as in ``l2l.run``.
 
         Args:
             points: one point [d] per member.
@@ -274,10 +316,26 @@ class StackedOracle:
         """
         oracles = self._members(points, members)
         rows = [check_rows(x, oracle.dim, "point") for oracle, x in zip(oracles, points, strict=True)]
-        tasks = [oracle.task for oracle in oracles]
-        with torch.no_grad():
-            pairs = type(tasks[0]).loss_and_success_many(tasks, [X.detach() for X in rows])
-        return [(loss[0].detach(), None if ok is None else ok[0]) for loss, ok in pairs]
+        known = [oracle.recall(X[0]) for oracle, X in zip(oracles, rows, strict=True)]
+        missing = [i for i, k in enumerate(known) if k is None]
+        if missing:
+            tasks = [oracles[i].task for i in missing]
+            with torch.no_grad():
+                pairs = type(tasks[0]).loss_and_success_many(tasks, [rows[i].detach() for i in missing])
+            for i, (loss, ok) in zip(missing, pairs, strict=True):
+                known[i] = (loss[0].detach(), None if ok is None else ok[0])
+                if oracles[i].task.exact_loss_and_success:
+                    oracles[i].remember(rows[i][0], *known[i])
+        return known  # type: ignore[return-value]
+
+    @staticmethod
+    def _single_exact_rows(oracles: Sequence[Oracle], blocks: Sequence[torch.Tensor]) -> bool:
+        """Whether every block is one row of a deterministic task whose loss and success come from one
+        pass (:attr:`~l2l.tasks.base.Task.exact_loss_and_success`), so each row's values can be kept."""
+        return all(
+            X.shape[0] == 1 and oracle.batch is None and oracle.task.exact_loss_and_success
+            for oracle, X in zip(oracles, blocks, strict=True)
+        )
 
     def _members(self, blocks: Sequence[torch.Tensor], members: Sequence[int] | None) -> list[Oracle]:
         """The oracles of ``members`` (checked: distinct, in range, one per block)."""

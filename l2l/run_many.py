@@ -36,7 +36,7 @@ class _Lane:
 def runs_in_lockstep(optimizer: ZOOptimizer) -> bool:
     """Whether :func:`run_many` steps ``optimizer``'s runs together (its ``lockstep`` attribute).
 
-    False (any optimizer without a ``propose``/``conclude`` split, e.g. every learned one today) means
+    False (any optimizer without a ``propose``/``conclude`` split, e.g. the ZO-LSTM) means
     :func:`run_many` falls back to ``l2l.run`` per instance.
 
     Args:
@@ -55,13 +55,16 @@ def run_many(
 ) -> list[Trajectory]:
     """``[l2l.run(optimizer, tasks[i], steps, budget_i, seeds[i], stop_at_success) for i ...]``, batched.
 
-    Lockstep optimizers (:func:`runs_in_lockstep`: zo_sgd, zo_signsgd, zo_adam, nes, spsa) step all
-    instances together: each state proposes its rows with its own rng exactly as its serial step draws
-    them, one :class:`~l2l.oracle.StackedOracle` call evaluates every instance's rows (one model forward
-    for attacks on a shared model), and each state finishes its step from its own values. f(x_k) of
-    every instance is recorded in one stacked, uncounted evaluation. An instance that hits its budget
-    or (with ``stop_at_success``) succeeds drops out of the stack; the others go on. Each instance's
-    ``wall_s`` is its share of the wall time of the steps it took part in (the shares sum to the call's).
+    Lockstep optimizers (:func:`runs_in_lockstep`: zo_sgd, zo_signsgd, zo_adam, nes, spsa, the search
+    attacks square, signhunter, parsimonious, rand and the learned signhunter_prior, and the population
+    searches beta and pso) step all instances together: each state proposes its rows with its own rng
+    exactly as its serial step draws them, one :class:`~l2l.oracle.StackedOracle` call evaluates every
+    instance's rows (one model forward for attacks on a shared model), and each state finishes its step
+    from its own values. f(x_k) of every instance is recorded in one stacked, uncounted evaluation, which
+    skips the instances whose iterate was the single row they just queried (a search attack's step is
+    then one forward in all). An instance that hits its budget or (with ``stop_at_success``) succeeds
+    drops out of the stack and spends nothing more; the others go on. Each instance's ``wall_s`` is its
+    share of the wall time of the steps it took part in (the shares sum to the call's).
 
     Every other optimizer falls back to ``l2l.run`` on each instance in turn (the same results, no
     speed-up); that rule, not a hidden switch, is what :func:`runs_in_lockstep` reports.
@@ -69,7 +72,8 @@ def run_many(
     Results: the lockstep trajectories equal the serial ones to float tolerance, not bit for bit, because
     a model forward over a different batch composition can round differently in the last bits. The tests
     check identical query counts and success steps, and losses within 1e-5 relative, for zo_sgd and
-    zo_adam on mnist_attack and binary_classification (whose stacked loss is a batched matmul); on the
+    zo_adam on mnist_attack and binary_classification (whose stacked loss is a batched matmul), and for
+    every search attack on mnist_attack_linf (1e-5 relative or absolute: margins near 0); on the
     quadratic family (whose loss_many loops) they are bit-identical. A sign step (zo_signsgd, nes, spsa)
     can turn such a last-bit difference into a different step where an estimate coordinate is near 0.
 
@@ -174,17 +178,34 @@ def _step(optimizer: ZOOptimizer, stacked: StackedOracle, lanes: list[_Lane], mo
     for i in moving:
         lane = lanes[i]
         lane.oracle.set_batch(lane.task.sample_batch(lane.batch_rng))
-        rows, plan = optimizer.propose(lane.state)
+        spent.append(lane.oracle.queries)  # before propose: a query spent there fails the check below
+        rows, plan = optimizer.propose(lane.state, lane.oracle)
         rows = check_rows(rows, lane.task.dim, "proposed rows")
         check_announced(optimizer, lane.cost, rows.shape[0])  # refused before anything is evaluated
         blocks.append(rows)
         plans.append(plan)
-        spent.append(lane.oracle.queries)
-    values = stacked(blocks, moving)
+    values = _evaluate(optimizer, stacked, blocks, moving)
     for i, value, plan, before in zip(moving, values, plans, spent, strict=True):
         lane = lanes[i]
         lane.state = optimizer.conclude(lane.state, value, plan, lane.oracle)
         check_announced(optimizer, lane.cost, lane.oracle.queries - before)
+
+
+def _evaluate(
+    optimizer: ZOOptimizer, stacked: StackedOracle, blocks: list[torch.Tensor], moving: list[int]
+) -> list:
+    """Each moving lane's values of its rows, from one stacked call over the lanes that query at all
+    (a step may query nothing, e.g. SimBA's once every direction was tried)."""
+    likelihood = optimizer.lockstep_values == "loss_and_likelihood"
+    asking = [k for k, rows in enumerate(blocks) if rows.shape[0]]
+    empty = (blocks[0][:0, 0],) * 2 if likelihood else blocks[0][:0, 0]
+    values: list = [empty] * len(blocks)
+    if asking:
+        call = stacked.with_likelihood if likelihood else stacked
+        answers = call([blocks[k] for k in asking], [moving[k] for k in asking])
+        for k, answer in zip(asking, answers, strict=True):
+            values[k] = answer
+    return values
 
 
 def _record(stacked: StackedOracle, lanes: list[_Lane], members: list[int], clock: float) -> float:

@@ -182,7 +182,9 @@ def test_horizons_come_from_the_family():
     assert l2l.tasks.default_steps("binary_classification") == 500  # papers/002 fig. 3
     # the order attack's horizon is its budget: Rand spends Q = 1,000 queries in 1,000 steps (papers/004)
     assert l2l.tasks.default_steps("fashion_order_attack") == 1000
-    assert {l2l.tasks.default_steps(name) for name in l2l.family_names()} - {500, 1000} == {200}
+    # the ImageNet track's horizon is the field's 10,000-query budget at one query per search step
+    assert {l2l.tasks.default_steps(f"imagenet_attack_{norm}") for norm in ("linf", "l2")} == {10_000}
+    assert {l2l.tasks.default_steps(name) for name in l2l.family_names()} - {500, 1000, 10_000} == {200}
     for env_id, family in envs.ENV_IDS.items():
         steps, horizon = gym.registry[env_id].kwargs["steps"], l2l.tasks.default_steps(family)
         if env_id == "l2l/ZOOrder-v0":  # 2 queries a step and 1 for f(x_0), within Q = 1,000 queries

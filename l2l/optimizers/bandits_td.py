@@ -148,20 +148,35 @@ class BanditsTD(ZOOptimizer):
         return 2
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
+        rows, plan = self.propose(state, oracle)
+        return self.conclude(state, oracle(rows), plan, oracle)
+
+    @property
+    def lockstep(self) -> bool:
+        """True: a step is :meth:`propose` (the two probes) then :meth:`conclude` (prior and image steps)."""
+        return type(self).step is BanditsTD.step
+
+    def propose(self, state: ZOState, oracle: Oracle) -> tuple[torch.Tensor, torch.Tensor]:
+        """The probes up(v + delta u) and up(v - delta u) at length fd_eta from x [2, d], and u."""
         ball, shape = ball_and_shape(oracle)
         p = self.settings(ball.norm)
         if "prior" not in state.slots:
             state.slots["prior"] = torch.zeros(
                 prior_shape(shape, self.tile), dtype=state.x.dtype, device=state.x.device
             )
-        z = state.slots["prior"]
-        v = prior(z, ball.norm)
+        v = prior(state.slots["prior"], ball.norm)
         u = torch.randn(v.shape, generator=state.rng, device=v.device, dtype=v.dtype) / math.sqrt(v.numel())
         delta, eta = p["exploration"], p["fd_eta"]
         probes = [state.x + eta * unit(upsample(v + s * delta * u, self.tile, shape)) for s in (1.0, -1.0)]
-        f_plus, f_minus = oracle(torch.stack(probes))
-        ascent = (f_minus - f_plus) / (eta * delta)  # l = -f: the paper ascends l
-        state.slots["prior"] = z = z + p["online_lr"] * ascent * u
+        return torch.stack(probes), u
+
+    def conclude(self, state: ZOState, values: torch.Tensor, plan: torch.Tensor, oracle: Oracle) -> ZOState:
+        """The bandit update of the prior from the probes' losses, then the image step (``plan``: u)."""
+        ball, shape = ball_and_shape(oracle)
+        p = self.settings(ball.norm)
+        f_plus, f_minus = values
+        ascent = (f_minus - f_plus) / (p["fd_eta"] * p["exploration"])  # l = -f: the paper ascends l
+        state.slots["prior"] = z = state.slots["prior"] + p["online_lr"] * ascent * plan
         move = image_step(upsample(prior(z, ball.norm), self.tile, shape), p["image_lr"], ball.norm)
         state.x = oracle.project(state.x + move)
         state.fx = None  # no query was at the iterate

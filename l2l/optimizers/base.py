@@ -89,6 +89,10 @@ class ZOOptimizer(abc.ABC):
         """
         return False
 
+    #: what a lockstep step's rows return: ``loss`` (the oracle's call) or ``loss_and_likelihood``
+    #: (``Oracle.query_with_likelihood``: the losses and log p(t | row) of the same queries)
+    lockstep_values: ClassVar[str] = "loss"
+
     @property
     def lockstep(self) -> bool:
         """Whether :func:`l2l.run_many` steps several runs of this optimizer in lockstep.
@@ -100,13 +104,15 @@ class ZOOptimizer(abc.ABC):
         """
         return False
 
-    def propose(self, state: ZOState) -> tuple[torch.Tensor, Any]:
+    def propose(self, state: ZOState, oracle: Oracle) -> tuple[torch.Tensor, Any]:
         """The rows [n, d] the next step from ``state`` queries (n = :meth:`next_step_queries`), and a plan.
 
         Only for :attr:`lockstep` optimizers; the plan is whatever :meth:`conclude` needs.
 
         Args:
             state: the run's state; its rng advances as the serial step's would.
+            oracle: the run's own oracle, for what it tells for free (the task's projection, image shape
+                and ball); proposing never queries it (``l2l.run_many`` checks the count).
         """
         raise NotImplementedError(
             f"{type(self).__name__} has no lockstep step (its lockstep is False); l2l.run_many runs it "
@@ -118,7 +124,8 @@ class ZOOptimizer(abc.ABC):
 
         Args:
             state: the state :meth:`propose` saw.
-            values: f at each proposed row, [n].
+            values: f at each proposed row, [n] (with :attr:`lockstep_values` ``loss_and_likelihood``:
+                the pair (f [n], log p(t | row) [n])).
             plan: what :meth:`propose` returned with the rows.
             oracle: the run's own oracle, for its free projection only (the rows are already paid).
         """
@@ -215,7 +222,7 @@ class GradientEstimateOptimizer(ZOOptimizer):
         base = GradientEstimateOptimizer
         return type(self).estimate is base.estimate and type(self).step is base.step
 
-    def propose(self, state: ZOState) -> tuple[torch.Tensor, torch.Tensor]:
+    def propose(self, state: ZOState, oracle: Oracle) -> tuple[torch.Tensor, torch.Tensor]:
         """The estimator's rows at ``state.x`` and their directions (:meth:`EstimatorSpec.draw`)."""
         return self.spec.draw(state.x, state.rng)
 

@@ -59,7 +59,7 @@ class BetaAttack(PopulationSearch):
         state.slots["a"] = torch.ones(d, dtype=torch.float64, device=state.x.device)
         state.slots["b"] = torch.ones(d, dtype=torch.float64, device=state.x.device)
 
-    def propose(self, state: ZOState, geometry: AttackGeometry) -> torch.Tensor:
+    def sample(self, state: ZOState, geometry: AttackGeometry) -> torch.Tensor:
         seed = int(torch.randint(0, 2**62, (1,), generator=state.rng, device=state.rng.device))
         a, b = state.slots["a"].numpy(), state.slots["b"].numpy()
         z = np.random.default_rng(seed).beta(a, b, size=(self.population_size, len(a)))

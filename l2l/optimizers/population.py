@@ -22,7 +22,8 @@ from l2l.oracle import Oracle
 class PopulationSearch(ZOOptimizer):
     """Propose H perturbations per step, query them, keep the best sample seen.
 
-    Subclasses set :meth:`population` and implement :meth:`propose` and :meth:`observe`.
+    Subclasses set :meth:`population` and implement :meth:`sample` and :meth:`observe`. A step is
+    :meth:`propose` then :meth:`conclude`, so ``l2l.run_many`` runs B searches in lockstep.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"ball", "image"})
@@ -33,7 +34,7 @@ class PopulationSearch(ZOOptimizer):
         """H, the perturbations queried per step."""
 
     @abc.abstractmethod
-    def propose(self, state: ZOState, geometry: AttackGeometry) -> torch.Tensor:
+    def sample(self, state: ZOState, geometry: AttackGeometry) -> torch.Tensor:
         """The next H feasible perturbations [H, d] (``state.rng`` draws)."""
 
     @abc.abstractmethod
@@ -48,13 +49,26 @@ class PopulationSearch(ZOOptimizer):
         return None
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
-        X = self.propose(state, self.geometry(oracle))
-        rows = X if state.step else torch.cat([state.x.unsqueeze(0), X])
-        losses = oracle(rows)
-        best = int(losses.argmin())
-        if "loss" not in state.slots or losses[best] < state.slots["loss"]:
-            state.x, state.slots["loss"] = rows[best].clone(), losses[best]
-        self.observe(state, X, losses[len(rows) - len(X) :])
+        rows, samples = self.propose(state, oracle)
+        return self.conclude(state, oracle(rows), samples, oracle)
+
+    @property
+    def lockstep(self) -> bool:
+        """True unless a subclass writes its own :meth:`step` (see :meth:`propose`)."""
+        return type(self).step is PopulationSearch.step
+
+    def propose(self, state: ZOState, oracle: Oracle) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows to query (the H samples, after x0 on the first step) and the samples themselves."""
+        X = self.sample(state, self.geometry(oracle))
+        return (X if state.step else torch.cat([state.x.unsqueeze(0), X])), X
+
+    def conclude(self, state: ZOState, values: torch.Tensor, plan: torch.Tensor, oracle: Oracle) -> ZOState:
+        """Keep the best row seen; the search learns from the samples' losses (``plan``: the samples)."""
+        rows = plan if state.step else torch.cat([state.x.unsqueeze(0), plan])
+        best = int(values.argmin())
+        if "loss" not in state.slots or values[best] < state.slots["loss"]:
+            state.x, state.slots["loss"] = rows[best].clone(), values[best]
+        self.observe(state, plan, values[len(rows) - len(plan) :])
         state.step += 1
         return state
 

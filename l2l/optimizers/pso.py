@@ -55,7 +55,7 @@ class PSO(PopulationSearch):
     def population(self) -> int:
         return self.population_size
 
-    def propose(self, state: ZOState, geometry: AttackGeometry) -> torch.Tensor:
+    def sample(self, state: ZOState, geometry: AttackGeometry) -> torch.Tensor:
         s, H, d, rng = state.slots, self.population_size, geometry.dim, state.rng
         if "y" not in s:
             start = (torch.rand(H, d, generator=rng, device=rng.device) * 2 - 1) * geometry.ball.eps

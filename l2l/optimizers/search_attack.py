@@ -115,17 +115,30 @@ class SearchAttack(ZOOptimizer):
         return AttackGeometry((c, h, w), ball, oracle.project, None if label is None else int(label))
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
-        search = state.slots.get("search")
-        if search is None:
-            search = state.slots["search"] = self.search(state, self.geometry(oracle))
-            candidate = next(search)
-        else:
-            candidate = state.slots["candidate"]
-        loss = oracle(candidate.unsqueeze(0))[0]
+        rows, plan = self.propose(state, oracle)
+        return self.conclude(state, oracle(rows), plan, oracle)
+
+    @property
+    def lockstep(self) -> bool:
+        """True unless a subclass writes its own :meth:`step`: the step is :meth:`propose` (the pending
+        candidate) then :meth:`conclude` (keep the best, send the loss to the search), so B runs on one
+        model share one forward per step in ``l2l.run_many``."""
+        return type(self).step is SearchAttack.step
+
+    def propose(self, state: ZOState, oracle: Oracle) -> tuple[torch.Tensor, None]:
+        """The pending candidate as one row [1, d]; the first call starts the search (no query)."""
+        if "search" not in state.slots:
+            state.slots["search"] = self.search(state, self.geometry(oracle))
+            state.slots["candidate"] = next(state.slots["search"])
+        return state.slots["candidate"].unsqueeze(0), None
+
+    def conclude(self, state: ZOState, values: torch.Tensor, plan: None, oracle: Oracle) -> ZOState:
+        """Keep the candidate if its loss ``values[0]`` is the best so far; the search proposes the next."""
+        candidate, loss = state.slots["candidate"], values[0]
         best = state.slots.get("loss")
         if best is None or loss < best:
             state.x, state.slots["loss"] = candidate, loss
-        state.slots["candidate"] = search.send(loss)
+        state.slots["candidate"] = state.slots["search"].send(loss)
         state.step += 1
         return state
 

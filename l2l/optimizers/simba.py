@@ -165,32 +165,54 @@ class SimBA(ZOOptimizer):
         out[index] = 1.0
         return out
 
-    def _query(
-        self, state: ZOState, oracle: Oracle, candidate: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and log p_true of ``candidate``; the first step queries the start in the same call."""
-        slots = state.slots
-        if "log_p" in slots:
-            losses, log_ps = oracle.query_with_likelihood(candidate.unsqueeze(0))
-            return losses[0], log_ps[0]
-        losses, log_ps = oracle.query_with_likelihood(torch.stack([state.x, candidate]))
-        slots["loss"], slots["log_p"] = losses[0], log_ps[0]
-        return losses[1], log_ps[1]
+    #: SimBA compares log p_true, which the score-based black box returns with each query's loss
+    lockstep_values: ClassVar[str] = "loss_and_likelihood"
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
+        rows, plan = self.propose(state, oracle)
+        values = oracle.query_with_likelihood(rows) if rows.shape[0] else (rows[:, 0], rows[:, 0])
+        return self.conclude(state, values, plan, oracle)
+
+    @property
+    def lockstep(self) -> bool:
+        """True: a step is :meth:`propose` (the half-try, after the start on the first step) then
+        :meth:`conclude` (accept or not), from the losses and log p_true of the same queries."""
+        return type(self).step is SimBA.step
+
+    def propose(self, state: ZOState, oracle: Oracle) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The rows to query: the next half-try x + sign * eps * q (after the start x on the first
+        step), or none once every basis vector was tried; and the candidate."""
         slots = state.slots
         if "order" not in slots:
             self._setup(state, oracle)
-        state.step += 1
         if slots["next"] >= len(slots["order"]):
-            return state  # every basis vector was tried with both signs
+            return state.x.new_zeros((0, state.x.shape[0])), None  # every basis vector was tried
         q = self.direction(state, int(slots["order"][slots["next"]]))
         candidate = oracle.project(state.x + slots["sign"] * self.step_size * q)
-        loss, log_p = self._query(state, oracle, candidate)
+        rows = candidate.unsqueeze(0) if "log_p" in slots else torch.stack([state.x, candidate])
+        return rows, candidate
+
+    def conclude(
+        self,
+        state: ZOState,
+        values: tuple[torch.Tensor, torch.Tensor],
+        plan: torch.Tensor | None,
+        oracle: Oracle,
+    ) -> ZOState:
+        """Accept the candidate ``plan`` if it lowers p_true (:func:`lowers`), else try its other sign
+        next or move on. ``values``: the queried rows' losses and log p_true."""
+        slots = state.slots
+        state.step += 1
+        if plan is None:
+            return state
+        losses, log_ps = values
+        if "log_p" not in slots:  # the first step also queried the start
+            slots["loss"], slots["log_p"] = losses[0], log_ps[0]
+        loss, log_p = losses[-1], log_ps[-1]
         state.fx = slots["loss"]
         accepted = lowers(log_p, loss, slots["log_p"], slots["loss"])
         if accepted:
-            state.x, slots["loss"], slots["log_p"] = candidate, loss, log_p
+            state.x, slots["loss"], slots["log_p"] = plan, loss, log_p
         if accepted or slots["sign"] > 0:
             slots["next"], slots["sign"] = slots["next"] + 1, -1.0
         else:

@@ -3,6 +3,7 @@
 from l2l.tasks import (  # noqa: F401  (registration)
     binary,
     fashion_attack,
+    imagenet_attack,
     mnist_attack,
     mnist_attack_linf,
     order_attack,

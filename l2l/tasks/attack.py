@@ -138,6 +138,8 @@ class AttackTask(Task):
         return margin, logits, log_p_true
 
     def _loss_from(self, adv: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+        if self.c == 0:  # the norm-ball attacks: the same values without computing the L1 term
+            return margin.clamp_min(-self.kappa)
         distortion = (adv - self.image.unsqueeze(0)).abs().flatten(1).sum(dim=1)
         return margin.clamp_min(-self.kappa) + self.c * distortion
 
@@ -203,6 +205,27 @@ class AttackTask(Task):
             (task._loss_from(adv, margin), logits.argmax(dim=1) != task.label)
             for task, (adv, margin, logits) in zip(tasks, cls._stacked(tasks, rows), strict=True)
         ]
+
+    @classmethod
+    def loss_and_log_likelihood_many(
+        cls,
+        tasks: Sequence[Task],
+        rows: Sequence[torch.Tensor],
+        batches: Sequence[torch.Tensor | None] | None = None,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every instance's loss and log p_true from one shared forward (see :meth:`loss_many`).
+
+        Args:
+            tasks: attacks with one :meth:`stack_key`.
+            rows: each instance's perturbation rows, [B_i, d].
+            batches: unused (None, or one None per task).
+        """
+        check_blocks(tasks, rows, batches)
+        out = []
+        for task, (adv, margin, logits) in zip(tasks, cls._stacked(tasks, rows), strict=True):
+            labels = torch.full((logits.shape[0],), task.label, dtype=torch.long, device=logits.device)
+            out.append((task._loss_from(adv, margin), class_margins(logits, labels)[1]))
+        return out
 
     @staticmethod
     def _stacked(

@@ -157,6 +157,25 @@ class Task(abc.ABC):
         check_blocks(tasks, rows, None)
         return [task.loss_and_success(X) for task, X in zip(tasks, rows, strict=True)]
 
+    @classmethod
+    def loss_and_log_likelihood_many(
+        cls,
+        tasks: Sequence[Task],
+        rows: Sequence[torch.Tensor],
+        batches: Sequence[torch.Tensor | None] | None = None,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``[task.loss_and_log_likelihood(X, batch) for ...]`` over instances with one stack key.
+
+        Stacked overrides follow the rule of :meth:`loss_many`.
+
+        Args:
+            tasks: the instances, all with the same :meth:`stack_key`.
+            rows: each instance's rows, [B_i, d].
+            batches: each instance's minibatch (None: the full objective for all).
+        """
+        batches = check_blocks(tasks, rows, batches)
+        return [task.loss_and_log_likelihood(X, b) for task, X, b in zip(tasks, rows, batches, strict=True)]
+
     def loss_and_log_likelihood(
         self, X: torch.Tensor, batch: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,6 +235,9 @@ class TaskFamily(abc.ABC):
     name: str = ""
     #: the number of optimizer steps a run of this family takes by default (training and evaluation)
     default_steps: ClassVar[int] = 200
+    #: the splits that hold instances: all three, or ("test",) for a test-only track (ImageNet's 20
+    #: images), where methods run with their papers' settings instead of values tuned on val
+    splits: ClassVar[tuple[str, ...]] = SPLITS
     #: where :meth:`instance` puts its tasks (``make_family(..., device=...)`` sets it)
     device: torch.device = torch.device("cpu")
 
@@ -234,7 +256,12 @@ class TaskFamily(abc.ABC):
 
     def instances(self, split: str, limit: int | None = None) -> list[Task]:
         """The first ``limit`` (default: all) instances of ``split``, in a fixed order."""
-        n = self.split_size(check_split(split))
+        if check_split(split) not in self.splits:
+            raise ValueError(
+                f"{self.name!r} has no {split!r} split: its instances are all in {', '.join(self.splits)} "
+                f"(use --split {self.splits[0]}; methods run there with their papers' settings or defaults)"
+            )
+        n = self.split_size(split)
         if limit is not None:
             if limit < 1:
                 raise ValueError(f"limit={limit} must be >= 1 (or None for the whole split)")

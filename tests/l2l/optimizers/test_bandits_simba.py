@@ -84,6 +84,19 @@ def test_simba_tries_each_direction_at_most_once_per_sign_then_stops():
     assert opt.next_step_queries(state, task.dim) == 0
 
 
+def test_simba_in_lockstep_runs_past_its_last_direction_like_the_serial_runs():
+    """Lanes whose directions run out take free, idle steps while the others still query."""
+    task = tiny_task()  # d = 32: 64 half-tries at most
+    other = l2l.tasks.AttackTask(task.model, task.image.flip(-1), task.label, c=0.0, eps=0.5, norm="l2")
+    opt = l2l.make_optimizer("simba", basis="pixel", step_size=0.05)
+    assert l2l.runs_in_lockstep(opt) and opt.lockstep_values == "loss_and_likelihood"
+    batched = l2l.run_many(opt, [task, other], steps=100, seeds=[1, 2])
+    serial = [l2l.run(opt, t, steps=100, seed=s) for t, s in ((task, 1), (other, 2))]
+    for many, one in zip(batched, serial, strict=True):
+        assert many.queries == one.queries and many.queries[-1] < 100  # it ran out before 100 steps
+        assert many.losses == pytest.approx(one.losses, rel=1e-5, abs=1e-6)
+
+
 def test_simba_accepts_a_lower_probability_and_breaks_exact_ties_by_the_margin():
     t = torch.tensor
     assert lowers(t(-0.2), t(5.0), t(-0.1), t(1.0))  # p_true fell: kept, whatever the margin does
