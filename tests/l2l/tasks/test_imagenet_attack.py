@@ -71,3 +71,11 @@ def test_bad_eps_is_refused_before_anything_loads(monkeypatch):
     monkeypatch.setattr(imagenet_attack, "efficientnet_lite0", lambda: pytest.fail("loaded the model"))
     with pytest.raises(ValueError, match="eps=-1 must be > 0"):
         l2l.make_family("imagenet_attack_l2", eps=-1)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_paper_settings_build_their_methods_on_the_tracks_ball(norm):
+    for name, params in imagenet_attack.PAPER_SETTINGS[norm].items():
+        optimizer = l2l.make_optimizer(name, **params)
+        assert all(getattr(optimizer, key) == value for key, value in params.items())
+        assert norm in getattr(type(optimizer), "norms", (norm,)), f"{name} cannot search an {norm} ball"
