@@ -122,7 +122,7 @@ def checked_checkpoint(ckpt: Any, path: Path) -> dict:
             f"not {FORMAT_PREFIX}<name>; its keys are {sorted(map(str, ckpt))[:10]}"
         )
     cls = _checkpoint_class(ckpt, path)
-    if ckpt.get("format_version") != cls.format_version:
+    if ckpt.get("format_version") not in (cls.format_version, *cls.upgradable_versions):
         raise ValueError(
             f"{str(path)!r} has {cls.learned_name} checkpoint format version {ckpt.get('format_version')!r} "
             f"(written by l2l {ckpt.get('version')!r}); this l2l ({l2l.__version__}) reads version "
@@ -156,7 +156,8 @@ def _upgrade_legacy_zo_lstm(ckpt: dict, path: Path) -> dict:
         raise ValueError(f"{str(path)!r} is an incomplete ZO-LSTM checkpoint: it lacks {missing}")
     rest = {k: v for k, v in ckpt.items() if k not in ("optimizer", "update_rnn", "query_rnn")}
     modules = {"update_rnn": ckpt["update_rnn"], "query_rnn": ckpt["query_rnn"]}
-    return {**rest, "format": format_marker("zo_lstm"), "format_version": ZOLSTM.format_version,
+    # version 2: the protocol's layout, the options named as in version 1 (ZOLSTM.from_config reads them)
+    return {**rest, "format": format_marker("zo_lstm"), "format_version": 2,
             "config": ckpt["optimizer"], "modules": modules}  # fmt: skip
 
 
@@ -164,7 +165,7 @@ def optimizer_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> Learned
     """The optimizer that a checked checkpoint dict describes, with its trained weights, ready to run."""
     cls = learned_class(ckpt["format"].removeprefix(FORMAT_PREFIX))
     try:
-        optimizer = cls(**ckpt["config"])
+        optimizer = cls.from_config(ckpt["config"])
         optimizer.load_modules(ckpt["modules"])
     except (TypeError, ValueError, RuntimeError, AttributeError) as err:
         title = getattr(cls, "title", cls.learned_name)
