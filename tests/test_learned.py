@@ -388,6 +388,22 @@ def test_cli_resumes_a_run_saved_before_meta_loss_scale_existed(tmp_path):
     assert [record["iteration"] for record in history] == [0, 2, 4]  # continued, not restarted
 
 
+def test_cli_resumes_a_run_saved_with_the_old_update_base_field(tmp_path):
+    out = tmp_path / "old"
+    based = ("--query-iterations", "0", "--update", "sgd+rnn", "--base-delta", "2.0")
+    train_cli.main(_cli_argv(out, "--update-iterations", "2", *based))
+    state = torch.load(out / "last.pt", weights_only=True)
+    del state["config"]["update"]
+    state["config"]["update_base"] = "sgd"  # as a run saved before update_base became update='sgd+rnn'
+    torch.save(state, out / "last.pt")
+    with pytest.raises(ValueError, match="update: 'sgd\\+rnn' -> 'adam\\+rnn'"):
+        adam = ("--query-iterations", "0", "--update", "adam+rnn", "--base-delta", "2.0")
+        train_cli.main(_cli_argv(out, "--update-iterations", "4", *adam, "--resume"))
+    train_cli.main(_cli_argv(out, "--update-iterations", "4", *based, "--resume"))
+    history = json.loads((out / "history.json").read_text())
+    assert [record["iteration"] for record in history] == [0, 2, 4]  # continued, not restarted
+
+
 def test_cli_selects_the_update_scale_on_val(tmp_path):
     out = tmp_path / "alpha"
     summary = train_cli.main(_cli_argv(out, "--update-iterations", "3", "--query-iterations", "0",
