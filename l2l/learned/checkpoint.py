@@ -11,7 +11,10 @@ optimizer NAME (see :mod:`l2l.learned.protocol`)::
 
 The shipped ZO-LSTM files predate this layout: their marker is ``l2l-zo-lstm`` (format version 1, the
 options under ``optimizer`` and the weights under ``update_rnn`` / ``query_rnn``); they are read as
-``l2l.learned/zo_lstm`` files, unchanged on disk. ``l2l.load_optimizer(path)`` dispatches on the marker
+``l2l.learned/zo_lstm`` files, unchanged on disk. Versions 1 and 2 name the ZO-LSTM's update options as
+they were before ``update`` became one field (``update_base``, ``sgd_delta``); ``ZOLSTM.from_config``
+renames them (:func:`l2l.learned.zo_lstm.upgrade_options`), and a class lists such older versions in
+``upgradable_versions``. ``l2l.load_optimizer(path)`` dispatches on the marker
 (this module registers both); :func:`load_learned` also builds an optimizer's variants from the file.
 """
 
