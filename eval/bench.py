@@ -45,7 +45,7 @@ from l2l.common.cli import run_cli
 from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic
-from l2l.learned.meta import MetaConfig, MetaTrainer
+from l2l.learned import MetaConfig, MetaTrainer
 from l2l.learned.schedule import ZO_LSTM_SCHEDULE
 from l2l.run_many import agree
 

@@ -44,6 +44,7 @@ import os
 import time
 import typing
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +90,7 @@ class Job:
         wandb_project: wandb project.
         resumable: fields of ``record`` that may differ on ``--resume``.
         saved_before: the value fields had in runs saved before they existed.
+        upgrade_record: maps a saved ``record`` to today's field names (fields renamed since it was saved).
         device: where the tasks, their models and the optimizer's modules live.
     """
 
@@ -109,6 +111,7 @@ class Job:
     wandb_project: str = "l2l-zo"
     resumable: frozenset[str] = frozenset()
     saved_before: dict = field(default_factory=dict)
+    upgrade_record: Callable[[dict], dict] = dict
     device: str = "cpu"
 
 
@@ -305,7 +308,7 @@ def load_training_state(job: Job, trainer: MetaTrainer) -> dict:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != job.training_format:
         raise ValueError(f"{str(path)!r} is not a training state of this run ({job.training_format})")
-    saved, now = {**job.saved_before, **state["config"]}, job.record
+    saved, now = {**job.saved_before, **job.upgrade_record(state["config"])}, job.record
     changed = sorted(k for k in now if k not in job.resumable and saved.get(k) != now[k])
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in changed)

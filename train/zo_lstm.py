@@ -34,7 +34,8 @@ from l2l.common import distributed
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.learned.checkpoint import TRAINING_FORMAT, optimizer_from_checkpoint, read_checkpoint, save_zo_lstm
-from l2l.learned.meta import MetaConfig, validate
+from l2l.learned.meta import validate
+from l2l.learned.zo_lstm import ZOLSTMConfig, upgrade_options
 from l2l.tasks.base import Task
 from train.learned import Job, LoopOptions, check_loop_fields, family_steps, fill_out, finish, train
 
@@ -60,7 +61,7 @@ SAVED_BEFORE_FIELD = {
     "device": "cpu",
     "input_scale": 1.0,
     "input_norm": "none",
-    "update_base": "none",
+    "update": "rnn",
     "base_delta": None,
     "base_beta1": None,
     "base_beta2": None,
@@ -71,7 +72,7 @@ SAVED_BEFORE_FIELD = {
 
 
 @dataclass
-class TrainConfig(LoopOptions, MetaConfig):
+class TrainConfig(LoopOptions, ZOLSTMConfig):
     """Meta-train a ZO-LSTM on a task family's train split, selecting on its val split."""
 
     task: str = doc_field(
@@ -105,7 +106,7 @@ class TrainConfig(LoopOptions, MetaConfig):
         unset = [f"--{name.replace('_', '-')}" for name in unset]
         if "," in self.task and unset:
             raise ValueError(
-                f"--update-base {self.update_base} --directions {self.directions} over several families "
+                f"--update {self.update} --directions {self.directions} over several families "
                 f"({self.task}) needs explicit {', '.join(unset)}: each family has its own tuned baselines"
             )
         if self.directions == "trend" and self.query_iterations > 0:
@@ -133,7 +134,7 @@ class TrainConfig(LoopOptions, MetaConfig):
             val_instances=self.val_instances, val_every=self.val_every, val_steps=self.val_steps,
             images=self.images, init_from=self.init_from, resume=self.resume, wandb=self.wandb,
             wandb_project=self.wandb_project, resumable=frozenset(RESUMABLE_CHANGES),
-            saved_before=SAVED_BEFORE_FIELD, device=self.device,
+            saved_before=SAVED_BEFORE_FIELD, upgrade_record=upgrade_options, device=self.device,
         )  # fmt: skip
 
 

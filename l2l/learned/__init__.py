@@ -8,7 +8,7 @@ them, ``zo_lstm_untrained`` with ``l2l.make_optimizer``, and their checkpoint fo
 """
 
 from l2l.learned.checkpoint import load_learned, load_zo_lstm, read_checkpoint, save_learned, save_zo_lstm
-from l2l.learned.meta import MetaConfig, MetaTrainer, Validation, validate
+from l2l.learned.meta import MetaTrainer, Validation, validate
 from l2l.learned.networks import QueryRNN, UpdateRNN
 from l2l.learned.protocol import (
     LearnedConfig,
@@ -21,7 +21,7 @@ from l2l.learned.protocol import (
 )
 from l2l.learned.signhunter_prior import SignHunterPrior, SignHunterPriorConfig
 from l2l.learned.zo_lmom import ZOLMom, ZOLMomConfig
-from l2l.learned.zo_lstm import VARIANTS, ZOLSTM, UntrainedZOLSTM, make_variant
+from l2l.learned.zo_lstm import VARIANTS, ZOLSTM, MetaConfig, UntrainedZOLSTM, ZOLSTMConfig, make_variant
 
 __all__ = [
     "VARIANTS",
@@ -40,6 +40,7 @@ __all__ = [
     "Validation",
     "ZOLMom",
     "ZOLMomConfig",
+    "ZOLSTMConfig",
     "learned_class",
     "learned_names",
     "load_learned",

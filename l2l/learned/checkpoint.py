@@ -11,7 +11,10 @@ optimizer NAME (see :mod:`l2l.learned.protocol`)::
 
 The shipped ZO-LSTM files predate this layout: their marker is ``l2l-zo-lstm`` (format version 1, the
 options under ``optimizer`` and the weights under ``update_rnn`` / ``query_rnn``); they are read as
-``l2l.learned/zo_lstm`` files, unchanged on disk. ``l2l.load_optimizer(path)`` dispatches on the marker
+``l2l.learned/zo_lstm`` files, unchanged on disk. Versions 1 and 2 name the ZO-LSTM's update options as
+they were before ``update`` became one field (``update_base``, ``sgd_delta``); ``ZOLSTM.from_config``
+renames them (:func:`l2l.learned.zo_lstm.upgrade_options`), and a class lists such older versions in
+``upgradable_versions``. ``l2l.load_optimizer(path)`` dispatches on the marker
 (this module registers both); :func:`load_learned` also builds an optimizer's variants from the file.
 """
 
@@ -122,7 +125,7 @@ def checked_checkpoint(ckpt: Any, path: Path) -> dict:
             f"not {FORMAT_PREFIX}<name>; its keys are {sorted(map(str, ckpt))[:10]}"
         )
     cls = _checkpoint_class(ckpt, path)
-    if ckpt.get("format_version") != cls.format_version:
+    if ckpt.get("format_version") not in (cls.format_version, *cls.upgradable_versions):
         raise ValueError(
             f"{str(path)!r} has {cls.learned_name} checkpoint format version {ckpt.get('format_version')!r} "
             f"(written by l2l {ckpt.get('version')!r}); this l2l ({__version__}) reads version "
@@ -156,7 +159,8 @@ def _upgrade_legacy_zo_lstm(ckpt: dict, path: Path) -> dict:
         raise ValueError(f"{str(path)!r} is an incomplete ZO-LSTM checkpoint: it lacks {missing}")
     rest = {k: v for k, v in ckpt.items() if k not in ("optimizer", "update_rnn", "query_rnn")}
     modules = {"update_rnn": ckpt["update_rnn"], "query_rnn": ckpt["query_rnn"]}
-    return {**rest, "format": format_marker("zo_lstm"), "format_version": ZOLSTM.format_version,
+    # version 2: the protocol's layout, the options named as in version 1 (ZOLSTM.from_config reads them)
+    return {**rest, "format": format_marker("zo_lstm"), "format_version": 2,
             "config": ckpt["optimizer"], "modules": modules}  # fmt: skip
 
 
@@ -164,7 +168,7 @@ def optimizer_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> Learned
     """The optimizer that a checked checkpoint dict describes, with its trained weights, ready to run."""
     cls = learned_class(ckpt["format"].removeprefix(FORMAT_PREFIX))
     try:
-        optimizer = cls(**ckpt["config"])
+        optimizer = cls.from_config(ckpt["config"])
         optimizer.load_modules(ckpt["modules"])
     except (TypeError, ValueError, RuntimeError, AttributeError) as err:
         title = getattr(cls, "title", cls.learned_name)

@@ -58,12 +58,11 @@ from l2l.common import distributed
 from l2l.common.device import generator_on
 from l2l.learned.optimizee_grad import optimizee_objective
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Stage
-from l2l.learned.zo_lstm import MetaConfig  # the ZO-LSTM's config, kept importable from here
 from l2l.optimizers.base import ZOOptimizer
 from l2l.run import Trajectory, run
 from l2l.tasks.base import Task
 
-__all__ = ["MetaConfig", "MetaTrainer", "Unroll", "Validation", "is_better", "val_seed", "validate"]
+__all__ = ["MetaTrainer", "Unroll", "Validation", "is_better", "val_seed", "validate"]
 
 #: validation runs use seeds far from eval.compare's and eval.tune's
 VAL_SEED_OFFSET = 2_000_003

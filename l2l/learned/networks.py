@@ -12,11 +12,10 @@ covariance), and the head's initial weights scaled by 0.1 (small first updates).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
-
-#: how the QueryRNN's per-coordinate std s is rescaled so that Sigma = diag(s^2) has the norm of I_d
-SIGMA_NORMS = ("trace", "frobenius")
 
 #: (h, c) of one LSTM, each [d, hidden]
 LSTMState = tuple[torch.Tensor, torch.Tensor]
@@ -75,8 +74,7 @@ class QueryRNN(CoordinatewiseLSTM):
 
     def __init__(self, hidden: int = 10, sigma_norm: str = "trace"):
         super().__init__(inputs=2, hidden=hidden)
-        if sigma_norm not in SIGMA_NORMS:
-            raise ValueError(f"sigma_norm={sigma_norm!r} must be one of {', '.join(SIGMA_NORMS)}")
+        sigma_normalizer(sigma_norm)  # a clear error now, not at the first step
         self.sigma_norm = sigma_norm
 
     def forward(
@@ -85,6 +83,21 @@ class QueryRNN(CoordinatewiseLSTM):
         """(previous estimate [d], previous update [d]) -> (std [d], new state); Sigma = diag(std^2)."""
         out, state = self.run(torch.stack([prev_grad, prev_update], dim=1), state)
         return normalize_std((1.0 + out).abs(), self.sigma_norm), state
+
+
+def _trace_norm(std: torch.Tensor) -> torch.Tensor:
+    return std * (std.shape[0] / std.pow(2).sum().clamp_min(1e-30)).sqrt()
+
+
+def _frobenius_norm(std: torch.Tensor) -> torch.Tensor:
+    return std * (std.shape[0] / std.pow(4).sum().clamp_min(1e-30)).pow(0.25)
+
+
+#: how the QueryRNN's per-coordinate std s is rescaled so that Sigma = diag(s^2) has the norm of I_d
+SIGMA_NORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "trace": _trace_norm,
+    "frobenius": _frobenius_norm,
+}
 
 
 def normalize_std(std: torch.Tensor, sigma_norm: str = "trace") -> torch.Tensor:
@@ -97,14 +110,20 @@ def normalize_std(std: torch.Tensor, sigma_norm: str = "trace") -> torch.Tensor:
 
     Args:
         std: nonnegative [d].
-        sigma_norm: ``trace`` or ``frobenius``.
+        sigma_norm: a key of :data:`SIGMA_NORMS`.
     """
-    dim = std.shape[0]
-    if sigma_norm == "trace":
-        return std * (dim / std.pow(2).sum().clamp_min(1e-30)).sqrt()
-    if sigma_norm == "frobenius":
-        return std * (dim / std.pow(4).sum().clamp_min(1e-30)).pow(0.25)
-    raise ValueError(f"sigma_norm={sigma_norm!r} must be one of {', '.join(SIGMA_NORMS)}")
+    return sigma_normalizer(sigma_norm)(std)
+
+
+def sigma_normalizer(sigma_norm: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The rescaling :data:`SIGMA_NORMS` names ``sigma_norm``; a ValueError lists the choices.
+
+    Args:
+        sigma_norm: ``trace`` or ``frobenius`` (see :func:`normalize_std`).
+    """
+    if sigma_norm not in SIGMA_NORMS:
+        raise ValueError(f"sigma_norm={sigma_norm!r} must be one of {', '.join(SIGMA_NORMS)}")
+    return SIGMA_NORMS[sigma_norm]
 
 
 def sigma_penalty(std: torch.Tensor) -> torch.Tensor:

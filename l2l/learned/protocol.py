@@ -151,6 +151,8 @@ class LearnedOptimizer(ZOOptimizer):
     config_class: ClassVar[type[LearnedConfig]] = LearnedConfig
     #: the version of this optimizer's checkpoint layout (bump it when its options or modules change)
     format_version: ClassVar[int] = 1
+    #: older layout versions that :meth:`from_config` still reads (their options renamed on loading)
+    upgradable_versions: ClassVar[tuple[int, ...]] = ()
     #: variant name -> the options it changes (the ablations; ``untrained`` is the control)
     variants: ClassVar[dict[str, dict[str, Any]]] = {}
     #: options that define the modules' shapes and so cannot change on a built optimizer
@@ -221,9 +223,28 @@ class LearnedOptimizer(ZOOptimizer):
     def config(self) -> dict:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
+    @classmethod
+    def from_config(cls: type[L], config: Mapping[str, Any]) -> L:
+        """The optimizer (fresh weights) that a checkpoint's ``config`` describes.
+
+        Subclasses whose options were renamed map the old names here, the one place checkpoints are read.
+
+        Args:
+            config: option name -> value, as :meth:`config` returned it when the checkpoint was written.
+        """
+        return cls(**config)
+
+    def fixed_options(self, changes: Mapping[str, Any]) -> list[str]:
+        """The options among ``changes`` that cannot change on this built optimizer (its architecture).
+
+        Args:
+            changes: the options about to change (see :meth:`with_options`).
+        """
+        return sorted(set(changes) & set(self.architecture))
+
     def with_options(self: L, **changes: Any) -> L:
         """The optimizer with some options changed that *shares* this one's modules (no copy)."""
-        fixed = sorted(set(changes) & set(self.architecture))
+        fixed = self.fixed_options(changes)
         if fixed:
             raise ValueError(
                 f"cannot change {fixed} of an existing {self.learned_name}: they define its modules"

@@ -1,14 +1,10 @@
-"""Query-direction samplers of the ZO-LSTM and its Guided-ES ablation (papers/002 sec. 3.1, app. B)."""
+"""The Guided-ES directions of the ZO-LSTM's ablation (papers/002 app. B), for its ``guided_es`` sampler."""
 
 from __future__ import annotations
 
 import torch
 
 from l2l.estimators import gaussian_directions
-
-#: ZO-LSTM direction modes: standard Gaussian, QueryRNN covariance, Guided-ES covariance, or N(0, I)
-#: around the trend of the unbiased estimates (ZO-Trend's directions, our option)
-DIRECTION_MODES = ("gaussian", "query", "guided_es", "trend")
 
 
 def guided_es_directions(

@@ -7,19 +7,25 @@ One step at iterate x (q + 1 queries):
    directions are u_i = s * z_i when X = 1, else u_i = z_i, with z_i ~ N(0, I) (q of them);
 3. the forward-difference estimate g = 1/(mu q) sum_i [f(x + mu u_i) - f(x)] u_i (eq. 1);
 4. x <- x + alpha * UpdateRNN(g) (eq. 2; alpha is the update scale of sec. 4.3), projected onto the
-   task's feasible set (the identity for unconstrained tasks). With ``update_base='adam'`` or ``'sgd'``
-   (our options) the UpdateRNN's output is a learned correction to a ZO-Adam or ZO-SGD step instead;
-   with ``directions='trend'`` as well, the untrained optimizer is ZO-Trend (see :class:`ZOLSTM`).
+   task's feasible set (the identity for unconstrained tasks).
 
-The ablations of sec. 4.4 are options of the same class (see :data:`VARIANTS`): standard Gaussian
+Steps 2-3 and 4 are parts that the options pick (:mod:`l2l.learned.zo_lstm_parts`): the direction
+sampler (``directions``: query, gaussian, guided_es, trend), the update rule (``update``: the UpdateRNN
+step, a ZO-SGD / ZO-Adam base step, or a learned correction on one) and the UpdateRNN's input transform
+(``input_norm``). With ``update='sgd+rnn'`` and ``directions='trend'`` the untrained optimizer is
+ZO-Trend (see :class:`ZOLSTM`).
+
+The ablations of sec. 4.4 are variants of the same class (see :data:`VARIANTS`): standard Gaussian
 directions (``no_query``), a ZO-SGD update with QueryRNN directions (``no_update``), Guided-ES directions
 from the last estimate and update (``guided_es``), and the same configuration with random initial
 weights (``untrained``, the control of every comparison with a learned optimizer).
+
+:func:`upgrade_options` is the one place that reads the option names of older checkpoints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -28,54 +34,80 @@ from torch import nn
 
 from l2l.common.config import doc_field
 from l2l.common.device import module_device
-from l2l.estimators import (
-    Estimate,
-    Objective,
-    check_mu,
-    check_q,
-    forward_difference,
-    gaussian_directions,
-    trend_estimate,
-)
-from l2l.learned.networks import SIGMA_NORMS, build_networks, sigma_penalty
+from l2l.estimators import Estimate, Objective, gaussian_directions
+from l2l.learned.networks import build_networks, sigma_penalty
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Project, Stage, TrainStep, register_learned
-from l2l.learned.sampling import DIRECTION_MODES, guided_es_directions
-from l2l.optimizers.base import ZOState, check_betas, lr_from_delta
+from l2l.learned.zo_lstm_parts import (
+    BASE_STEPS,
+    CORRECTED,
+    DIRECTIONS,
+    DirectionSampler,
+    UpdateRule,
+    base_name,
+    build_part,
+    build_update_rule,
+    choose,
+    learns,
+)
+from l2l.optimizers.base import ZOState
 from l2l.optimizers.registry import register_optimizer, tuned_params
 from l2l.oracle import Oracle
 
-UPDATE_MODES = ("rnn", "sgd")
+#: the learning-rate constant of the ``no_update`` ablation's ZO-SGD step when no task's tuned ZO-SGD
+#: delta is given (lr = 4 / d; the former ``sgd_delta`` default, which every trained checkpoint carries)
+NO_UPDATE_DELTA = 4.0
 
 #: ablation name -> the options it changes; ``zo_lstm_untrained`` also redraws the weights
 VARIANTS: dict[str, dict[str, Any]] = {
     "zo_lstm": {},
     "zo_lstm_no_query": {"directions": "gaussian"},
-    "zo_lstm_no_update": {"update": "sgd"},
+    "zo_lstm_no_update": {"update": "sgd", "base_delta": NO_UPDATE_DELTA},
     "zo_lstm_guided_es": {"directions": "guided_es", "guided_alpha": 0.5},
     "zo_lstm_untrained": {},
 }
 
+#: the update rule's options: what the UpdateRNN was trained with, free once a rule drops the UpdateRNN
+UPDATE_OPTIONS = ("update", "input_scale", "input_norm", "base_delta", "base_beta1", "base_beta2")
 #: options that define the networks' shapes or what they were trained on, so cannot change on a trained one
-ARCHITECTURE = (
-    "hidden", "sigma_norm", "input_scale", "input_norm",
-    "update_base", "base_delta", "base_beta1", "base_beta2", "trend_strength", "trend_decay",
-)  # fmt: skip
-#: what the UpdateRNN reads: the estimate (papers/002), it over Adam's running RMS, or Adam's direction
-INPUT_NORMS = ("none", "rms", "adam")
-#: the decays of the running first and second moments of ``input_norm`` rms / adam (Adam's defaults)
-MOMENT_DECAY, RMS_DECAY = 0.9, 0.999
-#: what the UpdateRNN's output is added to: nothing (papers/002), or a ZO-Adam or ZO-SGD step (ours)
-UPDATE_BASES = ("none", "adam", "sgd")
+ARCHITECTURE = ("hidden", "sigma_norm", *UPDATE_OPTIONS, "trend_strength", "trend_decay")
+
+#: the ``update`` value of a legacy ``update_base`` (format version 2 and earlier, with ``update='rnn'``)
+LEGACY_UPDATE_BASES = {"none": "rnn", **{name: name + CORRECTED for name in BASE_STEPS}}
+
+
+def upgrade_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """ZO-LSTM options (of an optimizer or its meta-training config) in today's names.
+
+    Until checkpoint format version 2 two fields overlapped: ``update`` (``rnn``, or ``sgd``: a plain
+    ZO-SGD step with its own ``sgd_delta``) and ``update_base`` (``none``, ``adam`` or ``sgd``: the step
+    that the UpdateRNN's output corrects). They are one field now: ``update='sgd'`` stays ``sgd`` with
+    ``base_delta = sgd_delta``; otherwise ``update_base`` X becomes ``update`` ``X+rnn`` (``none``:
+    ``rnn``). An ``rnn`` optimizer's ``sgd_delta`` only set its ``no_update`` ablation's step, which
+    takes :data:`NO_UPDATE_DELTA` (that field's default) now. Options in today's names pass unchanged.
+
+    Args:
+        values: option name -> value, as a checkpoint's ``config`` or a training record stores them.
+    """
+    upgraded = dict(values)
+    if "update_base" not in upgraded and "sgd_delta" not in upgraded:
+        return upgraded
+    base, sgd_delta = upgraded.pop("update_base", "none"), upgraded.pop("sgd_delta", NO_UPDATE_DELTA)
+    if upgraded.get("update") == "sgd":
+        upgraded["base_delta"] = sgd_delta
+    else:
+        upgraded["update"] = choose("update_base", base, LEGACY_UPDATE_BASES)
+    return upgraded
 
 
 @dataclass
-class MetaConfig(LearnedConfig):
+class ZOLSTMConfig(LearnedConfig):
     """The ZO-LSTM and its meta-training procedure (papers/002 sec. 3-4; official-code defaults).
 
     Two stages, for stability (sec. 3.3): ``update`` trains the UpdateRNN with standard Gaussian query
     directions; ``query`` freezes it and trains the QueryRNN, whose covariance every training step then
     samples along (the Bernoulli mix with the identity is a test-time device). The meta-loss adds eq.
-    4's ``lambda ||Sigma_t - I||^2`` to the t-weighted losses.
+    4's ``lambda ||Sigma_t - I||^2`` to the t-weighted losses. The optimizer's options are checked by
+    the :class:`ZOLSTM` they build (its parts); this class checks only the meta-training ones.
     """
 
     q: int = doc_field(20, "query directions per optimizee step (a step costs q + 1 queries)")
@@ -90,11 +122,11 @@ class MetaConfig(LearnedConfig):
         "none: the UpdateRNN reads the estimate g (papers/002); rms: g divided by Adam's bias-corrected "
         "running RMS of g, per coordinate; adam: Adam's direction m_hat / RMS (our options)",
     )
-    update_base: Literal["none", "adam", "sgd"] = doc_field(
-        "none",
-        "none: x <- x + alpha * UpdateRNN (papers/002); adam: x <- x - lr * (d - alpha * UpdateRNN), d the "
-        "ZO-Adam direction m_hat / sqrt(v_hat) and lr = base_delta / d_dim, a learned correction that "
-        "starts at exactly ZO-Adam; sgd: the same with d = g, starting at ZO-SGD (our options)",
+    update: Literal["rnn", "adam+rnn", "sgd+rnn"] = doc_field(
+        "rnn",
+        "rnn: x <- x + alpha * UpdateRNN (papers/002); adam+rnn: x <- x - lr * (d - alpha * UpdateRNN), d "
+        "the ZO-Adam direction m_hat / sqrt(v_hat) and lr = base_delta / d_dim, a learned correction that "
+        "starts at exactly ZO-Adam; sgd+rnn: the same with d = g, starting at ZO-SGD (our options)",
     )
     directions: Literal["query", "trend"] = doc_field(
         "query",
@@ -126,35 +158,24 @@ class MetaConfig(LearnedConfig):
     query_lr: float = doc_field(5e-3, "Adam learning rate of stage 2 (QueryRNN)")
 
     def __post_init__(self) -> None:
-        check_q(self.q)
-        check_mu(self.mu)
-        check_mu(self.coord_mu)
-        if self.hidden < 1:
-            raise ValueError(f"hidden={self.hidden} must be >= 1")
-        for name in ("alpha", "input_scale", "update_lr", "query_lr"):
+        super().__post_init__()
+        for name in ("update_lr", "query_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
-        if self.reg_lambda < 0 or not 0 <= self.query_prob <= 1:
-            raise ValueError(
-                f"reg_lambda={self.reg_lambda!r} must be >= 0 and query_prob={self.query_prob!r} in [0, 1]"
-            )
-        if self.sigma_norm not in SIGMA_NORMS:
-            raise ValueError(f"sigma_norm={self.sigma_norm!r} must be one of {SIGMA_NORMS}")
-        _check_choice("input_norm", self.input_norm, INPUT_NORMS)
-        _check_choice("update_base", self.update_base, UPDATE_BASES)
-        _check_choice("directions", self.directions, ("query", "trend"))
-        super().__post_init__()
+        if self.reg_lambda < 0:
+            raise ValueError(f"reg_lambda={self.reg_lambda!r} must be >= 0")
+        self.new_optimizer()  # checks every option of the optimizer, in the parts that use them
+        if not learns(self.update):
+            raise ValueError(f"update={self.update!r} has no UpdateRNN to meta-train; use rnn or <base>+rnn")
 
     def tuned_sources(self) -> dict[str, tuple[str, str]]:
         """The base and trend options this configuration uses: option -> (tuned baseline, its parameter)."""
-        sources: dict[str, tuple[str, str]] = {}
-        if self.update_base == "adam":
-            sources = {f"base_{k}": ("zo_adam", k) for k in ("delta", "beta1", "beta2")}
-        elif self.update_base == "sgd":
-            sources["base_delta"] = ("zo_trend" if self.directions == "trend" else "zo_sgd", "delta")
-        if self.directions == "trend":
-            sources.update(trend_strength=("zo_trend", "strength"), trend_decay=("zo_trend", "decay"))
-        return sources
+        sampler: type[DirectionSampler] = DIRECTIONS[self.directions]
+        base = base_name(self.update)
+        sources = {} if base is None else dict(BASE_STEPS[base].tuned)
+        if base == "sgd" and sampler.sgd_baseline is not None:
+            sources["base_delta"] = (sampler.sgd_baseline, "delta")
+        return {**sources, **sampler.tuned}
 
     def fill_base(self, task: str) -> None:
         """Take the unset base and trend options (None) from ``task``'s tuned baselines.
@@ -172,8 +193,12 @@ class MetaConfig(LearnedConfig):
         return ZOLSTM(
             q=self.q, mu=self.mu, query_prob=self.query_prob, alpha=self.alpha, directions=self.directions,
             sigma_norm=self.sigma_norm, hidden=self.hidden, init_seed=self.seed, input_scale=self.input_scale,
-            input_norm=self.input_norm, update_base=self.update_base, **set_values,
+            input_norm=self.input_norm, update=self.update, **set_values,
         )  # fmt: skip
+
+
+#: the config's name before it moved out of :mod:`l2l.learned.meta` (``l2l.learned.MetaConfig``)
+MetaConfig = ZOLSTMConfig
 
 
 @dataclass
@@ -199,7 +224,9 @@ class ZOLSTM(LearnedOptimizer):
     """The learned ZO optimizer; a new instance has random weights until a checkpoint's are loaded.
 
     Its meta-parameters are ``update_rnn`` and ``query_rnn`` (attributes ``update_net``, ``query_net``);
-    the carry holds both LSTM states and the previous estimate and update.
+    the carry holds both LSTM states, the parts' statistics and the previous estimate and update. The
+    options pick its parts (:mod:`l2l.learned.zo_lstm_parts`), which check them: ``direction_sampler``
+    (from ``directions``) and ``update_rule`` (from ``update``, with its input transform).
 
     Args:
         q: query directions per step (q + 1 queries).
@@ -207,51 +234,36 @@ class ZOLSTM(LearnedOptimizer):
         query_prob: P, the chance that a step samples along the QueryRNN covariance (else identity).
         alpha: update scale, x <- x + alpha * UpdateRNN(g) (papers/002 sec. 4.3).
         directions: ``query`` (QueryRNN), ``gaussian`` (N(0, I)), ``guided_es`` (app. B), or ``trend``
-            (our option): N(0, I) around the mean a = trend_strength * m / max|m|, m the running mean
-            (decay ``trend_decay``) of the estimates' unbiased parts, as
-            :class:`~l2l.optimizers.zo_trend.ZOTrend` samples. The trend is computed from detached
-            estimates, so no meta-gradient flows through the directions, and there is no QueryRNN to
-            train. Every step still draws the QueryRNN coin first, so the direction stream differs
-            from ``zo_trend``'s under the same seed.
-        update: ``rnn`` (UpdateRNN) or ``sgd`` (x <- x - (sgd_delta / d) g, the no-update ablation).
-        sgd_delta: step-size constant of the ``sgd`` update (learning rate sgd_delta / d).
+            (our option): N(0, I) around ZO-Trend's mean of the estimates' unbiased parts, with no
+            QueryRNN to train (:class:`~l2l.learned.zo_lstm_parts.TrendDirections`). Every step still
+            draws the QueryRNN coin first, so the direction streams of all modes line up under one seed
+            (and the trend stream differs from ``zo_trend``'s).
+        update: ``rnn`` (papers/002: the UpdateRNN's output is the step); ``sgd`` or ``adam``: the base
+            step alone, -lr d (``sgd`` is the ``no_update`` ablation); ``sgd+rnn`` or ``adam+rnn`` (ours):
+            lr * (alpha * UpdateRNN(...) - d), d ZO-SGD's estimate or ZO-Adam's m_hat / (sqrt(v_hat) +
+            1e-8) on the same estimates and lr = base_delta / d_dim. The UpdateRNN's head then starts at
+            zero, so the untrained optimizer *is* its base (with its directions: ZO-Trend for ``sgd+rnn``
+            over trend directions) and meta-training learns a correction in units of base steps, for
+            families where a tuned baseline beats the plain UpdateRNN (binary classification at 500
+            steps). See :mod:`l2l.learned.zo_lstm_parts.updates`.
         guided_alpha: Guided-ES weight of the full space (``guided_es`` only).
         sigma_norm: ``trace`` or ``frobenius`` normalization of Sigma (see ``normalize_std``).
         hidden: LSTM hidden units of both networks.
         init_seed: seed of the random initial weights (meta-training starts from the same ones, so
             the untrained control is exactly the starting point of training).
-        input_scale: the UpdateRNN reads ``input_scale * g``. 1 is papers/002's eq. 2. Our addition:
-            where ZO estimates are small (about 0.04 per coordinate on binary_classification), a
-            bias-free LSTM stays in its near-linear range and learns little more than a momentum-SGD
-            filter, and no post-hoc alpha makes that adaptive; a larger scale puts its gates to work,
-            as the input preprocessing of Andrychowicz et al. (2016) does. Part of the architecture: a
-            trained optimizer keeps the scale it was trained with.
-        input_norm: ``none`` (papers/002: no preprocessing); ``rms``: the UpdateRNN reads
-            g / (sqrt(v_hat) + 1e-8), v the running mean of g^2 with decay 0.999 and Adam's bias
-            correction v_hat = v / (1 - 0.999^t), per coordinate; ``adam``: it reads Adam's direction
-            m_hat / (sqrt(v_hat) + 1e-8), m the running mean of g with decay 0.9, bias-corrected. Our
-            additions, for problems where tuned ZO-Adam wins through that normalization as the
-            gradients shrink (binary classification at 500 steps,
-            docs/results/binary_classification.md). The moments are computed from the detached
-            estimate; with ``rms`` the meta-gradient flows through g, with ``adam`` through (1 - 0.9) g
-            in m. Part of the architecture.
-        update_base: ``none`` (papers/002: the UpdateRNN's output is the step) or ``adam``: the step
-            is lr * (alpha * UpdateRNN(...) - d), where d = m_hat / (sqrt(v_hat) + 1e-8) is ZO-Adam's
-            direction on the same estimates and lr = base_delta / d_dim. The UpdateRNN's head starts at
-            zero, so the untrained optimizer *is* ZO-Adam (with QueryRNN directions) and meta-training
-            learns a correction in units of Adam steps. Our addition, not papers/002's: a learned
-            optimizer on top of a hand-designed one, as learned_optimization's Adam-feature optimizers
-            are, for families where tuned ZO-Adam beats the plain UpdateRNN (binary classification at
-            500 steps, docs/results/binary_classification.md). The moments use the detached estimate
-            except m's newest term, as ``input_norm='adam'`` does. Part of the architecture, with its
-            base values. ``sgd`` is the same with d = g, the estimate itself, so that the untrained
-            optimizer is ZO-SGD over its directions; with ``directions='trend'`` it is ZO-Trend, the strongest
-            gradient-estimate baseline on binary classification (docs/results/binary_classification.md).
-        base_delta: base learning-rate constant (lr = base_delta / d); ``update_base`` adam or sgd.
+        input_scale: the UpdateRNN reads ``input_scale * input`` (1: papers/002's eq. 2; see
+            :class:`~l2l.learned.zo_lstm_parts.InputTransform`).
+        input_norm: what the UpdateRNN reads: ``none`` (the estimate, papers/002), ``rms`` (it over
+            Adam's running RMS) or ``adam`` (Adam's direction); see :mod:`l2l.learned.zo_lstm_parts.inputs`.
+        base_delta: base learning-rate constant (lr = base_delta / d) of the ``sgd`` and ``adam`` bases.
         base_beta1: ZO-Adam base first-moment decay.
         base_beta2: ZO-Adam base second-moment decay.
         trend_strength: the largest entry of the trend mean (``directions='trend'``).
         trend_decay: the trend's decay per step, in [0, 1) (``directions='trend'``).
+
+    ``update``, ``input_scale``, ``input_norm``, the ``base_*`` options, ``hidden``, ``sigma_norm`` and the
+    trend options are part of the architecture: a trained optimizer keeps them, except that an ablation
+    may drop the UpdateRNN (an update rule that does not learn frees the update options).
     """
 
     q: int = 20
@@ -260,14 +272,12 @@ class ZOLSTM(LearnedOptimizer):
     alpha: float = 1.0
     directions: str = "query"
     update: str = "rnn"
-    sgd_delta: float = 4.0
     guided_alpha: float = 0.5
     sigma_norm: str = "trace"
     hidden: int = 10
     init_seed: int = 0
     input_scale: float = 1.0
     input_norm: str = "none"
-    update_base: str = "none"
     base_delta: float = 2.0
     base_beta1: float = 0.9
     base_beta2: float = 0.999
@@ -280,9 +290,11 @@ class ZOLSTM(LearnedOptimizer):
         "binary_classification": "zo_lstm_binary.pt",
     }
     train_command: ClassVar[str] = "python -m train.zo_lstm"
-    config_class: ClassVar[type[LearnedConfig]] = MetaConfig
-    #: format 1 is the layout of the shipped files (marker ``l2l-zo-lstm``), read as this format
-    format_version: ClassVar[int] = 2
+    config_class: ClassVar[type[LearnedConfig]] = ZOLSTMConfig
+    #: format 1 is the layout of the shipped files (marker ``l2l-zo-lstm``); 1 and 2 hold the options of
+    #: before ``update`` was one field, which :func:`upgrade_options` renames
+    format_version: ClassVar[int] = 3
+    upgradable_versions: ClassVar[tuple[int, ...]] = (2,)
     variants: ClassVar[dict[str, dict[str, Any]]] = {
         name.removeprefix("zo_lstm_"): changes for name, changes in VARIANTS.items() if name != "zo_lstm"
     }
@@ -290,36 +302,32 @@ class ZOLSTM(LearnedOptimizer):
     module_attributes: ClassVar[dict[str, str]] = {"update_rnn": "update_net", "query_rnn": "query_net"}
 
     def __post_init__(self) -> None:
-        check_q(self.q)
-        check_mu(self.mu)
-        _check_choice("directions", self.directions, DIRECTION_MODES)
-        _check_choice("update", self.update, UPDATE_MODES)
-        _check_choice("sigma_norm", self.sigma_norm, SIGMA_NORMS)
-        _check_choice("input_norm", self.input_norm, INPUT_NORMS)
-        _check_choice("update_base", self.update_base, UPDATE_BASES)
-        if not self.base_delta > 0:
-            raise ValueError(f"base_delta={self.base_delta!r} must be > 0 (the base learning rate is it / d)")
-        check_betas(self.base_beta1, self.base_beta2)
-        if not self.trend_strength >= 0 or not 0 <= self.trend_decay < 1:
-            raise ValueError(
-                f"trend_strength={self.trend_strength!r} must be >= 0 and trend_decay={self.trend_decay!r} "
-                "in [0, 1)"
-            )
-        for name in ("query_prob", "guided_alpha"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be in [0, 1]")
-        if not self.alpha > 0 or not self.sgd_delta > 0 or not self.input_scale > 0:
-            raise ValueError(
-                f"alpha={self.alpha!r}, sgd_delta={self.sgd_delta!r} and input_scale={self.input_scale!r} "
-                "must all be > 0"
-            )
+        if not 0.0 <= self.query_prob <= 1.0:
+            raise ValueError(f"query_prob={self.query_prob!r} must be in [0, 1]")
+        self.direction_sampler: DirectionSampler = build_part(
+            choose("directions", self.directions, DIRECTIONS), self
+        )
+        self.update_rule: UpdateRule = build_update_rule(self)
         self.update_net, self.query_net = build_networks(self.hidden, self.sigma_norm, self.init_seed)
-        if self.update_base != "none":
+        if self.update_rule.corrects_base:
             with torch.no_grad():
                 self.update_net.head.weight.zero_()  # no correction yet: the untrained step is the base's
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ZOLSTM:
+        """The optimizer that a checkpoint's options describe, older names too (:func:`upgrade_options`)."""
+        return cls(**upgrade_options(config))
+
+    def fixed_options(self, changes: Mapping[str, Any]) -> list[str]:
+        """The architecture options among ``changes``, less the update options when the new rule drops the
+        UpdateRNN (as the ``no_update`` ablation does: nothing of its training is left to keep)."""
+        fixed = super().fixed_options(changes)
+        if learns(changes.get("update", self.update)):
+            return fixed
+        return [name for name in fixed if name not in UPDATE_OPTIONS]
+
     def queries_per_step(self, dim: int) -> int:
-        return self.q + 1
+        return self.direction_sampler.queries_per_step()
 
     @property
     def evaluates_iterate(self) -> bool:
@@ -330,15 +338,19 @@ class ZOLSTM(LearnedOptimizer):
         return {"update_rnn": self.update_net, "query_rnn": self.query_net}
 
     def stages(self, config: LearnedConfig) -> tuple[Stage, ...]:
-        if not isinstance(config, MetaConfig):
-            raise TypeError(f"the ZO-LSTM trains with a MetaConfig, not a {type(config).__name__}")
-        if self.directions == "trend":
-            # trend directions replace the QueryRNN's: the UpdateRNN trains on the directions it is
-            # used with, and there is no QueryRNN stage (train.zo_lstm refuses its iterations)
-            return (Stage("update", ("update_rnn",), config.update_lr, {"directions": "trend"}),)
+        """Train the UpdateRNN, then the QueryRNN if the directions use one (sec. 3.3).
+
+        With QueryRNN directions the UpdateRNN trains on standard Gaussian ones (stage 1) and the
+        QueryRNN then on its own; other directions (trend) have no QueryRNN to train, so the UpdateRNN
+        trains on the directions it is used with, in one stage (train.zo_lstm refuses query iterations).
+        """
+        if not isinstance(config, ZOLSTMConfig):
+            raise TypeError(f"the ZO-LSTM trains with a ZOLSTMConfig, not a {type(config).__name__}")
+        if not self.direction_sampler.uses_query_rnn:
+            return (Stage("update", ("update_rnn",), config.update_lr, {"directions": self.directions}),)
         return (
             Stage("update", ("update_rnn",), config.update_lr, {"directions": "gaussian"}),
-            Stage("query", ("query_rnn",), config.query_lr, {"directions": "query"}),
+            Stage("query", ("query_rnn",), config.query_lr, {"directions": self.directions}),
         )
 
     def train_step(
@@ -354,23 +366,11 @@ class ZOLSTM(LearnedOptimizer):
         return None if std is None else config.reg_lambda * sigma_penalty(std)  # type: ignore[attr-defined]
 
     def initial_carry(self, dim: int) -> dict[str, torch.Tensor]:
-        """Zero LSTM states and zero 'previous' estimate and update for a d-dimensional optimizee."""
+        """Zero 'previous' estimate and update, and the parts' zero states, for a d-dimensional optimizee."""
         device = module_device(self.update_net)
         carry = {"prev_grad": torch.zeros(dim, device=device), "prev_update": torch.zeros(dim, device=device)}
-        carry["update_h"], carry["update_c"] = self.update_net.initial_state(dim)
-        if self.input_norm != "none":
-            carry["update_v"] = torch.zeros(dim, device=device)  # Adam's second moment, and its step count
-            carry["update_t"] = torch.zeros((), device=device)
-        if self.input_norm == "adam":
-            carry["update_m"] = torch.zeros(dim, device=device)  # Adam's first moment
-        if self.update_base == "adam":
-            for name in ("base_m", "base_v"):
-                carry[name] = torch.zeros(dim, device=device)
-            carry["base_t"] = torch.zeros((), device=device)
-        if self.directions == "query":
-            carry["query_h"], carry["query_c"] = self.query_net.initial_state(dim)
-        if self.directions == "trend":
-            carry["trend"] = torch.zeros(dim, device=device)
+        carry.update(self.update_rule.initial_carry(self.update_net, dim, device))
+        carry.update(self.direction_sampler.initial_carry(self, dim, device))
         return carry
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
@@ -412,14 +412,7 @@ class ZOLSTM(LearnedOptimizer):
             project: maps the stepped iterate onto the feasible set (``oracle.project`` or
                 ``task.project``); None for unconstrained problems.
         """
-        if self.directions == "trend":
-            est, trend = trend_estimate(
-                f, x.detach(), carry["trend"], self.q, self.mu, self.trend_strength, self.trend_decay, rng
-            )
-            carry["trend"], std = trend.detach(), None
-        else:
-            directions, std = self._directions(x.detach(), f, carry, rng, use_query)
-            est = forward_difference(f, x.detach(), directions, self.mu)
+        est, std = self.direction_sampler.estimate(self, x.detach(), f, carry, rng, use_query)
         new_x, update = self.apply_update(x, est.grad, carry, project)
         return Advance(x=new_x, est=est, update=update, std=std)
 
@@ -431,8 +424,8 @@ class ZOLSTM(LearnedOptimizer):
         project: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The step from ``x`` for the estimate ``grad``: (new iterate, the update taken); ``carry`` is
-        updated in place (the UpdateRNN's state, and the previous estimate and update)."""
-        new_x = x + self._update(grad, carry)
+        updated in place (the update rule's state, and the previous estimate and update)."""
+        new_x = x + self.update_rule.step(self.update_net, grad, carry)
         if project is not None:
             new_x = project(new_x)
         update = new_x - x  # the step actually taken: the QueryRNN's and Guided-ES's "previous update"
@@ -448,70 +441,25 @@ class ZOLSTM(LearnedOptimizer):
         )
         return std
 
-    def _directions(
-        self, x: torch.Tensor, f: Objective, carry: dict, rng: torch.Generator, use_query: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.directions == "guided_es":
-            surrogates = torch.stack([carry["prev_grad"], carry["prev_update"]], dim=1)
-            return guided_es_directions(self.q, rng, surrogates, self.guided_alpha), None
-        std = None
-        if self.directions == "query":
-            # the QueryRNN runs every step (as in training), whether or not this step uses its std
-            std = self.query_std(carry)
-            std = std if use_query else None
-        return self.sample_directions(x, f, rng, std), std
-
     def sample_directions(
         self, x: torch.Tensor, f: Objective, rng: torch.Generator, std: torch.Tensor | None
     ) -> torch.Tensor:
         """The q query directions of a step at iterate ``x``: N(0, diag(std^2)), or N(0, I) without ``std``.
 
-        The hook for other direction samplers: ZO-RL-LSTM (papers/003 sec. 3.3, ``agents.zo_rl``)
-        overrides it to take a direction from a trained sampling policy. ``f`` is the step's objective
-        (an oracle at evaluation time), for samplers that read public parts of its task.
+        The Gaussian and QueryRNN samplers draw through it; it is the hook for other direction samplers:
+        ZO-RL-LSTM (papers/003 sec. 3.3, ``agents.zo_rl``) overrides it to take a direction from a
+        trained sampling policy. ``f`` is the step's objective (an oracle at evaluation time), for
+        samplers that read public parts of its task.
         """
         return gaussian_directions(self.q, x.shape[0], rng, std)
 
-    def _update(self, grad: torch.Tensor, carry: dict) -> torch.Tensor:
-        if self.update == "sgd":
-            return -(self.sgd_delta / grad.shape[0]) * grad
-        features = grad if self.input_norm == "none" else self._normalized(grad, carry)
-        features = features if self.input_scale == 1.0 else features * self.input_scale  # 1: the same bits
-        out, (carry["update_h"], carry["update_c"]) = self.update_net(
-            features, (carry["update_h"], carry["update_c"])
-        )
-        if self.update_base == "none":
-            return self.alpha * out
-        lr = lr_from_delta(self.base_delta, grad.shape[0])
-        base = grad if self.update_base == "sgd" else self._adam_direction(grad, carry)
-        return lr * (self.alpha * out - base)
-
-    def _adam_direction(self, grad: torch.Tensor, carry: dict) -> torch.Tensor:
-        """ZO-Adam's m_hat / (sqrt(v_hat) + 1e-8) with the base's decays; updates its moments in ``carry``."""
-        b1, b2 = self.base_beta1, self.base_beta2
-        carry["base_t"] = t = carry["base_t"] + 1
-        carry["base_m"] = b1 * carry["base_m"].detach() + (1 - b1) * grad
-        carry["base_v"] = b2 * carry["base_v"] + (1 - b2) * grad.detach() ** 2
-        return carry["base_m"] / (1 - b1**t) / ((carry["base_v"] / (1 - b2**t)).sqrt() + 1e-8)
-
-    def _normalized(self, grad: torch.Tensor, carry: dict) -> torch.Tensor:
-        """The ``rms`` or ``adam`` input of the UpdateRNN (see ``input_norm``); updates the moments."""
-        g = grad.detach()
-        carry["update_v"] = RMS_DECAY * carry["update_v"] + (1 - RMS_DECAY) * g * g
-        carry["update_t"] = t = carry["update_t"] + 1
-        rms = (carry["update_v"] / (1 - RMS_DECAY**t)).sqrt() + 1e-8
-        if self.input_norm == "rms":
-            return grad / rms
-        carry["update_m"] = MOMENT_DECAY * carry["update_m"].detach() + (1 - MOMENT_DECAY) * grad
-        return carry["update_m"] / (1 - MOMENT_DECAY**t) / rms
-
     def make_variant(self, variant: str, task: str | None = None, **overrides: Any) -> ZOLSTM:
         """An ablation (see :data:`VARIANTS`, without the ``zo_lstm_`` prefix); ``no_update`` takes
-        ``task``'s tuned ZO-SGD delta as ``sgd_delta`` unless that is overridden."""
-        if variant == "no_update" and task is not None and "sgd_delta" not in overrides:
+        ``task``'s tuned ZO-SGD delta as ``base_delta`` unless that is overridden."""
+        if variant == "no_update" and task is not None and "base_delta" not in overrides:
             delta = tuned_params("zo_sgd", task).get("delta")
             if delta is not None:
-                overrides = {**overrides, "sgd_delta": float(delta)}
+                overrides = {**overrides, "base_delta": float(delta)}
         return super().make_variant(variant, task, **overrides)
 
 
@@ -527,16 +475,11 @@ def make_variant(optimizer: ZOLSTM, variant: str, task: str | None = None, **ove
     Args:
         optimizer: usually a loaded checkpoint.
         variant: one of :data:`VARIANTS`; ``zo_lstm_untrained`` redraws the weights from ``init_seed``.
-        task: a task family whose tuned ``zo_sgd`` delta becomes ``sgd_delta`` of ``zo_lstm_no_update``
-            (unless ``sgd_delta`` is overridden); None keeps the optimizer's.
+        task: a task family whose tuned ``zo_sgd`` delta becomes ``base_delta`` of ``zo_lstm_no_update``
+            (unless ``base_delta`` is overridden); None: :data:`NO_UPDATE_DELTA`.
         **overrides: options that win over the variant's (e.g. ``q=20``).
     """
     if variant not in VARIANTS:
         raise KeyError(f"unknown ZO-LSTM variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     short = "" if variant == "zo_lstm" else variant.removeprefix("zo_lstm_")
     return optimizer.make_variant(short, task, **overrides)
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} must be one of {', '.join(choices)}")

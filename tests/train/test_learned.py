@@ -49,13 +49,13 @@ def test_trains_the_zo_lstm_stages_through_the_generic_cli(tmp_path):
 
 
 def test_a_trend_based_zo_lstm_trains_in_one_stage_on_its_own_directions(tmp_path):
-    options = "q=4,mu=1e-3,unroll=5,seed=0,directions=trend,update_base=sgd,base_delta=2.0,trend_decay=0.9"
+    options = "q=4,mu=1e-3,unroll=5,seed=0,directions=trend,update=sgd+rnn,base_delta=2.0,trend_decay=0.9"
     argv = _argv(tmp_path, "zo_lstm", "2")
     argv[argv.index("--options") + 1] = options
     summary = train_learned.main(argv)
     assert set(summary["best"]) == {"update"}  # no QueryRNN stage: the trend replaces its directions
     best = l2l.load_optimizer(tmp_path / "best.pt")
-    assert (best.directions, best.update_base, best.trend_decay) == ("trend", "sgd", 0.9)
+    assert (best.directions, best.update, best.trend_decay) == ("trend", "sgd+rnn", 0.9)
     assert train_learned.parse_options("base_delta=none", ZOLSTM.config_class) == {"base_delta": None}
     with pytest.raises(ValueError, match=r"base_delta='fast' is not a valid float"):
         train_learned.parse_options("base_delta=fast", ZOLSTM.config_class)

@@ -56,6 +56,11 @@ def trained(family) -> ZOLSTM:
     return trainer.frozen()
 
 
+def _step(optimizer: ZOLSTM, grad: torch.Tensor, carry: dict) -> torch.Tensor:
+    """The step that ``optimizer``'s update rule takes for the estimate ``grad``."""
+    return optimizer.update_rule.step(optimizer.update_net, grad, carry)
+
+
 def _grads(net: torch.nn.Module) -> dict[str, torch.Tensor | None]:
     return {name: p.grad for name, p in net.named_parameters()}
 
@@ -137,7 +142,7 @@ def test_input_scale_feeds_the_scaled_estimate_and_stays_with_the_checkpoint(tmp
     carry_a, carry_b = plain.initial_carry(DIM), scaled.initial_carry(DIM)
     with torch.no_grad():
         expected, _ = plain.update_net(30.0 * grad, (carry_a["update_h"], carry_a["update_c"]))
-        assert torch.allclose(scaled._update(grad, carry_b), expected, rtol=0, atol=0)
+        assert torch.allclose(_step(scaled, grad, carry_b), expected, rtol=0, atol=0)
     path = save_zo_lstm(tmp_path / "s.pt", scaled, train_config={"seed": 0}, val={})
     assert l2l.load_optimizer(path).input_scale == 30.0
     with pytest.raises(ValueError, match="input_scale"):
@@ -160,7 +165,7 @@ def test_input_norm_feeds_adams_statistics_and_stays_with_the_checkpoint(tmp_pat
                 rms = (v / (1 - 0.999**t)).sqrt() + 1e-8
                 fed = g / rms if norm == "rms" else m / (1 - 0.9**t) / rms
                 expected, state = plain.update_net(fed, state)
-                assert torch.allclose(normed._update(g, carry), expected, rtol=1e-6, atol=1e-7)
+                assert torch.allclose(_step(normed, g, carry), expected, rtol=1e-6, atol=1e-7)
         path = save_zo_lstm(tmp_path / f"{norm}.pt", normed, train_config={"seed": 0}, val={})
         assert l2l.load_optimizer(path).input_norm == norm
         with pytest.raises(ValueError, match="input_norm"):
@@ -170,7 +175,7 @@ def test_input_norm_feeds_adams_statistics_and_stays_with_the_checkpoint(tmp_pat
 
 
 def test_adam_base_starts_as_zo_adam_and_learns_a_correction_in_adam_steps(tmp_path):
-    based = ZOLSTM(update_base="adam", base_delta=2.0, base_beta1=0.99, base_beta2=0.99)
+    based = ZOLSTM(update="adam+rnn", base_delta=2.0, base_beta1=0.99, base_beta2=0.99)
     adam = ZOAdam(delta=2.0, beta1=0.99, beta2=0.99)
     x = torch.linspace(-1.0, 1.0, DIM)
     carry, state = based.initial_carry(DIM), ZOState(x=x.clone(), rng=torch.Generator())
@@ -178,24 +183,24 @@ def test_adam_base_starts_as_zo_adam_and_learns_a_correction_in_adam_steps(tmp_p
     grads = [torch.linspace(-0.05, 0.05, DIM), torch.linspace(0.02, -0.06, DIM), torch.full((DIM,), 0.01)]
     with torch.no_grad():
         for g in grads:  # the untrained head is zero: every step is ZO-Adam's on the same estimate
-            x = x + based._update(g, carry)
+            x = x + _step(based, g, carry)
             state.x = adam.update(state, Estimate(g, None, torch.zeros(0, DIM), 0), lr=2.0 / DIM)
             state.step += 1
             assert torch.allclose(x, state.x, atol=1e-6)  # float32 bias corrections: rounding apart
         based.update_net.head.weight.fill_(0.1)  # a correction, in units of the base step lr = delta / d
         carry = based.initial_carry(DIM)
         out, _ = based.update_net(grads[0], based.update_net.initial_state(DIM))
-        step = based.with_options(alpha=2.0)._update(grads[0], carry)
+        step = _step(based.with_options(alpha=2.0), grads[0], carry)
         assert torch.allclose(step, (2.0 / DIM) * (2.0 * out - grads[0].sign()), atol=1e-6)
     path = save_zo_lstm(tmp_path / "based.pt", based, train_config={"seed": 0}, val={})
     loaded = l2l.load_optimizer(path)
-    assert (loaded.update_base, loaded.base_delta, loaded.base_beta2) == ("adam", 2.0, 0.99)
+    assert (loaded.update, loaded.base_delta, loaded.base_beta2) == ("adam+rnn", 2.0, 0.99)
     with pytest.raises(ValueError, match="base_delta"):
         based.with_options(base_delta=3.0)  # the correction was learned on this base
-    with pytest.raises(ValueError, match="update_base"):
-        ZOLSTM(update_base="lion")
+    with pytest.raises(ValueError, match="update='lion' must be one of rnn, sgd, adam, sgd\\+rnn"):
+        ZOLSTM(update="lion")
     with pytest.raises(ValueError, match=r"base_delta=0"):
-        ZOLSTM(update_base="adam", base_delta=0.0)
+        ZOLSTM(update="adam+rnn", base_delta=0.0)
 
 
 def test_the_untrained_trend_based_zo_lstm_takes_zo_trends_steps_draw_for_draw(tmp_path):
@@ -203,7 +208,7 @@ def test_the_untrained_trend_based_zo_lstm_takes_zo_trends_steps_draw_for_draw(t
     options = {"delta": 50.0, "strength": 1.0, "decay": 0.9, "mu": 0.01, "q": 6}
     trend = l2l.make_optimizer("zo_trend", **options)
     based = ZOLSTM(
-        q=6, mu=0.01, directions="trend", update_base="sgd", base_delta=50.0, trend_strength=1.0,
+        q=6, mu=0.01, directions="trend", update="sgd+rnn", base_delta=50.0, trend_strength=1.0,
         trend_decay=0.9,
     )  # fmt: skip
     assert based.queries_per_step(task.dim) == 7
@@ -220,10 +225,10 @@ def test_the_untrained_trend_based_zo_lstm_takes_zo_trends_steps_draw_for_draw(t
         based.update_net.head.weight.fill_(0.1)  # a correction in units of the base step lr = delta / d
         g = torch.linspace(-0.05, 0.05, task.dim)
         out, _ = based.update_net(g, based.update_net.initial_state(task.dim))
-        step = based._update(g, based.initial_carry(task.dim))
+        step = _step(based, g, based.initial_carry(task.dim))
         assert torch.allclose(step, (50.0 / task.dim) * (out - g), atol=1e-7)
     loaded = l2l.load_optimizer(save_zo_lstm(tmp_path / "trend.pt", based, train_config={"seed": 0}, val={}))
-    assert (loaded.directions, loaded.update_base, loaded.trend_decay) == ("trend", "sgd", 0.9)
+    assert (loaded.directions, loaded.update, loaded.trend_decay) == ("trend", "sgd+rnn", 0.9)
     with pytest.raises(ValueError, match="trend_decay"):
         based.with_options(trend_decay=0.5)  # the correction was learned on these directions
     with pytest.raises(ValueError, match=r"trend_decay=1\.0"):
@@ -232,14 +237,14 @@ def test_the_untrained_trend_based_zo_lstm_takes_zo_trends_steps_draw_for_draw(t
 
 def test_train_cli_takes_the_trend_base_from_the_tasks_tuned_zo_trend():
     cfg = train_cli.TrainConfig(
-        task="binary_classification", update_base="sgd", directions="trend", query_iterations=0
+        task="binary_classification", update="sgd+rnn", directions="trend", query_iterations=0
     )
     tuned = tuned_params("zo_trend", "binary_classification")
     assert (cfg.base_delta, cfg.trend_strength, cfg.trend_decay) == (
         tuned["delta"], tuned["strength"], tuned["decay"]
     )  # fmt: skip
     assert cfg.base_beta1 is None  # the sgd base has no moments
-    sgd = train_cli.TrainConfig(task="binary_classification", update_base="sgd")
+    sgd = train_cli.TrainConfig(task="binary_classification", update="sgd+rnn")
     assert sgd.base_delta == tuned_params("zo_sgd", "binary_classification")["delta"]
     assert sgd.trend_decay is None
     with pytest.raises(ValueError, match="pass --query-iterations 0"):
@@ -251,12 +256,12 @@ def test_train_cli_takes_the_trend_base_from_the_tasks_tuned_zo_trend():
 
 
 def test_train_cli_takes_the_adam_base_from_the_tasks_tuned_zo_adam():
-    cfg = train_cli.TrainConfig(task="binary_classification", update_base="adam", base_beta1=0.9)
+    cfg = train_cli.TrainConfig(task="binary_classification", update="adam+rnn", base_beta1=0.9)
     tuned = tuned_params("zo_adam", "binary_classification")
     assert (cfg.base_delta, cfg.base_beta1, cfg.base_beta2) == (tuned["delta"], 0.9, tuned["beta2"])
     assert train_cli.TrainConfig(task="binary_classification").base_delta is None  # no base, nothing filled
     with pytest.raises(ValueError, match="--base-delta"):
-        train_cli.TrainConfig(task="quadratic,binary_classification", steps=200, update_base="adam")
+        train_cli.TrainConfig(task="quadratic,binary_classification", steps=200, update="adam+rnn")
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -379,6 +384,22 @@ def test_cli_resumes_a_run_saved_before_meta_loss_scale_existed(tmp_path):
     with pytest.raises(ValueError, match="meta_loss_scale: 'sum' -> 'mean'"):
         train_cli.main(_cli_argv(out, "--update-iterations", "4", "--query-iterations", "0", "--resume"))
     train_cli.main(_cli_argv(out, "--update-iterations", "4", *old_scale, "--resume"))
+    history = json.loads((out / "history.json").read_text())
+    assert [record["iteration"] for record in history] == [0, 2, 4]  # continued, not restarted
+
+
+def test_cli_resumes_a_run_saved_with_the_old_update_base_field(tmp_path):
+    out = tmp_path / "old"
+    based = ("--query-iterations", "0", "--update", "sgd+rnn", "--base-delta", "2.0")
+    train_cli.main(_cli_argv(out, "--update-iterations", "2", *based))
+    state = torch.load(out / "last.pt", weights_only=True)
+    del state["config"]["update"]
+    state["config"]["update_base"] = "sgd"  # as a run saved before update_base became update='sgd+rnn'
+    torch.save(state, out / "last.pt")
+    with pytest.raises(ValueError, match="update: 'sgd\\+rnn' -> 'adam\\+rnn'"):
+        adam = ("--query-iterations", "0", "--update", "adam+rnn", "--base-delta", "2.0")
+        train_cli.main(_cli_argv(out, "--update-iterations", "4", *adam, "--resume"))
+    train_cli.main(_cli_argv(out, "--update-iterations", "4", *based, "--resume"))
     history = json.loads((out / "history.json").read_text())
     assert [record["iteration"] for record in history] == [0, 2, 4]  # continued, not restarted
 
