@@ -49,7 +49,7 @@ from envs.mdp import (
     observed_image_shape,
 )
 from l2l.estimators import check_mu, forward_estimate, gaussian_directions
-from l2l.optimizers.registry import tuned_params
+from l2l.optimizers import tuned_params
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task, TaskFamily, check_split
 

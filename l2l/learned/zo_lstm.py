@@ -40,8 +40,9 @@ from l2l.estimators import (
 from l2l.learned.networks import SIGMA_NORMS, build_networks, sigma_penalty
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Project, Stage, TrainStep, register_learned
 from l2l.learned.sampling import DIRECTION_MODES, guided_es_directions
-from l2l.optimizers.base import ZOState, check_betas, lr_from_delta
-from l2l.optimizers.registry import register_optimizer, tuned_params
+from l2l.optimizers.core.base import ZOState, check_betas, lr_from_delta
+from l2l.optimizers.core.registry import register_optimizer
+from l2l.optimizers.core.tuned import tuned_params
 from l2l.oracle import Oracle
 
 UPDATE_MODES = ("rnn", "sgd")
