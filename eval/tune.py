@@ -38,10 +38,11 @@ from l2l.common.io import write_json_atomic
 from l2l.estimators import check_mu, check_q
 from l2l.optimizers.core import tuned as tuned_file
 from l2l.optimizers.core.registry import accepted_params, optimizer_class
-from l2l.optimizers.core.search_spaces import (  # noqa: F401  (LINEAR_FACTORS, MU_STAGE: tests read them here)
+from l2l.optimizers.core.search_spaces import (  # noqa: F401  (eval.tune's names from before the move)
     DEFAULT_MU_GRID,
     LINEAR_FACTORS,
     MU_STAGE,
+    NO_TUNING,
     SEARCH_SPACES,
     Stage,
     grid,
