@@ -104,3 +104,14 @@ def test_white_box_references_are_apart_and_helpers_register_nothing():
             assert info.name in registered, info.name
     core = importlib.import_module("l2l.optimizers.core")
     assert not {m.name for m in pkgutil.iter_modules(core.__path__, "l2l.optimizers.core.")} & registered
+
+
+def test_every_shipped_value_was_tuned_under_todays_search_space():
+    data = tuned_file.load_tuned(tuned_file.SHIPPED_TUNED_PATH)
+    stale = [
+        tuned_file.refresh_command(name, key, entry)
+        for key, methods in data["tasks"].items()
+        for name, entry in methods.items()
+        if tuned_file.stale_reason(name, entry) is not None
+    ]
+    assert not stale, "retune on val (a search space changed):\n" + "\n".join(stale)
