@@ -10,8 +10,8 @@ import pytest
 import l2l
 from eval import tune
 from l2l.learned.meta import validate
-from l2l.optimizers.core.search_spaces import space_fingerprint
 from l2l.optimizers.core import tuned as tuned_file
+from l2l.optimizers.core.search_spaces import space_fingerprint
 from l2l.tasks.quadratic import QuadraticFamily
 
 

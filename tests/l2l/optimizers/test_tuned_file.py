@@ -43,7 +43,8 @@ def test_shipped_file_has_no_grids_and_stamps_every_entry():
         assert set(entry) <= {"params", "val_final_loss", "val_queries", "tuned_on"}, (key, name)
         on = entry["tuned_on"]
         assert on["split"] == "val" and on["instances"] >= 1, (key, name)
-        assert len(on["date"]) == 10 and len(on["fingerprint"]) == search_spaces.FINGERPRINT_DIGITS, (key, name)
+        assert len(on["date"]) == 10, (key, name)
+        assert len(on["fingerprint"]) == search_spaces.FINGERPRINT_DIGITS, (key, name)
 
 
 def test_shipped_grids_hold_each_entrys_search_and_its_winner():
