@@ -63,7 +63,7 @@ from l2l.common.paths import shipped_file
 from l2l.estimators import Estimate, Objective
 from l2l.learned.checkpoint import load_zo_lstm, shipped_checkpoint
 from l2l.learned.zo_lstm import ZOLSTM
-from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.optimizers.core.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task
 

@@ -58,8 +58,8 @@ from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic, write_text_atomic
-from l2l.optimizers.base import ZOOptimizer
-from l2l.optimizers.registry import is_tuned, load_tuned
+from l2l.optimizers import is_tuned, load_tuned
+from l2l.optimizers.core.base import ZOOptimizer
 from l2l.run import Trajectory
 from l2l.tasks.attack import AttackTask
 from l2l.tasks.registry import tuning_key

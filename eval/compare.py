@@ -27,7 +27,7 @@ from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.estimators import check_mu, check_q
-from l2l.optimizers.base import ZOOptimizer
+from l2l.optimizers.core.base import ZOOptimizer
 
 #: steps per run when neither --steps nor --budget is given; deliberately the same for every family (not
 #: TaskFamily.default_steps, the training horizon: binary_classification trains on 500 but is reported at 200)

@@ -44,7 +44,7 @@ from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import atomic_write, write_json_atomic
 from l2l.diagnostics import cosine_trace, true_gradient
 from l2l.estimators import check_q
-from l2l.optimizers.base import ZOState
+from l2l.optimizers.core.base import ZOState
 from l2l.oracle import Oracle
 from l2l.run import Trajectory
 

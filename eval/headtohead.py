@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 import l2l
 from eval import distributed
-from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.optimizers.core.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 from l2l.run import Trajectory
 from l2l.tasks.base import Task

@@ -43,7 +43,7 @@ from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic, write_text_atomic
-from l2l.optimizers.base import ZOOptimizer
+from l2l.optimizers.core.base import ZOOptimizer
 from l2l.tasks.order_attack import OrderAttackTask
 from l2l.tasks.registry import tuning_key
 

@@ -60,7 +60,7 @@ from l2l.common.io import write_text_atomic
 from l2l.diagnostics import true_gradient
 from l2l.estimators import gaussian_directions
 from l2l.optimizers import make_optimizer
-from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.optimizers.core.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 from l2l.tasks import make_family
 

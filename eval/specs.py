@@ -40,8 +40,8 @@ from pathlib import Path
 import l2l
 from l2l.learned.checkpoint import checkpoint_name, load_learned
 from l2l.learned.protocol import UNTRAINED, LearnedOptimizer, learned_class, learned_names
-from l2l.optimizers.base import ZOOptimizer
-from l2l.optimizers.registry import accepted_params, optimizer_class, optimizer_names
+from l2l.optimizers import accepted_params, optimizer_class, optimizer_names
+from l2l.optimizers.core.base import ZOOptimizer
 
 #: file endings that mark an unlabeled item as a checkpoint path rather than a mistyped name
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".zip")

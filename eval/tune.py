@@ -3,13 +3,14 @@
     python -m eval.tune --task mnist_attack --optimizers zo_sgd,zo_signsgd,zo_adam
     python -m eval.tune --task mnist_attack_linf --optimizers nes,spsa,zo_ngd --budget 2000
 
-The protocol of papers/002 sec. 4 for the gradient-estimate methods: the learning rate is delta/d;
-delta is tuned on the log grid {0.01, 0.1, 1, 10, 100, 1000}, then refined on a linear range around
-the best value; ZO-Adam's betas are tuned over {0.9, 0.99} x {0.99, 0.996, 0.999}. The smoothing radius
-mu matters as much as delta on float32 attacks, so it is tuned too (``--mu-grid``). Other methods search
-the grids of their papers (:data:`SEARCH_SPACES`). The search is coordinatewise: each stage tries its
-values at the best point so far. The score is the mean final loss over the val instances (under
-``--budget`` queries when given); test instances are never touched.
+The search spaces (papers/002's delta grid and linear refinement for the gradient-estimate methods, the
+papers' grids for the others) are :data:`l2l.optimizers.core.search_spaces.SEARCH_SPACES`; the search is
+coordinatewise: each stage tries its values at the best point so far. The score is the mean final loss
+over the val instances (under ``--budget`` queries when given); test instances are never touched.
+
+What it writes: the chosen values, their val score, the date, the split, the instance count and the
+fingerprint of the search space go to ``l2l/optimizers/tuned.json`` (package data); every grid point
+and its val score go to ``docs/results/tuning/grids.jsonl`` (results, one line per task key and method).
 
 ``--eps`` builds the family at that radius (attack families) and records the winners under the key
 :func:`l2l.tasks.registry.tuning_key` gives (``mnist_attack_linf@eps=0.3``; the family's name alone at
@@ -19,8 +20,10 @@ its default eps), which is the key ``eval.attack_table --eps 0.3`` reads.
 from __future__ import annotations
 
 import datetime
+import json
 import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -33,104 +36,30 @@ from l2l.common.config import check_at_least, doc_field, parse_config, parse_flo
 from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic
 from l2l.estimators import check_mu, check_q
-from l2l.optimizers import registry
-from l2l.optimizers.registry import TUNED_FORMAT, accepted_params, load_tuned, optimizer_class
+from l2l.optimizers.core import tuned as tuned_file
+from l2l.optimizers.core.registry import accepted_params, optimizer_class
+from l2l.optimizers.core.search_spaces import (  # noqa: F401  (eval.tune's names from before the move)
+    DEFAULT_MU_GRID,
+    LINEAR_FACTORS,
+    MU_STAGE,
+    NO_TUNING,
+    SEARCH_SPACES,
+    Stage,
+    grid,
+    refine,
+    search_space,
+    space_fingerprint,
+)
 from l2l.tasks.base import Task
 from l2l.tasks.registry import tuning_key
 
-LOG_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
-LINEAR_FACTORS = (0.25, 0.5, 0.75, 1.25, 1.5, 2.0, 3.0, 5.0)
-BETA_PAIRS = tuple((b1, b2) for b1 in (0.9, 0.99) for b2 in (0.99, 0.996, 0.999))
 #: tuning runs use seeds far from eval.compare's, so no comparison reuses a tuning run's randomness
 TUNE_SEED_OFFSET = 1_000_003
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One coordinate of the search: try each of ``values`` for ``keys`` at the best point so far.
-
-    Attributes:
-        keys: the parameter names set together (e.g. ``("beta1", "beta2")``).
-        values: one tuple per candidate, aligned with ``keys``; the string ``"mu_grid"`` stands for the
-            command line's ``--mu-grid``.
-        relative: the values are factors of the current value (a linear refinement).
-    """
-
-    keys: tuple[str, ...]
-    values: tuple[tuple, ...] | str
-    relative: bool = False
-
-
-def grid(key: str, values, relative: bool = False) -> Stage:
-    return Stage((key,), tuple((v,) for v in values), relative)
-
-
-def refine(key: str) -> Stage:
-    return grid(key, (1.0, *LINEAR_FACTORS), relative=True)
-
-
-MU_STAGE = Stage(("mu",), "mu_grid")
-BETAS_STAGE = Stage(("beta1", "beta2"), BETA_PAIRS)
-EAD_BETA = grid("beta", (0.0, 1e-4, 1e-3, 1e-2))  # papers/001 Table 5 spans 1e-5 .. 1e-2
-#: one candidate that changes nothing: a method with no hyperparameters (SignHunter) scores its defaults once
-NO_TUNING = Stage((), ((),))
-#: the grids of the papers (papers/001 for ZOO and EAD, papers/000 for NGD, papers/004 for NES/SPSA);
-#: any other delta-based method gets :func:`default_space`
-SEARCH_SPACES: dict[str, list[Stage]] = {
-    "zoo_adam": [grid("lr", (1e-3, 2e-3, 1e-2, 3e-2, 0.1)), grid("h", (1e-4, 1e-3, 1e-2)), BETAS_STAGE,
-                 refine("lr")],
-    "zoo_newton": [grid("lr", (0.01, 0.1, 1.0, 10.0)), grid("h", (1e-4, 1e-3, 1e-2)),
-                   grid("min_hessian", (0.1, 1.0)), refine("lr")],
-    "zo_ngd": [grid("delta", (0.1, 1.0, 10.0, 100.0)), grid("gamma", (1e-3, 0.01, 0.1, 1.0)),
-               grid("mu", (0.1, 0.5, 1.0)), refine("delta")],
-    "fo_ngd": [grid("delta", (1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)), grid("gamma", (0.01, 0.1, 1.0)),
-               refine("delta")],
-    "nes": [grid("delta", (6.15, 15.0, 25.0, 40.0)), grid("mu", (1e-3, 0.01, 0.03, 0.1)), refine("delta")],
-    "spsa": [grid("delta", (6.15, 15.0, 25.0, 40.0)), grid("mu", tuple(k / 255 for k in (1, 2, 3, 5))),
-             refine("delta")],
-    "zo_ead": [grid("delta", LOG_GRID), EAD_BETA, MU_STAGE, refine("delta")],
-    "fo_ead": [grid("delta", LOG_GRID), EAD_BETA, refine("delta")],
-    # popsize: pycma's default 4 + floor(3 ln d) (17 at d = 100, 14 at d = 31), then about 2x and 4x it;
-    # tune it under --budget: at equal --steps a larger population simply spends more queries
-    "cma_es": [grid("sigma0", (0.01, 0.03, 0.1, 0.3, 1.0)), grid("popsize", (None, 32, 64))],
-    # score-based attacks (docs/references.md): Square's p_init spans the
-    # paper's 0.05 (ImageNet) to 0.8 (MNIST); Parsimonious's block side brackets the paper's ~1/9 image
-    "square": [grid("p_init", (0.05, 0.1, 0.3, 0.5, 0.8))],
-    "signhunter": [NO_TUNING],
-    "parsimonious": [grid("block_size", (2, 4, 7, 14))],
-    # Bandits-TD (Ilyas et al. 2019): grids around the published L-inf and L2 settings (image_lr 0.01 /
-    # 0.5, online_lr 100 / 0.1, fd_eta 0.1 / 0.01, tile 6 px on 299 px); one grid serves both norms, and
-    # no relative refinement follows, since the untuned fields are None (the norm's MNIST defaults)
-    "bandits_td": [grid("image_lr", (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)),
-                   grid("online_lr", (0.1, 1.0, 10.0, 100.0)), grid("fd_eta", (0.01, 0.03, 0.1, 0.3)),
-                   grid("tile", (1, 2, 4, 7))],
-    # the order attack's batch searches (papers/004 Tables 9-10, Fashion-MNIST, eps 4/255); Rand has none
-    "rand": [NO_TUNING],
-    "beta": [grid("lr", (0.0, 1.5, 3.0, 4.5, 6.0))],
-    "pso": [grid("inertia", (0.8, 1.0, 1.1, 1.2, 1.4)), grid("phi_p", (0.37, 0.47, 0.57, 0.67, 0.77)),
-            grid("phi_g", (0.24, 0.34, 0.44, 0.54, 0.64))],
-    # SimBA (Guo et al. 2019): eps around the published 0.2, both bases
-    "simba": [grid("step_size", (0.1, 0.2, 0.4, 0.8, 1.6)), grid("basis", ("dct", "pixel")),
-              refine("step_size")],
-    # ZO-Trend (our design): the mean's strength and the trend's memory, around eval.policy_bound's trend rows
-    "zo_trend": [grid("delta", LOG_GRID), grid("strength", (0.25, 0.5, 1.0)),
-                 grid("decay", (0.9, 0.97, 0.99, 0.995)), MU_STAGE, refine("delta")],
-}  # fmt: skip
-
-
-def default_space(name: str) -> list[Stage]:
-    """delta on the log grid, Adam betas if it has them, mu if it has it, then a linear delta refinement."""
-    names = {f.name for f in fields(optimizer_class(name))}
-    if "delta" not in names:
-        raise ValueError(f"no search space for {name!r}: add it to eval.tune.SEARCH_SPACES")
-    stages = [grid("delta", LOG_GRID)]
-    stages += [BETAS_STAGE] if "beta1" in names else []
-    stages += [MU_STAGE] if "mu" in names else []
-    return [*stages, refine("delta")]
-
-
-def search_space(name: str) -> list[Stage]:
-    return SEARCH_SPACES.get(name) or default_space(name)
+#: the grids searched and every candidate's val score, one JSON line per (task key, method): results kept
+#: in the repository, not shipped as package data (tuned.json ships the chosen values alone)
+#: TuneConfig fields that change no tuning result, so tuned.json does not record them
+UNRECORDED = ("workers", "write", "optimizers")
+GRIDS_PATH = Path(__file__).resolve().parents[1] / "docs" / "results" / "tuning" / "grids.jsonl"
 
 
 @dataclass
@@ -149,13 +78,15 @@ class TuneConfig:
     stop_at_success: bool = doc_field(False, "end runs at their first success (attacks under a budget)")
     q: int | None = doc_field(20, "query directions per step, for methods with q (none: each one's own)")
     mu: float | None = doc_field(None, "starting mu for methods with mu (none: each one's default)")
-    mu_grid: str = doc_field("1e-4,3e-4,1e-3,3e-3,1e-2", "mu values tried for delta-based methods")
+    mu_grid: str = doc_field(DEFAULT_MU_GRID, "mu values tried for delta-based methods")
     seed: int = doc_field(0, "base seed (tuning seeds never coincide with eval.compare's)")
     threads: int = doc_field(1, "torch CPU threads (pin it: results depend on it bit for bit)")
     workers: int = doc_field(
         WORKERS_DEFAULT, WORKERS_HELP + "; each candidate's runs are sharded, candidates run one by one"
     )
-    write: bool = doc_field(True, "record the winners in l2l/optimizers/tuned.json")
+    write: bool = doc_field(
+        True, "record the winners in l2l/optimizers/tuned.json, the grids in docs/results/tuning/grids.jsonl"
+    )
     device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
@@ -265,13 +196,8 @@ def _short(params: dict) -> str:
 
 def candidates(stage: Stage, params: dict, cfg: TuneConfig) -> list[dict]:
     """The parameter sets one stage tries around ``params``."""
-    values = (
-        [(m,) for m in parse_float_list(cfg.mu_grid, "mu_grid")]
-        if stage.values == "mu_grid"
-        else stage.values
-    )
     out = []
-    for row in values:
+    for row in stage.rows(cfg.mu_grid):
         change = dict(zip(stage.keys, row, strict=True))
         if stage.relative:
             change = {k: params[k] * v for k, v in change.items()}
@@ -302,26 +228,58 @@ def stage_sizes(name: str, cfg: TuneConfig) -> int:
     return sum(len(candidates(stage, start_params(name, cfg), cfg)) for stage in search_space(name))
 
 
+def grids_path() -> Path:
+    """Where the grids go: :data:`GRIDS_PATH` beside the shipped tuned.json, else beside the tuned file
+    written (a test's or a scratch copy's), so a run never mixes its grids into another's results."""
+    if tuned_file.TUNED_PATH == tuned_file.SHIPPED_TUNED_PATH:
+        return GRIDS_PATH
+    return tuned_file.TUNED_PATH.with_name("grids.jsonl")
+
+
 def record(task: str, results: dict[str, dict], cfg: TuneConfig) -> dict:
-    """Merge ``results`` into the tuned-values file under key ``task`` (other keys and optimizers are kept).
+    """Merge ``results`` into the tuned-values file under key ``task`` and their grids into the grids file.
+
+    tuned.json gets the chosen values, their val score and the protocol (date, split, instances, the
+    search space's fingerprint, ...); :func:`grids_path` gets each grid with the same protocol, one JSON
+    line per (task key, method). Other keys and methods are kept in both.
 
     Args:
         task: the tuned.json key (``cfg.tuned_key()``: the family name, or ``name@eps=...``).
         results: each optimizer's :func:`tune_one` result.
         cfg: the tuning config, recorded with each result.
     """
-    data = load_tuned()
-    data = {"format": TUNED_FORMAT, "tasks": {k: dict(v) for k, v in data.get("tasks", {}).items()}}
+    tasks = {k: dict(v) for k, v in tuned_file.load_tuned().get("tasks", {}).items()}
+    data = {"format": tuned_file.TUNED_FORMAT, "tasks": tasks}
     stamp = datetime.date.today().isoformat()
-    # the worker count changes no result, so the record does not depend on it
-    protocol = {k: v for k, v in asdict(cfg).items() if k != "workers"}
+    # the worker count, the write switch and the methods tuned alongside change no result: not recorded
+    protocol = {k: v for k, v in asdict(cfg).items() if k not in UNRECORDED}
+    protocol.update(split="val", date=stamp, version=l2l.__version__)
+    grids = read_grids(grids_path())
     for name, res in results.items():
-        data["tasks"].setdefault(task, {})[name] = {
-            **res,
-            "tuned_on": {**protocol, "split": "val", "date": stamp, "version": l2l.__version__},
-        }
-    write_json_atomic(registry.TUNED_PATH, data)
+        tuned_on = {**protocol, "fingerprint": space_fingerprint(name, cfg.mu_grid)}
+        chosen = {k: v for k, v in res.items() if k != "grid"}
+        data["tasks"].setdefault(task, {})[name] = {**chosen, "tuned_on": tuned_on}
+        grids[task, name] = {"task": task, "method": name, "tuned_on": tuned_on, "grid": res["grid"]}
+    write_json_atomic(tuned_file.TUNED_PATH, data)
+    write_grids(grids_path(), grids)
     return data
+
+
+def read_grids(path: Path) -> dict[tuple[str, str], dict]:
+    """The grids file's records by (task key, method); a missing file has none."""
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(row["task"], row["method"]): row for row in rows}
+
+
+def write_grids(path: Path, grids: dict[tuple[str, str], dict]) -> None:
+    """Write ``grids`` one compact JSON line per record, sorted by key, so a retuning changes one line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(grids[key], separators=(",", ":")) for key in sorted(grids)]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:
@@ -357,7 +315,7 @@ def _tune_and_record(cfg: TuneConfig) -> dict[str, dict]:
     for name, res in results.items():
         print(f"{name:12s} val final loss {res['val_final_loss']:.4f}  {_short(res['params'])}")
     if cfg.write and is_main():
-        print(f"wrote {registry.TUNED_PATH} (key {key!r})")
+        print(f"wrote {tuned_file.TUNED_PATH} and {grids_path()} (key {key!r})")
     return results
 
 

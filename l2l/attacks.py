@@ -27,8 +27,7 @@ from torch import nn
 
 from l2l.common.device import resolve_device
 from l2l.loading import load_optimizer
-from l2l.optimizers.base import ZOOptimizer
-from l2l.optimizers.registry import make_optimizer, optimizer_names
+from l2l.optimizers import ZOOptimizer, make_optimizer, optimizer_names
 from l2l.run import Trajectory
 from l2l.run_many import run_many
 from l2l.tasks.attack import AttackTask

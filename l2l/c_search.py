@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from l2l.optimizers.base import ZOOptimizer
+from l2l.optimizers.core.base import ZOOptimizer
 from l2l.run import Trajectory, run
 from l2l.tasks.attack import AttackTask
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.optimizers.core.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 from l2l.run import Trajectory, run
 from l2l.tasks.base import Task

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from l2l.optimizers.base import ZOOptimizer
+from l2l.optimizers.core.base import ZOOptimizer
 
 ENTRY_POINT_GROUP = "l2l.loaders"
 #: builds an optimizer from a checked torch checkpoint dict; ``path`` is for messages

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from l2l.optimizers.base import ZOOptimizer, ZOState, check_compatible
+from l2l.optimizers.core.base import ZOOptimizer, ZOState, check_compatible
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task
 

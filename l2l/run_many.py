@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from l2l.optimizers.base import ZOOptimizer, ZOState, check_compatible
+from l2l.optimizers.core.base import ZOOptimizer, ZOState, check_compatible
 from l2l.oracle import Oracle, StackedOracle
 from l2l.run import Trajectory, append_record, batch_seed, check_announced, run
 from l2l.tasks.base import Task, check_rows

@@ -58,7 +58,7 @@ from l2l.common import distributed
 from l2l.common.device import generator_on
 from l2l.learned.optimizee_grad import optimizee_objective
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Stage
-from l2l.optimizers.base import ZOOptimizer
+from l2l.optimizers.core.base import ZOOptimizer
 from l2l.run import Trajectory, run
 from l2l.tasks.base import Task
 

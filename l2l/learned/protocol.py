@@ -37,7 +37,7 @@ from l2l.common.paths import shipped_file
 from l2l.common.registry import Registry
 from l2l.estimators import Objective
 from l2l.learned.optimizee_grad import OPTIMIZEE_GRADS
-from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.optimizers.core.base import ZOOptimizer, ZOState
 from l2l.tasks.base import Task
 
 #: how the meta-loss sum_t t f(x_t) is scaled: divided by sum_t t (``mean``) or as written (``sum``)

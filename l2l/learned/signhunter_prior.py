@@ -43,8 +43,8 @@ from torch import nn
 from l2l.common.config import doc_field
 from l2l.estimators import Objective
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Project, Stage, TrainStep, register_learned
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.search_attack import AttackGeometry, Search
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.search_attack import AttackGeometry, Search
 from l2l.optimizers.signhunter import SignHunter
 from l2l.tasks.base import Task
 

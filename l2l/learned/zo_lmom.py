@@ -10,7 +10,7 @@ at iterate x (q + 1 queries):
 4. x <- x - (delta / d) exp(2 tanh(b_i)) m_i, projected onto the feasible set.
 
 With the MLP's output at zero this is ZO-SGD with heavy-ball momentum ``beta`` and step ``delta / d``
-(the ZO-SGD convention of :func:`l2l.optimizers.base.lr_from_delta`); the head's initial weights are
+(the ZO-SGD convention of :func:`l2l.optimizers.core.base.lr_from_delta`); the head's initial weights are
 scaled by 0.1, so an untrained ZO-LMom (the control) stays near that. The learned step size is bounded
 to [e^-2, e^2] times the base one, which keeps early meta-training from diverging. This is our design
 (no paper), in the family of the coordinatewise learned optimizers of Andrychowicz et al. (2016), with
@@ -32,7 +32,7 @@ from l2l.common.config import doc_field
 from l2l.common.device import module_device
 from l2l.estimators import Objective, check_mu, check_q, forward_difference, gaussian_directions
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Project, Stage, TrainStep, register_learned
-from l2l.optimizers.base import ZOState
+from l2l.optimizers.core.base import ZOState
 from l2l.oracle import Oracle
 
 

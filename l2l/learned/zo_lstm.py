@@ -49,8 +49,9 @@ from l2l.learned.zo_lstm_parts import (
     choose,
     learns,
 )
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.registry import register_optimizer, tuned_params
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.registry import register_optimizer
+from l2l.optimizers.core.tuned import tuned_params
 from l2l.oracle import Oracle
 
 #: the learning-rate constant of the ``no_update`` ablation's ZO-SGD step when no task's tuned ZO-SGD

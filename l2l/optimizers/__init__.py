@@ -1,12 +1,15 @@
-"""Hand-designed zeroth-order optimizers, one small module each, registered by name."""
+"""Hand-designed zeroth-order optimizers, one small module each, registered by name.
+
+The registered black-box methods are the modules of this package; the white-box references, which read
+true gradients, are in :mod:`l2l.optimizers.white_box`; what the methods are built on (base classes,
+registry, search spaces, tuned values) is in :mod:`l2l.optimizers.core`. Import the public names from
+here: ``from l2l.optimizers import ZOOptimizer, make_optimizer, tuned_params``.
+"""
 
 from l2l.optimizers import (  # noqa: F401  (registration)
     bandits_td,
     beta_attack,
     cma_es,
-    fo_ead,
-    fo_ngd,
-    fo_pgd,
     guided_es,
     nes,
     parsimonious,
@@ -16,6 +19,7 @@ from l2l.optimizers import (  # noqa: F401  (registration)
     simba,
     spsa,
     square,
+    white_box,
     zo_adam,
     zo_ead,
     zo_ngd,
@@ -26,15 +30,29 @@ from l2l.optimizers import (  # noqa: F401  (registration)
     zoo_adam,
     zoo_newton,
 )
-from l2l.optimizers.base import GradientEstimateOptimizer, ZOOptimizer, ZOState
-from l2l.optimizers.registry import make_optimizer, optimizer_names, register_optimizer, tuned_params
+from l2l.optimizers.core.base import GradientEstimateOptimizer, ZOOptimizer, ZOState
+from l2l.optimizers.core.factory import make_optimizer
+from l2l.optimizers.core.registry import (
+    accepted_params,
+    optimizer_class,
+    optimizer_names,
+    parameter_names,
+    register_optimizer,
+)
+from l2l.optimizers.core.tuned import StaleTuningWarning, is_tuned, load_tuned, tuned_params
 
 __all__ = [
     "GradientEstimateOptimizer",
+    "StaleTuningWarning",
     "ZOOptimizer",
     "ZOState",
+    "accepted_params",
+    "is_tuned",
+    "load_tuned",
     "make_optimizer",
+    "optimizer_class",
     "optimizer_names",
+    "parameter_names",
     "register_optimizer",
     "tuned_params",
 ]

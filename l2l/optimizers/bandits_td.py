@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import torch
 
-from l2l.optimizers.base import ZOOptimizer, ZOState
-from l2l.optimizers.registry import register_optimizer
+from l2l.optimizers.core.base import ZOOptimizer, ZOState
+from l2l.optimizers.core.registry import register_optimizer
 from l2l.oracle import Oracle
 from l2l.tasks.base import NormBall
 

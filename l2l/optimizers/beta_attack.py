@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.population import PopulationSearch
-from l2l.optimizers.registry import register_optimizer
-from l2l.optimizers.search_attack import AttackGeometry
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.population import PopulationSearch
+from l2l.optimizers.core.registry import register_optimizer
+from l2l.optimizers.core.search_attack import AttackGeometry
 
 #: z is kept this far from 0 and 1 inside log z and log(1 - z), which are -inf at the ends
 Z_CLAMP = 1e-6

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from l2l.optimizers.base import ZOOptimizer, ZOState
-from l2l.optimizers.registry import register_optimizer
+from l2l.optimizers.core.base import ZOOptimizer, ZOState
+from l2l.optimizers.core.registry import register_optimizer
 from l2l.oracle import Oracle
 
 

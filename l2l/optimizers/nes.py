@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from l2l.optimizers.registry import register_optimizer
+from l2l.optimizers.core.registry import register_optimizer
 from l2l.optimizers.zo_signsgd import ZOSignSGD
 
 

@@ -13,9 +13,9 @@ from typing import ClassVar
 
 import torch
 
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.registry import register_optimizer
-from l2l.optimizers.search_attack import AttackGeometry, Search, SearchAttack
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.registry import register_optimizer
+from l2l.optimizers.core.search_attack import AttackGeometry, Search, SearchAttack
 
 #: a block: (channel, rows, columns) of the perturbation
 Block = tuple[int, slice, slice]
@@ -97,7 +97,7 @@ class Parsimonious(SearchAttack):
     a fresh gain on top is accepted without a second query (the authors' code re-queries every popped
     block). ``state.x`` is the best vertex queried, which may be a gain query rather than the current
     set: the authors' code likewise stops as soon as any query succeeds. Queries are not batched (one
-    per step; see :mod:`l2l.optimizers.search_attack`), which changes no decision.
+    per step; see :mod:`l2l.optimizers.core.search_attack`), which changes no decision.
 
     Args:
         block_size: the initial block side in pixels (halves after each pass). The paper uses 32 on

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.population import PopulationSearch
-from l2l.optimizers.registry import register_optimizer
-from l2l.optimizers.search_attack import AttackGeometry
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.population import PopulationSearch
+from l2l.optimizers.core.registry import register_optimizer
+from l2l.optimizers.core.search_attack import AttackGeometry
 
 
 @register_optimizer("pso")

@@ -7,9 +7,9 @@ from typing import ClassVar
 
 import torch
 
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.registry import register_optimizer
-from l2l.optimizers.search_attack import AttackGeometry, Search, SearchAttack
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.registry import register_optimizer
+from l2l.optimizers.core.search_attack import AttackGeometry, Search, SearchAttack
 
 
 @register_optimizer("rand")
@@ -21,7 +21,7 @@ class RandSearch(SearchAttack):
     every later step draws an independent perturbation, clipped into the ball and the image box by the
     task's projection. ``state.x`` is the best sample seen (the method's answer). The paper batches
     H = 50 samples per call for GPU speed; one per step changes no decision (see
-    :mod:`l2l.optimizers.search_attack`). Free of hyperparameters.
+    :mod:`l2l.optimizers.core.search_attack`). Free of hyperparameters.
     """
 
     norms: ClassVar[tuple[str, ...]] = ("linf",)

@@ -11,9 +11,9 @@ from typing import ClassVar
 
 import torch
 
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.registry import register_optimizer
-from l2l.optimizers.search_attack import AttackGeometry, Search, SearchAttack
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.registry import register_optimizer
+from l2l.optimizers.core.search_attack import AttackGeometry, Search, SearchAttack
 
 
 def top_level(dim: int) -> int:

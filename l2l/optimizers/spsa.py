@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from l2l.optimizers.core.registry import register_optimizer
 from l2l.optimizers.nes import NES
-from l2l.optimizers.registry import register_optimizer
 
 
 @register_optimizer("spsa")

@@ -12,9 +12,9 @@ from itertools import count
 
 import torch
 
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.registry import register_optimizer
-from l2l.optimizers.search_attack import (
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.registry import register_optimizer
+from l2l.optimizers.core.search_attack import (
     AttackGeometry,
     Search,
     SearchAttack,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from l2l.estimators import Estimate
-from l2l.optimizers.base import GradientEstimateOptimizer, ZOState, check_betas
-from l2l.optimizers.registry import register_optimizer
+from l2l.optimizers.core.base import GradientEstimateOptimizer, ZOState, check_betas
+from l2l.optimizers.core.registry import register_optimizer
 
 
 @register_optimizer("zo_adam")

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from l2l.estimators import EstimatorSpec
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.fista import FistaOptimizer
-from l2l.optimizers.registry import register_optimizer
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.fista import FistaOptimizer
+from l2l.optimizers.core.registry import register_optimizer
 from l2l.oracle import Oracle
 
 
@@ -18,7 +18,7 @@ from l2l.oracle import Oracle
 class ZOEAD(FistaOptimizer):
     """Black-box EAD: the gradient of f at the slack point is a ZO estimate (q+1 queries for gaussian).
 
-    Args (besides those of :class:`~l2l.optimizers.fista.FistaOptimizer`):
+    Args (besides those of :class:`~l2l.optimizers.core.fista.FistaOptimizer`):
         q: query directions per step.
         mu: finite-difference smoothing radius.
         estimator: estimator kind (``gaussian``, ``sphere``, ``antithetic`` or ``coordinate``).

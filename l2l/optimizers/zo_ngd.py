@@ -8,8 +8,8 @@ from typing import ClassVar
 import torch
 
 from l2l.estimators import Estimate, forward_estimate, forward_points
-from l2l.optimizers.base import GradientEstimateOptimizer, ZOState
-from l2l.optimizers.registry import register_optimizer
+from l2l.optimizers.core.base import GradientEstimateOptimizer, ZOState
+from l2l.optimizers.core.registry import register_optimizer
 from l2l.oracle import Oracle
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from l2l.estimators import Estimate, check_q, forward_estimate, forward_points
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.registry import register_optimizer
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.registry import register_optimizer
 from l2l.optimizers.zo_sgd import ZOSGD
 from l2l.oracle import Oracle
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from l2l.estimators import Estimate, trend_estimate
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.registry import register_optimizer
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.registry import register_optimizer
 from l2l.optimizers.zo_sgd import ZOSGD
 from l2l.oracle import Oracle
 
@@ -31,7 +31,7 @@ class ZOTrend(ZOSGD):
     a + z_i has mean (I + a a^T) g, so a mean of estimates leans towards its own past means
     (``eval.policy_bound``'s ``ema`` rows follow one). It costs q + 1 queries per step.
 
-    Args (besides those of :class:`~l2l.optimizers.base.GradientEstimateOptimizer`):
+    Args (besides those of :class:`~l2l.optimizers.core.base.GradientEstimateOptimizer`):
         strength: s, the mean's largest entry (0 gives ZO-SGD's directions).
         decay: the trend's decay per step, in [0, 1).
         estimator: ``gaussian`` (the only kind: the mean shifts Gaussian directions).

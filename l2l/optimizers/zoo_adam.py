@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from l2l.optimizers.base import ZOState, check_betas
-from l2l.optimizers.registry import register_optimizer
-from l2l.optimizers.zoo import CoordinateEstimate, ZOOBase
+from l2l.optimizers.core.base import ZOState, check_betas
+from l2l.optimizers.core.registry import register_optimizer
+from l2l.optimizers.core.zoo import CoordinateEstimate, ZOOBase
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task
 
@@ -34,7 +34,7 @@ def success_callback(task: Task) -> SuccessFn:
 class ZOOAdam(ZOOBase):
     """Adam moments kept per coordinate, each with its own step count T_i (updated only when sampled).
 
-    Args (besides those of :class:`~l2l.optimizers.zoo.ZOOBase`):
+    Args (besides those of :class:`~l2l.optimizers.core.zoo.ZOOBase`):
         beta1: decay of the first moment (papers/001: 0.9).
         beta2: decay of the second moment (papers/001: 0.999).
         eps: added to the root of the second moment (papers/001: 1e-8).

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.registry import register_optimizer
-from l2l.optimizers.zoo import CoordinateEstimate, ZOOBase
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.registry import register_optimizer
+from l2l.optimizers.core.zoo import CoordinateEstimate, ZOOBase
 
 
 @register_optimizer("zoo_newton")
@@ -16,7 +16,7 @@ from l2l.optimizers.zoo import CoordinateEstimate, ZOOBase
 class ZOONewton(ZOOBase):
     """y_i <- y_i - lr * g_i / h_i where the curvature estimate h_i > 0, else y_i - lr * g_i.
 
-    Args (besides those of :class:`~l2l.optimizers.zoo.ZOOBase`):
+    Args (besides those of :class:`~l2l.optimizers.core.zoo.ZOOBase`):
         min_hessian: positive curvature estimates below it are raised to it, so a near-zero (often
             rounding-noise) h_i cannot blow the step up (the official ZOO code: 0.1).
     """

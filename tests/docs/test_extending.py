@@ -11,7 +11,7 @@ import pytest
 
 import l2l
 from l2l.learned import protocol as learned_registry
-from l2l.optimizers import registry as optimizer_registry
+from l2l.optimizers.core import registry as optimizer_registry
 from l2l.tasks import registry as family_registry
 from tests.helpers import ROOT
 

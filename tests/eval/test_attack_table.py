@@ -16,8 +16,8 @@ from eval.specs import parse_optimizers
 from eval.wandb_log import log_attack_table
 from l2l.common.config import parse_config
 from l2l.learned import ZOLSTM, save_zo_lstm
-from l2l.optimizers import registry
-from l2l.optimizers.registry import TUNED_FORMAT
+from l2l.optimizers.core import tuned as registry
+from l2l.optimizers.core.tuned import TUNED_FORMAT
 from l2l.run import Trajectory
 from l2l.tasks.registry import tuning_key
 

@@ -16,7 +16,7 @@ from eval.headtohead import RunRecord, pad_curves, run_seed, summarize
 from eval.report import OutputPaths
 from eval.specs import build_optimizers, parse_optimizers
 from eval.wandb_log import log_comparison
-from l2l.optimizers.base import ZOOptimizer
+from l2l.optimizers.core.base import ZOOptimizer
 from l2l.run import Trajectory
 from tests.helpers import without_timings
 

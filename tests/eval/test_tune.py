@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 
 import l2l
 from eval import tune
 from l2l.learned.meta import validate
-from l2l.optimizers import registry
+from l2l.optimizers.core import tuned as tuned_file
+from l2l.optimizers.core.search_spaces import space_fingerprint
 from l2l.tasks.quadratic import QuadraticFamily
 
 
 @pytest.fixture
 def tuned_path(tmp_path, monkeypatch):
     path = tmp_path / "tuned.json"
-    monkeypatch.setattr(registry, "TUNED_PATH", path)
+    monkeypatch.setattr(tuned_file, "TUNED_PATH", path)
     return path
 
 
@@ -33,14 +35,24 @@ def test_tune_records_the_best_val_candidate_and_make_optimizer_uses_it(tuned_pa
     results = tune.main([*args, "--q", "4", "--mu-grid", "1e-3,1e-2"])
     assert splits == ["val"]
     data = json.loads(tuned_path.read_text())
+    grids = tune.read_grids(tuned_path.with_name("grids.jsonl"))  # beside the tuned file, not in docs/
     for name in ("zo_sgd", "zo_adam"):
-        entry = data["tasks"]["quadratic"][name]
-        best = min(entry["grid"], key=lambda row: row["val_final_loss"])
+        entry, grid = data["tasks"]["quadratic"][name], grids["quadratic", name]["grid"]
+        assert "grid" not in entry  # tuned.json ships the chosen values alone
+        best = min(grid, key=lambda row: row["val_final_loss"])
         assert entry["params"] == best["params"] == results[name]["params"]
-        assert entry["tuned_on"]["split"] == "val"
-        opt = l2l.make_optimizer(name, task="quadratic")
+        on = entry["tuned_on"]
+        assert (on["split"], on["instances"], on["mu_grid"]) == ("val", 2, "1e-3,1e-2")
+        assert (
+            on["fingerprint"]
+            == space_fingerprint(name, "1e-3,1e-2")
+            == grids["quadratic", name]["tuned_on"]["fingerprint"]
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # tuned under today's space: no staleness warning
+            opt = l2l.make_optimizer(name, task="quadratic")
         assert opt.delta == best["params"]["delta"] and opt.q == 4
-    adam_keys = {k for row in data["tasks"]["quadratic"]["zo_adam"]["grid"] for k in row["params"]}
+    adam_keys = {k for row in grids["quadratic", "zo_adam"]["grid"] for k in row["params"]}
     assert {"delta", "mu", "beta1", "beta2"} <= adam_keys
 
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import torch
 
-from l2l.optimizers.base import check_betas, lr_from_delta
+from l2l.optimizers.core.base import check_betas, lr_from_delta
 
 
 @dataclass(frozen=True)

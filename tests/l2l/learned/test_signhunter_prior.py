@@ -7,7 +7,7 @@ import torch
 
 import l2l
 from l2l.learned import MetaTrainer, SignHunterPrior, SignHunterPriorConfig
-from l2l.optimizers.search_attack import SearchAttack
+from l2l.optimizers.core.search_attack import SearchAttack
 
 SHIPPED = "checkpoints/signhunter_prior_linf.pt"
 

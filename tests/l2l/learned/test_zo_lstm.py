@@ -24,8 +24,8 @@ from l2l.learned.networks import normalize_std
 from l2l.learned.optimizee_grad import optimizee_objective
 from l2l.learned.sampling import guided_es_directions
 from l2l.learned.zo_lstm import VARIANTS, ZOLSTM
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.registry import tuned_params
+from l2l.optimizers import tuned_params
+from l2l.optimizers.core.base import ZOState
 from l2l.optimizers.zo_adam import ZOAdam
 from l2l.tasks.target_models import mnist_checkpoint_path
 from train import zo_lstm as train_cli

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import l2l
-from l2l.optimizers import registry
+from l2l.optimizers.core import tuned as tuned_file
 
 BASELINES = ["zo_sgd", "zo_signsgd", "zo_adam"]
 # Untuned but sane settings, so these tests do not depend on the committed tuned.json.
@@ -42,8 +42,8 @@ def test_same_seed_same_minibatches_on_a_stochastic_task():
 def test_tuned_values_apply_and_overrides_win(tmp_path, monkeypatch):
     path = tmp_path / "tuned.json"
     entry = {"params": {"delta": 7.5, "mu": 3e-4, "beta1": 0.99}}
-    path.write_text(json.dumps({"format": 1, "tasks": {"toy": {"zo_adam": entry}}}))
-    monkeypatch.setattr(registry, "TUNED_PATH", path)
+    path.write_text(json.dumps({"format": tuned_file.TUNED_FORMAT, "tasks": {"toy": {"zo_adam": entry}}}))
+    monkeypatch.setattr(tuned_file, "TUNED_PATH", path)
     opt = l2l.make_optimizer("zo_adam", task="toy", q=11)
     assert (opt.delta, opt.mu, opt.beta1, opt.q) == (7.5, 3e-4, 0.99, 11)
     assert l2l.make_optimizer("zo_adam", task="toy", delta=1.0).delta == 1.0
@@ -51,10 +51,10 @@ def test_tuned_values_apply_and_overrides_win(tmp_path, monkeypatch):
 
 
 def test_committed_tuned_file_covers_the_baselines_on_both_tasks():
-    tuned = registry.load_tuned()
+    tuned = tuned_file.load_tuned()
     for task in ("mnist_attack", "binary_classification"):
         for name in BASELINES:
-            params = registry.tuned_params(name, task)
+            params = tuned_file.tuned_params(name, task)
             assert params["delta"] > 0 and params["mu"] > 0, (task, name)
             assert tuned["tasks"][task][name]["tuned_on"]["split"] == "val"
 
@@ -62,7 +62,7 @@ def test_committed_tuned_file_covers_the_baselines_on_both_tasks():
 def test_wrong_tuned_format_is_reported(tmp_path, monkeypatch):
     path = tmp_path / "tuned.json"
     path.write_text(json.dumps({"format": 99, "tasks": {}}))
-    monkeypatch.setattr(registry, "TUNED_PATH", path)
+    monkeypatch.setattr(tuned_file, "TUNED_PATH", path)
     with pytest.raises(ValueError, match="format 99"):
         l2l.make_optimizer("zo_sgd", task="mnist_attack")
 

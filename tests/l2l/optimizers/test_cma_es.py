@@ -195,7 +195,7 @@ def test_bad_settings_raise_clear_errors(params, message):
 
 def test_tune_searches_sigma0_and_popsize(tmp_path, monkeypatch):
     from eval import tune
-    from l2l.optimizers import registry
+    from l2l.optimizers.core import tuned as registry
 
     monkeypatch.setattr(registry, "TUNED_PATH", tmp_path / "tuned.json")
     args = ["--task", "quadratic", "--optimizers", "cma_es", "--instances", "1", "--steps", "5"]

@@ -27,8 +27,8 @@ import torch
 import l2l
 from l2l.common.paths import checkpoints_dir
 from l2l.learned import LearnedOptimizer, learned_class, learned_names, save_learned
-from l2l.optimizers.base import CAPABILITIES, ZOOptimizer, ZOState, task_capabilities
-from l2l.optimizers.registry import accepted_params
+from l2l.optimizers import accepted_params
+from l2l.optimizers.core.base import CAPABILITIES, ZOOptimizer, ZOState, task_capabilities
 from l2l.oracle import Oracle
 from l2l.tasks.base import NORMS, Task, TaskFamily
 
@@ -81,7 +81,7 @@ def searches_ball_of(cls: type[ZOOptimizer], task: Task) -> bool:
     """Whether optimizer class ``cls`` accepts ``task``'s ball norm.
 
     Methods that search only some norms say so in a ``norms`` class attribute (as the score-based
-    attacks of ``l2l.optimizers.search_attack`` do); the others accept every norm.
+    attacks of ``l2l.optimizers.core.search_attack`` do); the others accept every norm.
     """
     norms = getattr(cls, "norms", NORMS)
     return task.ball is None or task.ball.norm in norms
@@ -89,7 +89,7 @@ def searches_ball_of(cls: type[ZOOptimizer], task: Task) -> bool:
 
 def task_for(name: str) -> Task:
     """The cheapest candidate task that offers every capability optimizer ``name`` requires."""
-    return task_for_class(l2l.optimizers.registry.optimizer_class(name))
+    return task_for_class(l2l.optimizers.optimizer_class(name))
 
 
 def task_for_class(cls: type[ZOOptimizer]) -> Task:
@@ -223,7 +223,7 @@ def assert_feasible(task: Task, x: torch.Tensor, what: str) -> None:
 def test_every_iterate_is_feasible_on_a_ball_task(name, ball_tasks):
     # a huge step size where the optimizer has one, so that the projection has work to do
     big = accepted_params(name, {"delta": 1000.0})
-    cls = l2l.optimizers.registry.optimizer_class(name)
+    cls = l2l.optimizers.optimizer_class(name)
     tasks = [t for t in ball_tasks if searches_ball_of(cls, t) and set(cls.requires) <= task_capabilities(t)]
     assert tasks, f"{name} searches none of the ball norms {NORMS}"
     for task in tasks:

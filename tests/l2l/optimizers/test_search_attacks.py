@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 import l2l
 from eval import attack_table, tune
+from l2l.optimizers.core.search_attack import AttackGeometry
 from l2l.optimizers.parsimonious import Parsimonious, block_grid
-from l2l.optimizers.search_attack import AttackGeometry
 from l2l.optimizers.signhunter import SignHunter, dyadic_chunks, top_level
 from l2l.optimizers.square import (
     Square,

@@ -8,7 +8,7 @@ import torch
 import l2l
 from l2l import estimators
 from l2l.estimators import update_trend
-from l2l.optimizers import registry
+from l2l.optimizers.core import tuned as registry
 from l2l.oracle import Oracle
 
 SETTINGS = {"q": 4, "mu": 1e-3, "delta": 2.0}

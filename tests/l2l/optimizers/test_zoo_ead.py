@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import l2l
-from l2l.optimizers.attack_space import IMPORTANCE_FLOOR, AttackSpace
-from l2l.optimizers.fista import shrink_threshold
-from l2l.optimizers.zoo import coordinate_derivatives
+from l2l.optimizers.core.attack_space import IMPORTANCE_FLOOR, AttackSpace
+from l2l.optimizers.core.fista import shrink_threshold
+from l2l.optimizers.core.zoo import coordinate_derivatives
 from l2l.optimizers.zoo_adam import success_callback
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task, check_rows

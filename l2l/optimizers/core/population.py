@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import torch
 
-from l2l.optimizers.base import ZOOptimizer, ZOState
-from l2l.optimizers.search_attack import AttackGeometry, SearchAttack
+from l2l.optimizers.core.base import ZOOptimizer, ZOState
+from l2l.optimizers.core.search_attack import AttackGeometry, SearchAttack
 from l2l.oracle import Oracle
 
 

@@ -7,9 +7,9 @@ from typing import ClassVar
 
 import torch
 
-from l2l.optimizers.base import ZOState
-from l2l.optimizers.fista import FistaOptimizer
-from l2l.optimizers.registry import register_optimizer
+from l2l.optimizers.core.base import ZOState
+from l2l.optimizers.core.fista import FistaOptimizer
+from l2l.optimizers.core.registry import register_optimizer
 from l2l.oracle import Oracle
 
 
@@ -20,7 +20,7 @@ class FOEAD(FistaOptimizer):
 
     It shows what the same solver reaches with exact gradients; tables must not rank it among the
     black-box methods. One query per step (``value_and_grad`` counts one). Arguments: those of
-    :class:`~l2l.optimizers.fista.FistaOptimizer`.
+    :class:`~l2l.optimizers.core.fista.FistaOptimizer`.
     """
 
     white_box: ClassVar[bool] = True

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from l2l.optimizers.base import ZOOptimizer, ZOState, lr_from_delta
+from l2l.optimizers.core.base import ZOOptimizer, ZOState, lr_from_delta
 from l2l.oracle import Oracle
 
 

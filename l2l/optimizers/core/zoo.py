@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from l2l.optimizers.attack_space import AttackSpace, check_schedule, normalize_sizes
-from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.optimizers.core.attack_space import AttackSpace, check_schedule, normalize_sizes
+from l2l.optimizers.core.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 
 Objective = Callable[[torch.Tensor], torch.Tensor]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
-from l2l.optimizers.base import ZOOptimizer, ZOState, lr_from_delta
-from l2l.optimizers.registry import register_optimizer
+from l2l.optimizers.core.base import ZOOptimizer, ZOState, lr_from_delta
+from l2l.optimizers.core.registry import register_optimizer
 from l2l.optimizers.zo_ngd import check_gamma, damped_fisher_solve
 from l2l.oracle import Oracle
 

@@ -7,8 +7,8 @@ from typing import ClassVar
 
 import torch
 
-from l2l.optimizers.base import ZOOptimizer, ZOState, lr_from_delta
-from l2l.optimizers.registry import register_optimizer
+from l2l.optimizers.core.base import ZOOptimizer, ZOState, lr_from_delta
+from l2l.optimizers.core.registry import register_optimizer
 from l2l.oracle import Oracle
 
 

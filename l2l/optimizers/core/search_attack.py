@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import torch
 
-from l2l.optimizers.base import ZOOptimizer, ZOState
+from l2l.optimizers.core.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 from l2l.tasks.base import NORMS, NormBall
 
