@@ -60,12 +60,19 @@ from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import save_torch_atomic, write_json_atomic
 from l2l.learned.checkpoint import TRAINING_PREFIX, read_checkpoint, save_learned
 from l2l.learned.meta import MetaTrainer, Validation, is_better, validate
+from l2l.learned.meta_grad import MetaGradConfig
 from l2l.learned.protocol import UNTRAINED, LearnedConfig, LearnedOptimizer, learned_class, learned_names
 from l2l.tasks.base import Task
 from l2l.tasks.registry import default_steps
 
 #: the format version of the training states (last.pt) this loop writes
 TRAINING_VERSION = 1
+#: the estimator fields' values in runs saved before they existed (truncated BPTT on its meta-loss)
+_GRAD = MetaGradConfig()
+ESTIMATOR_DEFAULTS = {
+    "meta_grad": _GRAD.estimator, "population": _GRAD.population, "sigma": _GRAD.sigma,
+    "truncation": _GRAD.truncation, "meta_objective": _GRAD.objective,
+}  # fmt: skip
 
 
 @dataclass
@@ -92,6 +99,7 @@ class Job:
         saved_before: the value fields had in runs saved before they existed.
         upgrade_record: maps a saved ``record`` to today's field names (fields renamed since it was saved).
         device: where the tasks, their models and the optimizer's modules live.
+        meta_grad: the meta-gradient estimator and meta-objective (default: truncated BPTT).
     """
 
     meta: LearnedConfig
@@ -113,6 +121,7 @@ class Job:
     saved_before: dict = field(default_factory=dict)
     upgrade_record: Callable[[dict], dict] = dict
     device: str = "cpu"
+    meta_grad: MetaGradConfig = field(default_factory=MetaGradConfig)
 
 
 @dataclass
@@ -158,9 +167,27 @@ class LearnedTrainConfig(LoopOptions):
     out: str = doc_field(
         "results/learned/{optimizer}/{task}", "output folder ({optimizer}, {task} filled in)"
     )
+    meta_grad: str = doc_field(
+        _GRAD.estimator,
+        "meta-gradient estimator: tbptt (truncated BPTT through train_step), es (antithetic ES over whole "
+        "runs through the oracle only) or pes (persistent ES over truncations, oracle only)",
+    )
+    population: int = doc_field(
+        _GRAD.population, "es / pes: antithetic pairs per meta-iteration (2x inner runs)"
+    )
+    sigma: float = doc_field(_GRAD.sigma, "es / pes: perturbation scale of the flattened meta-parameters")
+    truncation: int = doc_field(
+        _GRAD.truncation, "pes: inner steps per truncation (one truncation per meta-iteration)"
+    )
+    meta_objective: str = doc_field(
+        _GRAD.objective,
+        "what meta-training minimizes (l2l.learned.meta_grad.objectives): weighted_loss (tbptt's, "
+        "differentiable), final_loss, mean_log_loss, queries_to_success, success_auc, tau_s",
+    )
 
     def __post_init__(self) -> None:
         learned_class(self.optimizer)  # a clear KeyError listing the registered ones
+        self.meta_grad_config()  # refuses a bad estimator, population, sigma, truncation or objective
         if self.steps is None:
             self.steps = family_steps(self.task)
         if self.val_steps is None:
@@ -168,6 +195,13 @@ class LearnedTrainConfig(LoopOptions):
         check_loop_fields(
             self, ("val_instances", "val_every", "val_steps", "threads", "workers"), ("images",)
         )
+
+    def meta_grad_config(self) -> MetaGradConfig:
+        """The estimator options of ``--meta-grad``, ``--population``, ``--sigma``, ``--truncation``."""
+        return MetaGradConfig(
+            estimator=self.meta_grad, population=self.population, sigma=self.sigma,
+            truncation=self.truncation, objective=self.meta_objective,
+        )  # fmt: skip
 
     def job(self) -> Job:
         """The run this config describes."""
@@ -184,7 +218,8 @@ class LearnedTrainConfig(LoopOptions):
             init_from=self.init_from, resume=self.resume, wandb=self.wandb,
             wandb_project=self.wandb_project, resumable=frozenset({"iterations", "resume", "wandb",
                                                                    "wandb_project", "threads", "workers"}),
-            saved_before={"device": "cpu"}, device=self.device,
+            saved_before={"device": "cpu", **ESTIMATOR_DEFAULTS}, device=self.device,
+            meta_grad=self.meta_grad_config(),
         )  # fmt: skip
 
 
@@ -489,7 +524,9 @@ def train(job: Job) -> dict:
     train_groups, val_groups = load_tasks(job)
     with user_input():  # too small a meta-batch for the families is the command line's error
         trainer = MetaTrainer(
-            job.meta, train_groups if len(train_groups) > 1 else next(iter(train_groups.values()))
+            job.meta,
+            train_groups if len(train_groups) > 1 else next(iter(train_groups.values())),
+            job.meta_grad,
         )
     if job.resume:
         progress = load_training_state(job, trainer)
