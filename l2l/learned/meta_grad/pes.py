@@ -10,14 +10,15 @@ truncation (see :mod:`l2l.learned.meta_grad.objectives`: the changes telescope t
     g = sum_i (dL+_i - dL-_i) xi_i / (2 sigma n),
 
 an unbiased estimate of the gradient of the whole run's smoothed objective, where truncated ES (xi = eps_k)
-ignores how earlier truncations' perturbations steer the state. A particle whose runs have taken all
+ignores how earlier truncations' perturbations steer the state (``tes``, :class:`TruncatedES`, for
+comparison). A particle whose runs have taken all
 ``steps`` steps starts a new episode (new task, seed, xi = 0) after the update.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -158,6 +159,9 @@ class PES(Perturbed):
         what = f"pes-noise/{trainer.stage}/{trainer.iteration}"
         return member_noise(derived_seed(trainer.name, trainer.config.seed, what, member), self.dim)
 
+    #: whether a particle's direction is the episode's accumulated xi (PES) or this truncation's eps alone
+    persistent: ClassVar[bool] = True
+
     def gradient(self, trainer: MetaTrainer) -> dict[str, float]:
         theta, sigma, steps = self.theta(trainer), self.config.sigma, trainer.config.steps
         length = min(self.config.truncation, steps - self.particles[0].step)
@@ -165,7 +169,7 @@ class PES(Perturbed):
         mine = set(self.mine())
         for member, particle in enumerate(self.particles):
             eps = self.noise(trainer, member)
-            particle.xi += eps
+            particle.xi = particle.xi + eps if self.persistent else eps
             particle.step += length
             if member not in mine:
                 continue
@@ -207,3 +211,14 @@ class PES(Perturbed):
             runs = [InnerRun.from_state_dict(r, task) for r in saved["runs"]] if i in mine else []
             self.particles.append(Particle(saved["episode"], saved["task_index"], saved["seed"],
                                            saved["xi"].clone(), runs, saved["step"]))  # fmt: skip
+
+
+@register_estimator("tes")
+class TruncatedES(PES):
+    """Truncated ES (``--meta-grad tes``): PES's truncations, each estimated with its own eps only.
+
+    It ignores how a truncation's perturbation steers the later truncations through the inner state, so
+    it is biased (towards greedy, short-horizon behaviour); it is here as PES's reference.
+    """
+
+    persistent = False
