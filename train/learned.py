@@ -71,7 +71,7 @@ TRAINING_VERSION = 1
 _GRAD = MetaGradConfig()
 ESTIMATOR_DEFAULTS = {
     "meta_grad": _GRAD.estimator, "population": _GRAD.population, "sigma": _GRAD.sigma,
-    "truncation": _GRAD.truncation, "meta_objective": _GRAD.objective,
+    "truncation": _GRAD.truncation, "meta_objective": _GRAD.objective, "horizon": _GRAD.horizon,
 }  # fmt: skip
 
 
@@ -179,6 +179,10 @@ class LearnedTrainConfig(LoopOptions):
     truncation: int = doc_field(
         _GRAD.truncation, "pes: inner steps per truncation (one truncation per meta-iteration)"
     )
+    horizon: int | None = doc_field(
+        None,
+        "es / pes: steps of an inner run (none: --steps); e.g. signhunter_prior: --steps 1 --horizon 200",
+    )
     meta_objective: str = doc_field(
         _GRAD.objective,
         "what meta-training minimizes (l2l.learned.meta_grad.objectives): weighted_loss (tbptt's, "
@@ -191,7 +195,7 @@ class LearnedTrainConfig(LoopOptions):
         if self.steps is None:
             self.steps = family_steps(self.task)
         if self.val_steps is None:
-            self.val_steps = self.steps
+            self.val_steps = self.horizon or self.steps
         check_loop_fields(
             self, ("val_instances", "val_every", "val_steps", "threads", "workers"), ("images",)
         )
@@ -200,7 +204,7 @@ class LearnedTrainConfig(LoopOptions):
         """The estimator options of ``--meta-grad``, ``--population``, ``--sigma``, ``--truncation``."""
         return MetaGradConfig(
             estimator=self.meta_grad, population=self.population, sigma=self.sigma,
-            truncation=self.truncation, objective=self.meta_objective,
+            truncation=self.truncation, objective=self.meta_objective, horizon=self.horizon,
         )  # fmt: skip
 
     def job(self) -> Job:

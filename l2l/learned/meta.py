@@ -146,6 +146,10 @@ class MetaTrainer:
         """The current stage (the first declared one before any began)."""
         return self.plan[self.stage] if self.stage is not None else next(iter(self.plan.values()))
 
+    def inner_steps(self) -> int:
+        """Steps of an oracle-only inner run (es / pes): the estimator's horizon, else the config's steps."""
+        return self.meta_grad.horizon or self.config.steps
+
     def trained_parameters(self) -> list[torch.nn.Parameter]:
         """The parameters the current stage trains, in its modules' order (the flattening order of theta)."""
         return trained_parameters(self.optimizer.modules(), self.spec().trains)

@@ -82,7 +82,7 @@ class Perturbed(MetaGradient):
 
     def horizon(self, trainer: MetaTrainer, task: Task) -> Horizon:
         """The whole run's steps and its query budget (steps times the optimizer's queries per step)."""
-        steps = trainer.config.steps
+        steps = trainer.inner_steps()
         return Horizon(steps=steps, budget=steps * self.probe.queries_per_step(task.dim))
 
     def score(self, traj: Trajectory, horizon: Horizon, task: Task) -> float:

@@ -52,6 +52,9 @@ class MetaGradConfig:
         sigma: es / pes: the perturbation scale; theta +- sigma * eps with eps ~ N(0, I).
         truncation: pes: inner steps per truncation (one truncation is one meta-iteration).
         objective: the meta-objective (:func:`l2l.learned.meta_grad.objectives.objective_names`).
+        horizon: es / pes: the steps of an inner run (None: the config's ``steps``, the trajectory length
+            truncated BPTT unrolls). Oracle-only estimators may run longer than the differentiable path
+            reaches: ``signhunter_prior`` trains with steps 1 (its start), yet ES can score whole searches.
     """
 
     estimator: str = doc_field(DEFAULT_ESTIMATOR, "the meta-gradient estimator")
@@ -59,6 +62,7 @@ class MetaGradConfig:
     sigma: float = doc_field(0.01, "perturbation scale of es / pes")
     truncation: int = doc_field(20, "inner steps per pes truncation")
     objective: str = doc_field(DEFAULT_OBJECTIVE, "the meta-objective")
+    horizon: int | None = doc_field(None, "steps of an es / pes inner run (none: the config's steps)")
 
     def __post_init__(self) -> None:
         from l2l.learned.meta_grad.objectives import objective_class  # registers the objectives
@@ -70,6 +74,12 @@ class MetaGradConfig:
             raise ValueError(f"sigma={self.sigma!r} must be a finite number > 0")
         if isinstance(self.truncation, bool) or not isinstance(self.truncation, int) or self.truncation < 1:
             raise ValueError(f"truncation={self.truncation!r} must be an integer >= 1")
+        if self.horizon is not None and (
+            isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1
+        ):
+            raise ValueError(f"horizon={self.horizon!r} must be an integer >= 1 (or none)")
+        if cls.differentiable and self.horizon is not None:
+            raise ValueError(f"horizon applies to es / pes; {self.estimator} unrolls the config's steps")
         objective = objective_class(self.objective)
         if cls.differentiable and not objective.differentiable:
             raise ValueError(

@@ -51,7 +51,7 @@ class FullES(Perturbed):
             scores, finals = [], []
             for sign in (1.0, -1.0):
                 traj = run(
-                    self.load_probe(theta + sign * sigma * eps), task, steps=trainer.config.steps, seed=seed
+                    self.load_probe(theta + sign * sigma * eps), task, steps=trainer.inner_steps(), seed=seed
                 )
                 scores.append(self.score(traj, horizon, task))
                 finals.append(traj.final_loss)
@@ -59,4 +59,4 @@ class FullES(Perturbed):
         stats = self.combine(
             trainer, table, lambda i: member_noise(self.member_seed(trainer, i), theta.numel())
         )
-        return {**stats, "trajectory_step": float(trainer.config.steps)}
+        return {**stats, "trajectory_step": float(trainer.inner_steps())}

@@ -163,7 +163,7 @@ class PES(Perturbed):
     persistent: ClassVar[bool] = True
 
     def gradient(self, trainer: MetaTrainer) -> dict[str, float]:
-        theta, sigma, steps = self.theta(trainer), self.config.sigma, trainer.config.steps
+        theta, sigma, steps = self.theta(trainer), self.config.sigma, trainer.inner_steps()
         length = min(self.config.truncation, steps - self.particles[0].step)
         table = torch.zeros(len(self.particles), 3, dtype=torch.float64)
         mine = set(self.mine())
@@ -189,7 +189,7 @@ class PES(Perturbed):
     def advance(self, trainer: MetaTrainer) -> None:
         """Start a new episode for every particle whose runs took all their steps."""
         for member, particle in enumerate(self.particles):
-            if particle.step >= trainer.config.steps:
+            if particle.step >= trainer.inner_steps():
                 self.particles[member] = self.new_particle(trainer, member, particle.episode + 1)
 
     def state_dict(self, trainer: MetaTrainer) -> dict[str, Any]:
