@@ -32,6 +32,19 @@ every validation's runs are split over the ranks too; rank 0 writes every file a
 every rank reads ``last.pt`` on ``--resume`` (the output folder must be shared by the ranks). A run
 resumed on another number of ranks continues the same meta-batch.
 
+**Estimators.** ``--meta-grad tbptt`` (the default) backpropagates through windows of the
+optimizer's differentiable step; ``--meta-grad es`` (antithetic ES over whole runs) and ``pes``
+(persistent ES over truncations of ``--truncation`` steps) only run the optimizer through the oracle,
+with ``--population`` antithetic pairs at perturbation scale ``--sigma``, on ``--meta-objective``
+(final_loss, mean_log_loss, queries_to_success, success_auc, tau_s; :mod:`l2l.learned.meta_grad`).
+Their population members shard over the ranks and a run resumes bit for bit on any rank count.
+``--horizon`` lets an inner run go past the differentiable trajectory:
+
+    python -m train.learned --optimizer zo_lmom --task quadratic --meta-grad es --population 8 \
+        --sigma 0.01 --meta-objective final_loss
+    python -m train.learned --optimizer signhunter_prior --task mnist_attack_linf --steps 1 \
+        --horizon 200 --meta-grad es --meta-objective mean_log_loss
+
 ``python -m train.zo_lstm`` is the ZO-LSTM's own entry point on top of this loop (its flags, its alpha
 selection on val).
 """

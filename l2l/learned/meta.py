@@ -1,4 +1,4 @@
-"""Meta-training of a learned optimizer by truncated backpropagation through time (papers/002 sec. 3.2).
+"""Meta-training of a learned optimizer: truncated BPTT (papers/002 sec. 3.2), ES or PES (meta_grad).
 
 :class:`MetaTrainer` works over the protocol of :mod:`l2l.learned.protocol` only: the optimizer's
 modules, its carry, its differentiable step, its regularizer and its stages. The ZO-LSTM
@@ -40,6 +40,14 @@ floating-point sum runs in another order than the serial accumulation, so weight
 run to rounding (about 1e-7 relative per step), not bit for bit. :meth:`MetaTrainer.state_dict` gathers
 every slot's trajectory from its rank (a collective: every rank calls it), so a resume file holds the
 whole meta-batch and can be resumed on any number of ranks.
+
+**Estimators.** How a meta-iteration's gradient is estimated is a part (:mod:`l2l.learned.meta_grad`,
+``MetaTrainer(config, tasks, meta_grad)``): ``tbptt`` is the procedure above (the default, unchanged);
+``es`` (antithetic ES over whole runs) and ``pes`` (persistent ES over truncations; ``tes``, truncated
+ES, as its biased reference) run the optimizer's evaluation step through the oracle only, on a
+meta-objective measured from the runs' trajectories (:mod:`l2l.learned.meta_grad.objectives`). Their
+population members, not the slots, shard over the ranks, and they equal a serial run bit for bit.
+Every estimator's gradient is then clipped and applied by the stage's Adam step alike.
 
 Library code: nothing here prints; ``python -m train.learned`` (and ``train.zo_lstm``) drive it.
 """
