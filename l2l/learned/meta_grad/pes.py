@@ -116,6 +116,7 @@ class Particle:
         seed: the episode's run seed.
         xi: the sum of this episode's eps so far (every rank keeps every particle's).
         runs: the + and - runs (only on the rank that owns the particle; empty elsewhere).
+        step: the steps its runs have taken this episode (kept on every rank).
     """
 
     episode: int
