@@ -11,20 +11,16 @@ in member order. So a sharded meta-step equals the serial one bit for bit, on an
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from l2l.common import distributed
-from l2l.learned.meta_grad.base import MetaGradient, set_gradient, trained_parameters
+from l2l.learned.meta_grad.base import MetaGradient, Trainer, set_gradient, trained_parameters
 from l2l.learned.meta_grad.objectives import Horizon, objective_class
 from l2l.learned.protocol import LearnedOptimizer
 from l2l.run import Trajectory
 from l2l.tasks.base import Task
-
-if TYPE_CHECKING:
-    from l2l.learned.meta import MetaTrainer
 
 
 def member_noise(seed: int, dim: int) -> torch.Tensor:
@@ -66,11 +62,11 @@ def reduce_members(values: torch.Tensor) -> torch.Tensor:
 class Perturbed(MetaGradient):
     """The part of ES and PES that runs perturbed optimizers through the oracle only."""
 
-    def begin_stage(self, trainer: MetaTrainer) -> None:
+    def begin_stage(self, trainer: Trainer) -> None:
         self.probe: LearnedOptimizer = trainer.frozen()  # its trained parameters are overwritten per run
         self.probe_params = trained_parameters(self.probe.modules(), trainer.spec().trains)
 
-    def theta(self, trainer: MetaTrainer) -> torch.Tensor:
+    def theta(self, trainer: Trainer) -> torch.Tensor:
         """The trained meta-parameters flattened (``parameters_to_vector``, float64)."""
         return nn.utils.parameters_to_vector(trainer.trained_parameters()).detach().double()
 
@@ -80,7 +76,7 @@ class Perturbed(MetaGradient):
         nn.utils.vector_to_parameters(theta.to(params[0].dtype).to(params[0].device), params)
         return self.probe
 
-    def horizon(self, trainer: MetaTrainer, task: Task) -> Horizon:
+    def horizon(self, trainer: Trainer, task: Task) -> Horizon:
         """The whole run's steps and its query budget (steps times the optimizer's queries per step)."""
         steps = trainer.inner_steps()
         return Horizon(steps=steps, budget=steps * self.probe.queries_per_step(task.dim))
@@ -93,7 +89,7 @@ class Perturbed(MetaGradient):
         return objective_class(self.config.objective).value(losses, traj.queries, traj.success_query, horizon)
 
     def combine(
-        self, trainer: MetaTrainer, table: torch.Tensor, directions: Callable[[int], torch.Tensor]
+        self, trainer: Trainer, table: torch.Tensor, directions: Callable[[int], torch.Tensor]
     ) -> dict[str, float]:
         """All-reduce the members' [L+ - L-, (L+ + L-) / 2, final loss] rows, set the estimate as ``.grad``.
 

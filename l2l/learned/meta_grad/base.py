@@ -14,15 +14,16 @@ from __future__ import annotations
 import abc
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 
 from l2l.common.config import doc_field
 from l2l.common.registry import Registry
 
-if TYPE_CHECKING:  # the trainer imports this module
-    from l2l.learned.meta import MetaTrainer
+if TYPE_CHECKING:
+    from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Stage
+    from l2l.tasks.base import Task
 
 #: the estimator every existing run used (and the default)
 DEFAULT_ESTIMATOR = "tbptt"
@@ -88,6 +89,42 @@ class MetaGradConfig:
             )
 
 
+class Trainer(Protocol):
+    """What an estimator reads and sets on ``l2l.learned.meta.MetaTrainer`` (which imports this package,
+    so the estimators name it by this protocol rather than importing it).
+
+    Attributes:
+        config: the optimizer's config (procedure and options).
+        tasks: the training instances (all families, concatenated).
+        name: the learned optimizer's registry name (part of every derived seed).
+        optimizer: the optimizer whose modules train.
+        view: the optimizer with the current stage's options (sharing the modules).
+        stage: the current stage's name.
+        iteration: meta-iterations done in the stage.
+        unrolls: tbptt's trajectories, one per slot.
+        mine: the slots this rank unrolls (tbptt).
+        meta_grad: the estimator's options.
+    """
+
+    config: LearnedConfig
+    tasks: list[Task]
+    name: str
+    optimizer: LearnedOptimizer
+    view: LearnedOptimizer
+    stage: str | None
+    iteration: int
+    unrolls: list[Any]  # tbptt.Unroll (which imports this module)
+    mine: list[int]
+    meta_grad: MetaGradConfig
+
+    def spec(self) -> Stage: ...
+    def frozen(self) -> LearnedOptimizer: ...
+    def trained_parameters(self) -> list[torch.nn.Parameter]: ...
+    def inner_steps(self) -> int: ...
+    def draw_task(self, slot: int) -> tuple[int, int]: ...
+    def member_task(self, member: int, seed: int) -> int: ...
+
+
 class MetaGradient(abc.ABC):
     """One meta-gradient estimator, bound to one trainer's run (it holds the estimator's own state).
 
@@ -104,25 +141,25 @@ class MetaGradient(abc.ABC):
     def __init__(self, config: MetaGradConfig):
         self.config = config
 
-    def begin_stage(self, trainer: MetaTrainer) -> None:  # noqa: B027 - optional hook
+    def begin_stage(self, trainer: Trainer) -> None:  # noqa: B027 - optional hook
         """Fresh per-stage state (trajectories, particles) once the trainer began a stage."""
 
     @abc.abstractmethod
-    def gradient(self, trainer: MetaTrainer) -> dict[str, float]:
+    def gradient(self, trainer: Trainer) -> dict[str, float]:
         """Fill the trained parameters' ``.grad`` (the same on every rank) and return the step's numbers.
 
         Returns:
             ``meta_loss``, ``reg``, ``loss`` and ``trajectory_step`` (see ``MetaTrainer.meta_step``).
         """
 
-    def advance(self, trainer: MetaTrainer) -> None:  # noqa: B027 - optional hook
+    def advance(self, trainer: Trainer) -> None:  # noqa: B027 - optional hook
         """Called after the Adam step (e.g. truncate or replace finished trajectories)."""
 
-    def state_dict(self, trainer: MetaTrainer) -> dict[str, Any]:
+    def state_dict(self, trainer: Trainer) -> dict[str, Any]:
         """The estimator's state for a resume (a collective in a process group); merged into the trainer's."""
         return {}
 
-    def load_state_dict(self, trainer: MetaTrainer, state: dict[str, Any]) -> None:  # noqa: B027
+    def load_state_dict(self, trainer: Trainer, state: dict[str, Any]) -> None:  # noqa: B027
         """Restore :meth:`state_dict`'s part of a trainer state."""
 
 

@@ -16,30 +16,25 @@ e.g. a sign search, train alike). Members shard round-robin over the ranks (see
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from l2l.common import distributed
 from l2l.learned.meta_grad.antithetic import Perturbed, member_noise
-from l2l.learned.meta_grad.base import derived_seed, register_estimator
+from l2l.learned.meta_grad.base import Trainer, derived_seed, register_estimator
 from l2l.run import run
-
-if TYPE_CHECKING:
-    from l2l.learned.meta import MetaTrainer
 
 
 @register_estimator("es")
 class FullES(Perturbed):
     """Antithetic ES over whole inner runs (``--meta-grad es``)."""
 
-    def member_seed(self, trainer: MetaTrainer, member: int) -> int:
+    def member_seed(self, trainer: Trainer, member: int) -> int:
         """Member ``member``'s seed this meta-iteration (its noise, task and run seed)."""
         return derived_seed(
             trainer.name, trainer.config.seed, f"es/{trainer.stage}/{trainer.iteration}", member
         )
 
-    def gradient(self, trainer: MetaTrainer) -> dict[str, float]:
+    def gradient(self, trainer: Trainer) -> dict[str, float]:
         theta, n = self.theta(trainer), self.config.population
         sigma = self.config.sigma
         table = torch.zeros(n, 3, dtype=torch.float64)

@@ -18,23 +18,20 @@ comparison). A particle whose runs have taken all
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from l2l.common import distributed
 from l2l.common.device import generator_on
 from l2l.learned.meta_grad.antithetic import Perturbed, member_noise
-from l2l.learned.meta_grad.base import derived_seed, register_estimator
+from l2l.learned.meta_grad.base import Trainer, derived_seed, register_estimator
 from l2l.learned.meta_grad.objectives import Horizon
 from l2l.learned.protocol import LearnedOptimizer
 from l2l.optimizers.base import ZOState
 from l2l.oracle import Oracle
 from l2l.run import Trajectory, append_record, batch_seed, check_announced
 from l2l.tasks.base import Task
-
-if TYPE_CHECKING:
-    from l2l.learned.meta import MetaTrainer
 
 
 @dataclass
@@ -133,7 +130,7 @@ class PES(Perturbed):
 
     particles: list[Particle] = []  # noqa: RUF012 - replaced per stage, never mutated in place
 
-    def begin_stage(self, trainer: MetaTrainer) -> None:
+    def begin_stage(self, trainer: Trainer) -> None:
         super().begin_stage(trainer)
         self.dim = self.theta(trainer).numel()
         self.particles = [self.new_particle(trainer, i, 0) for i in range(self.config.population)]
@@ -142,7 +139,7 @@ class PES(Perturbed):
         """This rank's particles (round-robin)."""
         return distributed.shard(range(self.config.population), distributed.rank(), distributed.world_size())
 
-    def new_particle(self, trainer: MetaTrainer, member: int, episode: int) -> Particle:
+    def new_particle(self, trainer: Trainer, member: int, episode: int) -> Particle:
         """Particle ``member``'s episode ``episode`` (task, seed from run seed, stage, member, episode)."""
         seed = derived_seed(trainer.name, trainer.config.seed, f"pes/{trainer.stage}/{member}", episode)
         particle = Particle(
@@ -155,7 +152,7 @@ class PES(Perturbed):
                 inner.score = self.score(inner.traj, self.horizon(trainer, task), task)
         return particle
 
-    def noise(self, trainer: MetaTrainer, member: int) -> torch.Tensor:
+    def noise(self, trainer: Trainer, member: int) -> torch.Tensor:
         """Particle ``member``'s eps of this meta-iteration."""
         what = f"pes-noise/{trainer.stage}/{trainer.iteration}"
         return member_noise(derived_seed(trainer.name, trainer.config.seed, what, member), self.dim)
@@ -163,7 +160,7 @@ class PES(Perturbed):
     #: whether a particle's direction is the episode's accumulated xi (PES) or this truncation's eps alone
     persistent: ClassVar[bool] = True
 
-    def gradient(self, trainer: MetaTrainer) -> dict[str, float]:
+    def gradient(self, trainer: Trainer) -> dict[str, float]:
         theta, sigma, steps = self.theta(trainer), self.config.sigma, trainer.inner_steps()
         length = min(self.config.truncation, steps - self.particles[0].step)
         table = torch.zeros(len(self.particles), 3, dtype=torch.float64)
@@ -187,13 +184,13 @@ class PES(Perturbed):
         stats = self.combine(trainer, table, lambda i: self.particles[i].xi)
         return {**stats, "trajectory_step": float(self.particles[0].step)}
 
-    def advance(self, trainer: MetaTrainer) -> None:
+    def advance(self, trainer: Trainer) -> None:
         """Start a new episode for every particle whose runs took all their steps."""
         for member, particle in enumerate(self.particles):
             if particle.step >= trainer.inner_steps():
                 self.particles[member] = self.new_particle(trainer, member, particle.episode + 1)
 
-    def state_dict(self, trainer: MetaTrainer) -> dict[str, Any]:
+    def state_dict(self, trainer: Trainer) -> dict[str, Any]:
         """Every particle (its runs gathered from the rank that owns it)."""
         mine = {i: [inner.state_dict() for inner in self.particles[i].runs] for i in self.mine()}
         runs: dict[int, list] = {}
@@ -204,7 +201,7 @@ class PES(Perturbed):
              "runs": runs[i]} for i, p in enumerate(self.particles)
         ]}  # fmt: skip
 
-    def load_state_dict(self, trainer: MetaTrainer, state: dict[str, Any]) -> None:
+    def load_state_dict(self, trainer: Trainer, state: dict[str, Any]) -> None:
         mine = set(self.mine())
         self.particles = []
         for i, saved in enumerate(state.get("particles", [])):

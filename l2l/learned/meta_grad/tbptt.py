@@ -10,17 +10,14 @@ process group rank r unrolls the slots r, r + N, ... and the summed gradients ar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from l2l.common import distributed
 from l2l.common.device import generator_on
-from l2l.learned.meta_grad.base import MetaGradient, derived_seed, register_estimator
+from l2l.learned.meta_grad.base import MetaGradient, Trainer, derived_seed, register_estimator
 from l2l.learned.optimizee_grad import optimizee_objective
-
-if TYPE_CHECKING:
-    from l2l.learned.meta import MetaTrainer
 
 
 @dataclass
@@ -78,10 +75,10 @@ class TruncatedBPTT(MetaGradient):
 
     differentiable = True
 
-    def begin_stage(self, trainer: MetaTrainer) -> None:
+    def begin_stage(self, trainer: Trainer) -> None:
         trainer.unrolls = [self.new_unroll(trainer, slot) for slot in range(trainer.config.slots())]
 
-    def new_unroll(self, trainer: MetaTrainer, slot: int) -> Unroll:
+    def new_unroll(self, trainer: Trainer, slot: int) -> Unroll:
         """A fresh trajectory for ``slot``: its task drawn by the trainer, its seeds by its start count."""
         index, k = trainer.draw_task(slot)
         task = trainer.tasks[index]
@@ -95,7 +92,7 @@ class TruncatedBPTT(MetaGradient):
             batch_rng=torch.Generator().manual_seed(derived_seed(name, seed, "batches", k)),
         )
 
-    def gradient(self, trainer: MetaTrainer) -> dict[str, float]:
+    def gradient(self, trainer: Trainer) -> dict[str, float]:
         cfg = trainer.config
         totals = {"meta_loss": 0.0, "reg": 0.0, "loss": 0.0}
         n = len(trainer.unrolls)
@@ -115,7 +112,7 @@ class TruncatedBPTT(MetaGradient):
         return {**totals, "trajectory_step": float(trajectory_step)}
 
     @staticmethod
-    def _all_reduce_gradients(trainer: MetaTrainer) -> None:
+    def _all_reduce_gradients(trainer: Trainer) -> None:
         """Sum the trained parameters' gradients over the ranks (one flat all_reduce).
 
         A rank without a gradient for a parameter adds zeros; a parameter no rank has a gradient for keeps
@@ -130,7 +127,7 @@ class TruncatedBPTT(MetaGradient):
             p.grad = part.view_as(p).clone() if seen > 0 else None
 
     @staticmethod
-    def _window(trainer: MetaTrainer, unroll: Unroll) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _window(trainer: Trainer, unroll: Unroll) -> tuple[torch.Tensor, torch.Tensor, float]:
         """The meta-loss of the next window of ``unroll``: sum_t t f(x_t) + sum_t r_t, scaled."""
         cfg, task = trainer.config, trainer.tasks[unroll.task_index]
         view = trainer.view
@@ -155,17 +152,17 @@ class TruncatedBPTT(MetaGradient):
         divisor = cfg.loss_divisor()
         return (loss + reg) / divisor, reg.detach() / divisor, float(value.detach())
 
-    def advance(self, trainer: MetaTrainer) -> None:
+    def advance(self, trainer: Trainer) -> None:
         """Truncate every trajectory, or replace it by a new one once it has taken all its steps."""
         trainer.unrolls = [self._continue(trainer, slot, u) for slot, u in enumerate(trainer.unrolls)]
 
-    def _continue(self, trainer: MetaTrainer, slot: int, unroll: Unroll) -> Unroll:
+    def _continue(self, trainer: Trainer, slot: int, unroll: Unroll) -> Unroll:
         if unroll.step >= trainer.config.steps:
             return self.new_unroll(trainer, slot)
         unroll.truncate()
         return unroll
 
-    def state_dict(self, trainer: MetaTrainer) -> dict[str, Any]:
+    def state_dict(self, trainer: Trainer) -> dict[str, Any]:
         """Every slot's trajectory state (``unrolls``), each from the rank that owns the slot."""
         mine = {slot: trainer.unrolls[slot].state_dict() for slot in trainer.mine}
         if distributed.world_size() == 1:
@@ -175,5 +172,5 @@ class TruncatedBPTT(MetaGradient):
             merged.update(part)
         return {"unrolls": [merged[slot] for slot in range(len(trainer.unrolls))]}
 
-    def load_state_dict(self, trainer: MetaTrainer, state: dict[str, Any]) -> None:
+    def load_state_dict(self, trainer: Trainer, state: dict[str, Any]) -> None:
         trainer.unrolls = [Unroll.from_state_dict(u, trainer.tasks[0].device) for u in state["unrolls"]]
