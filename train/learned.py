@@ -32,6 +32,19 @@ every validation's runs are split over the ranks too; rank 0 writes every file a
 every rank reads ``last.pt`` on ``--resume`` (the output folder must be shared by the ranks). A run
 resumed on another number of ranks continues the same meta-batch.
 
+**Estimators.** ``--meta-grad tbptt`` (the default) backpropagates through windows of the
+optimizer's differentiable step; ``--meta-grad es`` (antithetic ES over whole runs) and ``pes``
+(persistent ES over truncations of ``--truncation`` steps) only run the optimizer through the oracle,
+with ``--population`` antithetic pairs at perturbation scale ``--sigma``, on ``--meta-objective``
+(final_loss, mean_log_loss, queries_to_success, success_auc, tau_s; :mod:`l2l.learned.meta_grad`).
+Their population members shard over the ranks and a run resumes bit for bit on any rank count.
+``--horizon`` lets an inner run go past the differentiable trajectory:
+
+    python -m train.learned --optimizer zo_lmom --task quadratic --meta-grad es --population 8 \
+        --sigma 0.01 --meta-objective final_loss
+    python -m train.learned --optimizer signhunter_prior --task mnist_attack_linf --steps 1 \
+        --horizon 200 --meta-grad es --meta-objective mean_log_loss
+
 ``python -m train.zo_lstm`` is the ZO-LSTM's own entry point on top of this loop (its flags, its alpha
 selection on val).
 """
@@ -60,12 +73,19 @@ from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import save_torch_atomic, write_json_atomic
 from l2l.learned.checkpoint import TRAINING_PREFIX, read_checkpoint, save_learned
 from l2l.learned.meta import MetaTrainer, Validation, is_better, validate
+from l2l.learned.meta_grad import MetaGradConfig
 from l2l.learned.protocol import UNTRAINED, LearnedConfig, LearnedOptimizer, learned_class, learned_names
 from l2l.tasks.base import Task
 from l2l.tasks.registry import default_steps
 
 #: the format version of the training states (last.pt) this loop writes
 TRAINING_VERSION = 1
+#: the estimator fields' values in runs saved before they existed (truncated BPTT on its meta-loss)
+_GRAD = MetaGradConfig()
+ESTIMATOR_DEFAULTS = {
+    "meta_grad": _GRAD.estimator, "population": _GRAD.population, "sigma": _GRAD.sigma,
+    "truncation": _GRAD.truncation, "meta_objective": _GRAD.objective, "horizon": _GRAD.horizon,
+}  # fmt: skip
 
 
 @dataclass
@@ -92,6 +112,7 @@ class Job:
         saved_before: the value fields had in runs saved before they existed.
         upgrade_record: maps a saved ``record`` to today's field names (fields renamed since it was saved).
         device: where the tasks, their models and the optimizer's modules live.
+        meta_grad: the meta-gradient estimator and meta-objective (default: truncated BPTT).
     """
 
     meta: LearnedConfig
@@ -113,6 +134,7 @@ class Job:
     saved_before: dict = field(default_factory=dict)
     upgrade_record: Callable[[dict], dict] = dict
     device: str = "cpu"
+    meta_grad: MetaGradConfig = field(default_factory=MetaGradConfig)
 
 
 @dataclass
@@ -158,16 +180,45 @@ class LearnedTrainConfig(LoopOptions):
     out: str = doc_field(
         "results/learned/{optimizer}/{task}", "output folder ({optimizer}, {task} filled in)"
     )
+    meta_grad: str = doc_field(
+        _GRAD.estimator,
+        "meta-gradient estimator: tbptt (truncated BPTT through train_step), es (antithetic ES over whole "
+        "runs through the oracle only) or pes (persistent ES over truncations, oracle only)",
+    )
+    population: int = doc_field(
+        _GRAD.population, "es / pes: antithetic pairs per meta-iteration (2x inner runs)"
+    )
+    sigma: float = doc_field(_GRAD.sigma, "es / pes: perturbation scale of the flattened meta-parameters")
+    truncation: int = doc_field(
+        _GRAD.truncation, "pes: inner steps per truncation (one truncation per meta-iteration)"
+    )
+    horizon: int | None = doc_field(
+        None,
+        "es / pes: steps of an inner run (none: --steps); e.g. signhunter_prior: --steps 1 --horizon 200",
+    )
+    meta_objective: str = doc_field(
+        _GRAD.objective,
+        "what meta-training minimizes (l2l.learned.meta_grad.objectives): weighted_loss (tbptt's, "
+        "differentiable), final_loss, mean_log_loss, queries_to_success, success_auc, tau_s",
+    )
 
     def __post_init__(self) -> None:
         learned_class(self.optimizer)  # a clear KeyError listing the registered ones
+        self.meta_grad_config()  # refuses a bad estimator, population, sigma, truncation or objective
         if self.steps is None:
             self.steps = family_steps(self.task)
         if self.val_steps is None:
-            self.val_steps = self.steps
+            self.val_steps = self.horizon or self.steps
         check_loop_fields(
             self, ("val_instances", "val_every", "val_steps", "threads", "workers"), ("images",)
         )
+
+    def meta_grad_config(self) -> MetaGradConfig:
+        """The estimator options of ``--meta-grad``, ``--population``, ``--sigma``, ``--truncation``."""
+        return MetaGradConfig(
+            estimator=self.meta_grad, population=self.population, sigma=self.sigma,
+            truncation=self.truncation, objective=self.meta_objective, horizon=self.horizon,
+        )  # fmt: skip
 
     def job(self) -> Job:
         """The run this config describes."""
@@ -184,7 +235,8 @@ class LearnedTrainConfig(LoopOptions):
             init_from=self.init_from, resume=self.resume, wandb=self.wandb,
             wandb_project=self.wandb_project, resumable=frozenset({"iterations", "resume", "wandb",
                                                                    "wandb_project", "threads", "workers"}),
-            saved_before={"device": "cpu"}, device=self.device,
+            saved_before={"device": "cpu", **ESTIMATOR_DEFAULTS}, device=self.device,
+            meta_grad=self.meta_grad_config(),
         )  # fmt: skip
 
 
@@ -489,7 +541,9 @@ def train(job: Job) -> dict:
     train_groups, val_groups = load_tasks(job)
     with user_input():  # too small a meta-batch for the families is the command line's error
         trainer = MetaTrainer(
-            job.meta, train_groups if len(train_groups) > 1 else next(iter(train_groups.values()))
+            job.meta,
+            train_groups if len(train_groups) > 1 else next(iter(train_groups.values())),
+            job.meta_grad,
         )
     if job.resume:
         progress = load_training_state(job, trainer)

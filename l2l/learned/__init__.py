@@ -8,6 +8,7 @@ them, ``zo_lstm_untrained`` with ``l2l.make_optimizer``, and their checkpoint fo
 """
 
 from l2l.learned.checkpoint import load_learned, load_zo_lstm, read_checkpoint, save_learned, save_zo_lstm
+from l2l.learned.guided_sampler import GuidedSampler, GuidedSamplerConfig
 from l2l.learned.meta import MetaTrainer, Validation, validate
 from l2l.learned.networks import QueryRNN, UpdateRNN
 from l2l.learned.protocol import (
@@ -26,6 +27,8 @@ from l2l.learned.zo_lstm import VARIANTS, ZOLSTM, MetaConfig, UntrainedZOLSTM, Z
 __all__ = [
     "VARIANTS",
     "ZOLSTM",
+    "GuidedSampler",
+    "GuidedSamplerConfig",
     "LearnedConfig",
     "LearnedOptimizer",
     "MetaConfig",

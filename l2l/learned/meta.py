@@ -1,4 +1,4 @@
-"""Meta-training of a learned optimizer by truncated backpropagation through time (papers/002 sec. 3.2).
+"""Meta-training of a learned optimizer: truncated BPTT (papers/002 sec. 3.2), ES or PES (meta_grad).
 
 :class:`MetaTrainer` works over the protocol of :mod:`l2l.learned.protocol` only: the optimizer's
 modules, its carry, its differentiable step, its regularizer and its stages. The ZO-LSTM
@@ -41,6 +41,14 @@ run to rounding (about 1e-7 relative per step), not bit for bit. :meth:`MetaTrai
 every slot's trajectory from its rank (a collective: every rank calls it), so a resume file holds the
 whole meta-batch and can be resumed on any number of ranks.
 
+**Estimators.** How a meta-iteration's gradient is estimated is a part (:mod:`l2l.learned.meta_grad`,
+``MetaTrainer(config, tasks, meta_grad)``): ``tbptt`` is the procedure above (the default, unchanged);
+``es`` (antithetic ES over whole runs) and ``pes`` (persistent ES over truncations; ``tes``, truncated
+ES, as its biased reference) run the optimizer's evaluation step through the oracle only, on a
+meta-objective measured from the runs' trajectories (:mod:`l2l.learned.meta_grad.objectives`). Their
+population members, not the slots, shard over the ranks, and they equal a serial run bit for bit.
+Every estimator's gradient is then clipped and applied by the stage's Adam step alike.
+
 Library code: nothing here prints; ``python -m train.learned`` (and ``train.zo_lstm``) drive it.
 """
 
@@ -48,78 +56,24 @@ from __future__ import annotations
 
 import itertools
 import math
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from l2l.common import distributed
-from l2l.common.device import generator_on
-from l2l.learned.optimizee_grad import optimizee_objective
+from l2l.learned.meta_grad import MetaGradConfig, MetaGradient, estimator_class, objective_class
+from l2l.learned.meta_grad.base import derived_seed, trained_parameters
+from l2l.learned.meta_grad.tbptt import Unroll
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Stage
 from l2l.optimizers.core.base import ZOOptimizer
 from l2l.run import Trajectory, run
 from l2l.tasks.base import Task
 
-__all__ = ["MetaTrainer", "Unroll", "Validation", "is_better", "val_seed", "validate"]
+__all__ = ["MetaTrainer", "Unroll", "Validation", "derived_seed", "is_better", "val_seed", "validate"]
 
 #: validation runs use seeds far from eval.compare's and eval.tune's
 VAL_SEED_OFFSET = 2_000_003
-
-
-def derived_seed(name: str, seed: int, what: str, index: int = 0) -> int:
-    """A 32-bit seed for stream ``what`` number ``index`` of a meta-training run of optimizer ``name``."""
-    return zlib.crc32(f"{name}/{seed}/{what}/{index}".encode())
-
-
-@dataclass
-class Unroll:
-    """One optimizee trajectory in progress.
-
-    Attributes:
-        task_index: which training task it optimizes.
-        x: the current iterate (detached between windows).
-        carry: the optimizer's recurrent state.
-        rng: draws its query directions.
-        batch_rng: draws its minibatches (stochastic tasks).
-        step: steps taken so far.
-    """
-
-    task_index: int
-    x: torch.Tensor
-    carry: dict[str, torch.Tensor]
-    rng: torch.Generator
-    batch_rng: torch.Generator
-    step: int = 0
-
-    def truncate(self) -> None:
-        """Cut the autograd graph here: the next window starts from the current values."""
-        self.x = self.x.detach()
-        self.carry = {k: v.detach() for k, v in self.carry.items()}
-
-    def state_dict(self) -> dict:
-        """The trajectory's values and generator states (tensors detached)."""
-        return {
-            "task_index": self.task_index, "x": self.x.detach(), "step": self.step,
-            "carry": {k: v.detach() for k, v in self.carry.items()},
-            "rng": self.rng.get_state(), "batch_rng": self.batch_rng.get_state(),
-        }  # fmt: skip
-
-    @classmethod
-    def from_state_dict(cls, state: dict, device: torch.device | None = None) -> Unroll:
-        """The trajectory that :meth:`state_dict` described, its tensors and direction stream on ``device``.
-
-        Args:
-            state: what :meth:`state_dict` returned (possibly loaded onto the CPU).
-            device: the task's device (None: the CPU); the minibatch stream stays on the CPU, as in ``run``.
-        """
-        device = torch.device("cpu") if device is None else device
-        rng, batch_rng = torch.Generator(device=device), torch.Generator()
-        rng.set_state(state["rng"])
-        batch_rng.set_state(state["batch_rng"])
-        carry = {k: v.to(device) for k, v in state["carry"].items()}
-        return cls(state["task_index"], state["x"].to(device), carry, rng, batch_rng, state["step"])
 
 
 class MetaTrainer:
@@ -133,9 +87,16 @@ class MetaTrainer:
         config: the optimizer's options and the procedure (``config.new_optimizer()`` builds it).
         tasks: the training instances (each new trajectory picks one at random), or a mapping family
             name -> instances to mix families round-robin over the meta-batch's slots.
+        meta_grad: how meta-gradients are estimated and what they minimize (None: truncated BPTT on the
+            t-weighted mean loss, the procedure of every run before the estimators existed).
     """
 
-    def __init__(self, config: LearnedConfig, tasks: Sequence[Task] | Mapping[str, Sequence[Task]]):
+    def __init__(
+        self,
+        config: LearnedConfig,
+        tasks: Sequence[Task] | Mapping[str, Sequence[Task]],
+        meta_grad: MetaGradConfig | None = None,
+    ):
         groups = [list(group) for group in tasks.values()] if isinstance(tasks, Mapping) else [list(tasks)]
         if not groups or not all(groups):
             raise ValueError("MetaTrainer needs at least one training task (of every family)")
@@ -157,9 +118,18 @@ class MetaTrainer:
         self.stage: str | None = None
         self.iteration = 0  # meta-iterations done in the current stage
         self.started = 0  # trajectories started, over all stages
-        self.unrolls: list[Unroll] = []
+        self.unrolls: list[Unroll] = []  # tbptt's trajectories, one per slot
         self.meta_opt: torch.optim.Adam | None = None
-        self._view: LearnedOptimizer = self.optimizer
+        self.view: LearnedOptimizer = self.optimizer  # the optimizer with the stage's options
+        self.meta_grad = meta_grad or MetaGradConfig()
+        if self.meta_grad.objective not in self.optimizer.meta_objectives:
+            raise ValueError(
+                f"{self.name} does not support the meta-objective {self.meta_grad.objective!r}; it supports "
+                f"{', '.join(self.optimizer.meta_objectives)}"
+            )
+        self.estimator: MetaGradient = estimator_class(self.meta_grad.estimator)(self.meta_grad)
+        for task in self.tasks:  # e.g. queries_to_success needs tasks that define success
+            objective_class(self.meta_grad.objective).check(task)
 
     def stage_names(self) -> list[str]:
         """The optimizer's stages, in training order."""
@@ -177,8 +147,20 @@ class MetaTrainer:
         params = itertools.chain.from_iterable(module.parameters() for module in trained)
         self.meta_opt = torch.optim.Adam(params, lr=spec.lr)
         self.stage, self.iteration = stage, 0
-        self._view = self.optimizer.with_options(**spec.options)  # shares the modules
-        self.unrolls = [self._new_unroll(slot) for slot in range(self.config.slots())]
+        self.view = self.optimizer.with_options(**spec.options)  # shares the modules
+        self.estimator.begin_stage(self)
+
+    def spec(self) -> Stage:
+        """The current stage (the first declared one before any began)."""
+        return self.plan[self.stage] if self.stage is not None else next(iter(self.plan.values()))
+
+    def inner_steps(self) -> int:
+        """Steps of an oracle-only inner run (es / pes): the estimator's horizon, else the config's steps."""
+        return self.meta_grad.horizon or self.config.steps
+
+    def trained_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters the current stage trains, in its modules' order (the flattening order of theta)."""
+        return trained_parameters(self.optimizer.modules(), self.spec().trains)
 
     def load_weights(self, ckpt: dict) -> None:
         """Copy the weights of a checkpoint dict (its ``modules``) into the optimizer."""
@@ -186,94 +168,39 @@ class MetaTrainer:
 
     def frozen(self) -> LearnedOptimizer:
         """An independent, gradient-free copy of the optimizer as the current stage trains it."""
-        stage = self.plan[self.stage] if self.stage is not None else next(iter(self.plan.values()))
-        return self.optimizer.frozen_copy(**stage.options)
+        return self.optimizer.frozen_copy(**self.spec().options)
 
-    def _new_unroll(self, slot: int) -> Unroll:
+    def draw_task(self, slot: int) -> tuple[int, int]:
+        """A new trajectory's task for ``slot`` (seeded sampler, slot's family) and its start count."""
         offset, count = self.groups[slot % len(self.groups)]
-        index = offset + int(torch.randint(count, (), generator=self.sampler))
-        task, k = self.tasks[index], self.started
+        index, k = offset + int(torch.randint(count, (), generator=self.sampler)), self.started
         self.started += 1
-        x = task.project(task.x0())  # where l2l.run starts, too
-        seed = self.config.seed
-        return Unroll(
-            task_index=index,
-            x=x,
-            carry={**self.optimizer.initial_carry(x.shape[0]), **self.optimizer.instance_carry(task)},
-            rng=generator_on(x.device, derived_seed(self.name, seed, "directions", k)),
-            batch_rng=torch.Generator().manual_seed(derived_seed(self.name, seed, "batches", k)),
-        )
+        return index, k
+
+    def member_task(self, member: int, seed: int) -> int:
+        """A population member's task: from family ``member mod F``, drawn with the member's own ``seed``.
+
+        Unlike :meth:`draw_task` it reads no shared stream, so any rank draws any member's task alike.
+        """
+        offset, count = self.groups[member % len(self.groups)]
+        return offset + int(torch.randint(count, (), generator=torch.Generator().manual_seed(seed)))
 
     def meta_step(self) -> dict[str, float]:
-        """One meta-iteration: a window of ``unroll`` steps on each trajectory, then one Adam step.
+        """One meta-iteration: the estimator's meta-gradient, clipped elementwise, then one Adam step.
 
         Returns:
-            ``meta_loss`` (mean window loss, scaled by ``meta_loss_scale``), ``reg`` (its regularizer
-            part), ``loss`` (mean full-objective loss at the window's end), and ``trajectory_step``
-            (step reached by the first trajectory).
+            ``meta_loss`` (the mean meta-objective of the step's runs: tbptt's scaled window loss),
+            ``reg`` (its regularizer part), ``loss`` (mean full-objective loss at the runs' ends), and
+            ``trajectory_step`` (the step the runs reached).
         """
         if self.stage is None or self.meta_opt is None:
             raise RuntimeError(f"call begin_stage (one of {', '.join(self.plan)}) before meta_step")
         self.meta_opt.zero_grad(set_to_none=True)
-        totals = {"meta_loss": 0.0, "reg": 0.0, "loss": 0.0}
-        n = len(self.unrolls)
-        for slot, unroll in enumerate(self.unrolls):
-            if slot not in self.mine:  # another rank's: only its step count moves on here
-                unroll.step += min(self.config.unroll, self.config.steps - unroll.step)
-                continue
-            loss, reg, final = self._unroll_window(unroll)
-            (loss / n).backward()  # one trajectory at a time: its graph is freed before the next
-            for key, value in zip(totals, (float(loss.detach()), float(reg), final), strict=True):
-                totals[key] += value / n
-        trajectory_step = self.unrolls[0].step
-        if distributed.world_size() > 1:
-            self._all_reduce_gradients()
-            summed = distributed.all_reduce_sum(torch.tensor(list(totals.values()), dtype=torch.float64))
-            totals = dict(zip(totals, summed.tolist(), strict=True))
+        stats = self.estimator.gradient(self)
         self._clip_and_step()
-        self.unrolls = [self._continue(slot, u) for slot, u in enumerate(self.unrolls)]
+        self.estimator.advance(self)
         self.iteration += 1
-        return {**totals, "trajectory_step": float(trajectory_step)}
-
-    def _all_reduce_gradients(self) -> None:
-        """Sum the trained parameters' gradients over the ranks (one flat all_reduce).
-
-        A rank without a gradient for a parameter adds zeros; a parameter no rank has a gradient for keeps
-        ``grad = None``, as in a serial run (Adam then leaves it alone rather than stepping on momentum).
-        """
-        assert self.meta_opt is not None
-        params = [p for group in self.meta_opt.param_groups for p in group["params"]]
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        present = torch.tensor([float(p.grad is not None) for p in params], dtype=grads[0].dtype)
-        flat = distributed.all_reduce_sum(torch.cat([*(g.reshape(-1) for g in grads), present]))
-        parts = flat.split([*(p.numel() for p in params), len(params)])
-        for p, part, seen in zip(params, parts[:-1], parts[-1].tolist(), strict=True):
-            p.grad = part.view_as(p).clone() if seen > 0 else None
-
-    def _unroll_window(self, unroll: Unroll) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """The meta-loss of the next window of ``unroll``: sum_t t f(x_t) + sum_t r_t, scaled."""
-        cfg, task = self.config, self.tasks[unroll.task_index]
-        view = self._view
-        full = optimizee_objective(task, None, cfg.optimizee_grad, cfg.coord_mu)
-        loss, reg = torch.zeros((), device=unroll.x.device), torch.zeros((), device=unroll.x.device)
-        for _ in range(min(cfg.unroll, cfg.steps - unroll.step)):
-            batch = task.sample_batch(unroll.batch_rng)
-            f = optimizee_objective(task, batch, cfg.optimizee_grad, cfg.coord_mu)
-            out = view.train_step(unroll.x, unroll.carry, f, unroll.rng, task.project)
-            unroll.x, unroll.step = out.x, unroll.step + 1
-            value = full(out.x.unsqueeze(0))[0]
-            loss = loss + unroll.step * value
-            term = view.regularizer(out, cfg)
-            if term is not None:
-                reg = reg + term
-        if not torch.isfinite(loss + reg):
-            raise FloatingPointError(
-                f"the meta-loss became {float(loss + reg)} in stage {self.stage!r}, meta-iteration "
-                f"{self.iteration}, trajectory step {unroll.step}; lower the meta learning rate or the "
-                "update scale"
-            )
-        divisor = cfg.loss_divisor()
-        return (loss + reg) / divisor, reg.detach() / divisor, float(value.detach())
+        return stats
 
     def _clip_and_step(self) -> None:
         assert self.meta_opt is not None
@@ -282,13 +209,6 @@ class MetaTrainer:
                 if p.grad is not None:
                     p.grad.clamp_(-self.config.clip, self.config.clip)
         self.meta_opt.step()
-
-    def _continue(self, slot: int, unroll: Unroll) -> Unroll:
-        """Truncate a trajectory, or replace it by a new one once it has taken all its steps."""
-        if unroll.step >= self.config.steps:
-            return self._new_unroll(slot)
-        unroll.truncate()
-        return unroll
 
     def state_dict(self) -> dict:
         """Everything needed to continue bit for bit (plain dicts, tensors and numbers).
@@ -303,18 +223,8 @@ class MetaTrainer:
             "sampler": self.sampler.get_state(),
             "modules": {name: module.state_dict() for name, module in self.optimizer.modules().items()},
             "meta_opt": None if self.meta_opt is None else self.meta_opt.state_dict(),
-            "unrolls": self._gathered_unrolls(),
+            **self.estimator.state_dict(self),  # tbptt: "unrolls", as before the estimators existed
         }
-
-    def _gathered_unrolls(self) -> list[dict]:
-        """Every slot's trajectory state, each from the rank that owns the slot."""
-        mine = {slot: self.unrolls[slot].state_dict() for slot in self.mine}
-        if distributed.world_size() == 1:
-            return [mine[slot] for slot in range(len(self.unrolls))]
-        merged: dict[int, dict] = {}
-        for part in distributed.all_gather_objects(mine):
-            merged.update(part)
-        return [merged[slot] for slot in range(len(self.unrolls))]
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` (of a trainer built with the same config and tasks)."""
@@ -324,7 +234,7 @@ class MetaTrainer:
             self.begin_stage(state["stage"])
             assert self.meta_opt is not None
             self.meta_opt.load_state_dict(state["meta_opt"])
-        self.unrolls = [Unroll.from_state_dict(u, self.tasks[0].device) for u in state["unrolls"]]
+        self.estimator.load_state_dict(self, state)
         self.stage, self.iteration, self.started = state["stage"], state["iteration"], state["started"]
         self.sampler.set_state(state["sampler"])
 

@@ -163,6 +163,13 @@ class LearnedOptimizer(ZOOptimizer):
     shipped_files: ClassVar[dict[str, str]] = {}
     #: the command that trains one (named in messages about missing checkpoints)
     train_command: ClassVar[str] = "python -m train.learned --optimizer <name>"
+    #: the meta-objectives it may be meta-trained on (``train.learned --meta-objective``; see
+    #: :mod:`l2l.learned.meta_grad.objectives`): every one by default, since ES and PES only run the
+    #: optimizer's evaluation step; truncated BPTT takes only the differentiable ``weighted_loss``, and the
+    #: success-based ones need an attack task (both checked when training starts)
+    meta_objectives: ClassVar[tuple[str, ...]] = (
+        "weighted_loss", "final_loss", "mean_log_loss", "queries_to_success", "success_auc", "tau_s",
+    )  # fmt: skip
 
     @abc.abstractmethod
     def modules(self) -> dict[str, nn.Module]:

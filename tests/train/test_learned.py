@@ -68,7 +68,8 @@ def test_bad_options_and_names_are_named():
         train_learned.LearnedTrainConfig(options="q=many").job()
     with pytest.raises(ValueError, match="steps has its own flag"):
         train_learned.LearnedTrainConfig(options="steps=3").job()
-    with pytest.raises(KeyError, match="registered learned optimizers: signhunter_prior, zo_lmom, zo_lstm"):
+    registered = "registered learned optimizers: guided_sampler, signhunter_prior, zo_lmom, zo_lstm"
+    with pytest.raises(KeyError, match=registered):
         train_learned.LearnedTrainConfig(optimizer="zo_nope")
 
 
