@@ -40,7 +40,7 @@ from l2l.estimators import (
     update_trend,
 )
 from l2l.learned.protocol import LearnedConfig, LearnedOptimizer, Project, Stage, TrainStep, register_learned
-from l2l.optimizers.base import ZOState, lr_from_delta
+from l2l.optimizers.core.base import ZOState, lr_from_delta
 from l2l.optimizers.zo_trend import ZOTrend
 from l2l.oracle import Oracle
 

@@ -28,7 +28,7 @@ from l2l.learned.meta_grad.antithetic import Perturbed, member_noise
 from l2l.learned.meta_grad.base import Trainer, derived_seed, register_estimator
 from l2l.learned.meta_grad.objectives import Horizon
 from l2l.learned.protocol import LearnedOptimizer
-from l2l.optimizers.base import ZOState
+from l2l.optimizers.core.base import ZOState
 from l2l.oracle import Oracle
 from l2l.run import Trajectory, append_record, batch_seed, check_announced
 from l2l.tasks.base import Task

@@ -15,7 +15,7 @@ from l2l.common import distributed
 from l2l.learned import LearnedConfig, LearnedOptimizer, MetaTrainer, Stage, TrainStep
 from l2l.learned.meta_grad import MetaGradConfig, objective_class
 from l2l.learned.meta_grad.objectives import FAILURE_FACTOR, Horizon
-from l2l.optimizers.base import ZOState
+from l2l.optimizers.core.base import ZOState
 from l2l.oracle import Oracle
 
 
