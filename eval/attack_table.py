@@ -128,10 +128,10 @@ class AttackTableConfig(GridOptions, OutputOptions, ShardOptions):
         """The options the task family is built with: ``eps`` when given."""
         return {} if self.eps is None else {"eps": self.eps}
 
-    def json_path(self) -> Path:
-        """``out`` with its ``{task}``, ``{eps}`` and ``{split}`` placeholders filled in."""
+    def out_path(self, **values: str) -> Path:
+        """``out`` with its placeholders filled in; ``{eps}`` is ``""`` at the family's default eps."""
         at_default = self.tuned_key() == tuning_key(self.task)
-        return self.out_path(eps="" if at_default else f"_eps{self.eps:g}")
+        return super().out_path(**{"eps": "" if at_default else f"_eps{self.eps:g}", **values})
 
 
 def parse_methods(config: AttackTableConfig) -> list[OptimizerSpec]:
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def write_table(result: dict, config: AttackTableConfig) -> Written:
     """Rank 0's part: the JSON, the markdown and the success plot at ``--out``, and the wandb log."""
-    path = config.json_path()
+    path = config.out_path()
     write_json_atomic(path, result)
     text = markdown_report(result)
     md = write_text_atomic(path.with_suffix(".md"), text)

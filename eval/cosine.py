@@ -95,7 +95,7 @@ class CosineConfig(GridOptions, DeviceOptions):
     def method_list(self) -> list[str]:
         return [m.strip() for m in self.methods.split(",") if m.strip()]
 
-    def json_path(self) -> Path:
+    def out_path(self) -> Path:
         """``out`` with its ``{task}`` and ``{split}`` placeholders filled in."""
         return fill_path(self.out, self)
 
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def write_study(result: dict, config: CosineConfig) -> Written:
     """The JSON and the plot at ``--out``, and each method's mean cosine as the text to print."""
-    path = write_json_atomic(config.json_path(), result)
+    path = write_json_atomic(config.out_path(), result)
     png = plot_cosine(result, path.with_suffix(".png"))
     lines = []
     for name, res in result["results"].items():

@@ -159,7 +159,7 @@ def test_tune_at_eps_round_trips_into_the_attack_table(tuned_path, tmp_path, mon
         budget=10,
         out=str(tmp_path / "{task}{eps}_{split}.json"),
     )
-    assert config.json_path().name == "mnist_attack_linf_eps0.3_val.json"
+    assert config.out_path().name == "mnist_attack_linf_eps0.3_val.json"
     result = attack_table.attack_table(config, progress=False)
     assert result["tuned_key"] == KEY_03 and result["eps"] == 0.3
     nes = result["results"]["nes"]
