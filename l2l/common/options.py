@@ -63,11 +63,14 @@ class OptionGroup:
     """The base of every group: the end of the ``__post_init__`` chain.
 
     Each group checks its own fields and calls ``super().__post_init__()``, so a config that inherits
-    several groups runs every group's checks once.
+    several groups runs every group's checks once; a dataclass after the groups in the method order
+    (e.g. a learned optimizer's config mixed into a training CLI's) still gets its own check called.
     """
 
     def __post_init__(self) -> None:
-        pass
+        after = getattr(super(), "__post_init__", None)
+        if after is not None:
+            after()
 
 
 @dataclass
