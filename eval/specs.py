@@ -116,8 +116,8 @@ def _reference_spec(
         if plugin is not None:
             if task is None:
                 raise ValueError(f"{item!r} needs a task to find its shipped file")
-            path = Reference(item, path=plugin.shipped_path(task), variant=plugin.shipped[item])
-            return _plugin_spec(path, plugin, task)
+            shipped_ref = Reference(item, path=plugin.shipped_path(task), variant=plugin.shipped[item])
+            return _plugin_spec(shipped_ref, plugin, task)
     optimizer_class(item)  # raises the registry's KeyError, which lists the known names
     shared = {k: v for k, v in {"q": q, "mu": mu}.items() if v is not None}
     overrides = accepted_params(item, shared)
