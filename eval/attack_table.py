@@ -85,7 +85,7 @@ WANDB_COLUMNS = (
 
 
 @dataclass
-class AttackTableConfig(GridOptions, OutputOptions, ShardOptions):
+class AttackTableConfig(ShardOptions, OutputOptions, GridOptions):
     """Success rate, queries and distortion of black-box attack methods under a query budget."""
 
     task: str = default_of(

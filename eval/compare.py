@@ -31,7 +31,7 @@ DEFAULT_STEPS = 200
 
 
 @dataclass
-class CompareConfig(GridOptions, OutputOptions, ShardOptions):
+class CompareConfig(ShardOptions, OutputOptions, GridOptions):
     """Compare ZO optimizers head-to-head on held-out instances of one task family."""
 
     methods: str = default_of(

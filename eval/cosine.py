@@ -59,7 +59,7 @@ METHODS = ("zo_gs", "guided_es", "zo_lstm", "zo_rl", "zo_rl_lstm")
 
 
 @dataclass
-class CosineConfig(GridOptions, DeviceOptions):
+class CosineConfig(DeviceOptions, GridOptions):
     """Cosine similarity between ZO gradient estimates and the true gradient, against queries."""
 
     task: str = default_of(GridOptions, "task", "binary_classification")

@@ -1,13 +1,14 @@
 """The option groups the evaluation CLIs share: one spelling, one help text and one check per concept.
 
 Each group is a dataclass whose fields :func:`l2l.common.config.parse_config` turns into flags; a CLI's
-config inherits the groups it uses (``class CompareConfig(GridOptions, OutputOptions, ShardOptions)``)
-and calls ``super().__post_init__()`` from its own validation, so each check is written once. A CLI
-that needs another default re-declares the field with :func:`default_of`, which keeps the group's help;
-a CLI that uses only some fields of a group declares those the same way, so a concept never gets a
-second spelling (``tests/eval/test_option_spelling.py`` fails when one does). The meta-training loop's
-own group is ``train.learned.LoopOptions``; it spells the shared concepts (``--device``,
-``--threads``, ``--workers``, ``--wandb``, ``--out``) as these groups do.
+config inherits the groups it uses (``class CompareConfig(ShardOptions, OutputOptions, GridOptions)``:
+the last group's flags come first in ``--help``) and calls ``super().__post_init__()`` from its own
+validation, so each check is written once. A CLI that needs another default re-declares the field with
+:func:`default_of`, which keeps the group's help; a CLI that uses only some fields of a group declares
+those the same way, so a concept never gets a second spelling (``tests/eval/test_option_spelling.py``
+fails when one does). The meta-training loop's own group is ``train.learned.LoopOptions``; it spells
+the shared concepts (``--device``, ``--threads``, ``--workers``, ``--wandb``, ``--out``) as these
+groups do.
 
 - :class:`DeviceOptions`: ``--device`` and ``--threads``, where and with how many CPU threads to run.
 - :class:`ShardOptions`: those plus ``--workers``, the processes a sharded evaluation runs on.
