@@ -1,7 +1,8 @@
 """Sharded evaluation on torch.distributed (gloo on CPU): ``--workers N`` or ``torchrun``.
 
 The launcher and the sharding live in :mod:`l2l.common.distributed` (meta-training uses them too); this
-module re-exports them for the evaluation CLIs and adds their ``--workers`` help.
+module re-exports them for the evaluation CLIs, with their ``--workers`` help
+(:data:`l2l.common.options.WORKERS_HELP`).
 
 Two ways to run an evaluation CLI on N processes, both through torch's own machinery:
 
