@@ -27,11 +27,14 @@ fashion-mnist:
 
 setup: $(STAMP) fashion-mnist
 
-# Head-to-head of the tuned baselines on 20 held-out MNIST attacks x 2 trials: table, JSON, CSV, plots;
-# sharded over WORKERS processes (default: all cores), with the serial run's results.
+# The main job: the shipped ZO-LSTM (checkpoints/zo_lstm_mnist.pt) and its untrained control head-to-head
+# against tuned ZO-SGD, ZO-signSGD, ZO-Adam and ZO-Trend on 20 held-out MNIST attacks x 2 trials (test
+# split, 21 queries per step for all): table, JSON, CSV, plots and an offline wandb run; sharded over
+# WORKERS processes (default: all cores), with the serial run's results.
+DEMO_METHODS := zo_lstm,zo_sgd,zo_signsgd,zo_adam,zo_trend
 demo: setup
-	$(PY) -m eval.compare --task mnist_attack --optimizers zo_sgd,zo_signsgd,zo_adam --split test \
-		--instances 20 --trials 2 --steps 200 --q 20 --json results/compare/mnist_attack_test.json \
+	$(PY) -m eval.compare --task mnist_attack --methods $(DEMO_METHODS) --split test \
+		--instances 20 --trials 2 --steps 200 --q 20 --out results/compare/mnist_attack_test.json \
 		--workers $(WORKERS)
 
 test: setup

@@ -63,6 +63,7 @@ from l2l.common.paths import shipped_file
 from l2l.estimators import Estimate, Objective
 from l2l.learned.checkpoint import load_zo_lstm, shipped_checkpoint
 from l2l.learned.zo_lstm import ZOLSTM
+from l2l.loading import Reference, register_variants
 from l2l.optimizers.core.base import ZOOptimizer, ZOState
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task
@@ -453,38 +454,60 @@ def load_policy_file(path: Path) -> ZORL | None:
     return load_zo_rl(path)
 
 
-def policy_variant(label: str, path: str, variant: str, task: str | None) -> tuple[str, Any]:
-    """The source and factory of a comparison item ``label=path#variant`` for a policy zip.
+class PolicyVariants:
+    """The variant grammar of a policy zip in an optimizer list (:func:`l2l.loading.parse_reference`).
 
-    The variant grammar of a policy: ``""`` (``zo_rl``), ``untrained`` (its control),
-    ``lstm[=<ZO-LSTM .pt>]`` (the policy as that ZO-LSTM's sampler; without a file, the task's shipped
-    ZO-LSTM) and ``lstm_untrained[=<.pt>]`` (the same ZO-LSTM with an untrained policy).
-
-    Raises:
-        ValueError: an unknown variant, or ``#lstm`` without a file and without a task.
+    ``label=policy.zip`` is ``zo_rl``; ``#untrained`` its control; ``#lstm[=<ZO-LSTM .pt>]`` the policy
+    as that ZO-LSTM's sampler (without a file, the task's shipped ZO-LSTM); ``#lstm_untrained[=<.pt>]``
+    the same ZO-LSTM with an untrained policy. The bare names of :data:`SHIPPED_POLICIES` stand for the
+    task's shipped policy. Registered with l2l when this module is imported (the ``l2l.loaders`` entry
+    point imports it), so l2l never names this package.
     """
-    kind, _, lstm = variant.partition("=")
-    if kind not in POLICY_VARIANTS or (lstm and not kind.startswith("lstm")):
-        raise ValueError(
-            f"unknown ZO-RL variant in {label}={path}#{variant}; write {path}, {path}#untrained, "
-            f"{path}#lstm, {path}#lstm_untrained, or either lstm form with =<zo_lstm checkpoint .pt>"
-        )
-    if kind.startswith("lstm") and not lstm:
-        if task is None:
+
+    shipped = SHIPPED_POLICIES
+
+    def claims(self, path: str) -> bool:
+        """A stable-baselines3 zip; a file that does not exist yet, by its ``.zip`` ending."""
+        file = Path(path)
+        if not file.is_file():
+            return path.endswith(".zip")
+        return zipfile.is_zipfile(file) and "data" in _zip_names(file)
+
+    def shipped_path(self, task: str) -> str:
+        """The task's shipped policy (a KeyError names the tasks that have one)."""
+        return str(shipped_policy(task))
+
+    def resolve(self, ref: Reference, task: str | None) -> Any:
+        """The factory of ``ref`` (``label=policy.zip[#variant]``).
+
+        Raises:
+            ValueError: an unknown variant, or ``#lstm`` without a file and without a task.
+        """
+        path, variant = str(ref.path), ref.variant
+        kind, _, lstm = variant.partition("=")
+        if kind not in POLICY_VARIANTS or (lstm and not kind.startswith("lstm")):
             raise ValueError(
-                f"{label}={path}#lstm needs a task to find its shipped ZO-LSTM; name one with #lstm=<.pt>"
+                f"unknown ZO-RL variant in {ref.label}={path}#{variant}; write {path}, {path}#untrained, "
+                f"{path}#lstm, {path}#lstm_untrained, or either lstm form with =<zo_lstm checkpoint .pt>"
             )
-        lstm = str(shipped_checkpoint(task))
-    source = f"{path}#{variant}" if variant else path
-    return source, functools.partial(_load_policy_variant, path, kind, lstm)
+        if kind.startswith("lstm") and not lstm:
+            if task is None:
+                raise ValueError(
+                    f"{ref.label}={path}#lstm needs a task to find its shipped ZO-LSTM; name one with "
+                    "#lstm=<.pt>"
+                )
+            lstm = str(shipped_checkpoint(task))
+        return functools.partial(_load_policy_variant, path, kind, lstm)
+
+    def control(self, variant: str) -> str | None:
+        """The variant of a policy's untrained control (the same ZO-LSTM, if any), or None for a control."""
+        kind, eq, lstm = variant.partition("=")
+        if kind not in ("", "lstm"):
+            return None
+        return (f"{kind}_untrained" if kind else "untrained") + eq + lstm
 
 
-def policy_control(variant: str) -> str | None:
-    """The variant of a policy's untrained control (the same ZO-LSTM, if any), or None for a control."""
-    kind, eq, lstm = variant.partition("=")
-    if kind not in ("", "lstm"):
-        return None
-    return (f"{kind}_untrained" if kind else "untrained") + eq + lstm
+register_variants("zo_rl", PolicyVariants())
 
 
 def _load_policy_variant(path: str, kind: str, lstm: str) -> ZOOptimizer:

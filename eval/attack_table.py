@@ -38,26 +38,24 @@ curve data is in the JSON); the same figures go to wandb (offline by default).
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 import l2l
-from eval.compare import pinned_threads
-from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, check_workers, is_main, launch
 from eval.headtohead import RunRecord, run_grid
+from eval.output import Written, launch_and_write
 from eval.report import WHITE_BOX_MARK, fmt_cell, line_style, new_axes, plot_title, save_png
 from eval.specs import OptimizerSpec, build_optimizers, parse_optimizers
 from eval.wandb_log import log_attack_table
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config
-from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic, write_text_atomic
+from l2l.common.options import GridOptions, OutputOptions, ShardOptions, default_of, pinned_threads
 from l2l.optimizers import is_tuned, load_tuned
 from l2l.optimizers.core.base import ZOOptimizer
 from l2l.run import Trajectory
@@ -87,49 +85,38 @@ WANDB_COLUMNS = (
 
 
 @dataclass
-class AttackTableConfig:
+class AttackTableConfig(ShardOptions, OutputOptions, GridOptions):
     """Success rate, queries and distortion of black-box attack methods under a query budget."""
 
-    task: str = doc_field("mnist_attack_linf", "attack task family (a classifier attack)")
-    methods: str = doc_field(
+    task: str = default_of(
+        GridOptions, "task", "mnist_attack_linf", "attack task family (a classifier attack)"
+    )
+    methods: str = default_of(
+        GridOptions,
+        "methods",
         DEFAULT_METHODS,
         "comma-separated optimizers as in eval.compare: registered names (with the values tuned for "
         "--task at --eps, or their defaults) and label=checkpoint entries (each trained one adds its "
         "<label>_untrained control)",
     )
-    split: Literal["train", "val", "test"] = doc_field("test", "instance split; report on test, tune on val")
-    instances: int = doc_field(100, "number of instances, the first ones of the split")
-    trials: int = doc_field(1, "runs per instance, with seeds seed + 1000 * instance + trial")
+    instances: int = default_of(GridOptions, "instances", 100)
     budget: int = doc_field(2000, "the most oracle queries per run (a run stops before exceeding it)")
     eps: float | None = doc_field(
         None,
         "perturbation radius in the family's norm (none: its default, 0.2 for mnist_attack_linf); "
         "registered methods read the values tuned at this eps (eval.tune --eps)",
     )
-    seed: int = doc_field(0, "base seed; every method gets the same per-run seeds")
-    threads: int = doc_field(
-        1, "torch CPU threads; the same seed and thread count reproduce results bit for bit"
-    )
-    workers: int = doc_field(WORKERS_DEFAULT, WORKERS_HELP)
-    json: str = doc_field(
+    out: str = default_of(
+        OutputOptions,
+        "out",
         "results/attack_table/{task}{eps}_{split}.json",
         "result JSON path ({task} and {split} are filled in, {eps} with '' at the family's default eps "
         "and _eps<value> otherwise); the markdown table (.md) and <stem>_success.png go beside it",
     )
-    wandb: Literal["online", "offline", "disabled"] = doc_field(
-        "offline", "wandb mode: offline needs no account or network; online uploads"
-    )
-    wandb_project: str = doc_field("l2l-zo", "wandb project name")
-    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
-        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
-        check_at_least(self, ("instances", "trials", "threads", "budget"))
-        check_workers(self.workers)
-        if self.trials > 1000:
-            raise ValueError(
-                f"trials={self.trials} must be <= 1000 (run seeds are seed + 1000 * instance + trial)"
-            )
+        super().__post_init__()
+        check_at_least(self, ("budget",))
         if self.eps is not None and not self.eps > 0:
             raise ValueError(f"eps={self.eps} must be > 0 (or none for the family's default)")
 
@@ -141,13 +128,10 @@ class AttackTableConfig:
         """The options the task family is built with: ``eps`` when given."""
         return {} if self.eps is None else {"eps": self.eps}
 
-    def json_path(self) -> Path:
-        """``json`` with its ``{task}``, ``{eps}`` and ``{split}`` placeholders filled in."""
+    def out_path(self, **values: str) -> Path:
+        """``out`` with its placeholders filled in; ``{eps}`` is ``""`` at the family's default eps."""
         at_default = self.tuned_key() == tuning_key(self.task)
-        eps = "" if at_default else f"_eps{self.eps:g}"
-        return Path(
-            self.json.replace("{task}", self.task).replace("{eps}", eps).replace("{split}", self.split)
-        )
+        return super().out_path(**{"eps": "" if at_default else f"_eps{self.eps:g}", **values})
 
 
 def parse_methods(config: AttackTableConfig) -> list[OptimizerSpec]:
@@ -207,7 +191,7 @@ def retune_command(config: AttackTableConfig, names: list[str], default: str) ->
     ]
     if "stop_at_success" in protocol:
         flags.append("--stop-at-success" if protocol["stop_at_success"] else "--no-stop-at-success")
-    head = f"python -m eval.tune --task {config.task} --eps {config.eps:g} --optimizers {','.join(names)}"
+    head = f"python -m eval.tune --task {config.task} --eps {config.eps:g} --methods {','.join(names)}"
     return " ".join([head, *flags])
 
 
@@ -453,35 +437,21 @@ def main(argv: list[str] | None = None) -> dict:
     With ``--workers N`` (or under torchrun) the runs are sharded over N processes and rank 0 writes
     (:mod:`eval.distributed`); the result is the serial one, wall times aside.
     """
-    config = parse_config(AttackTableConfig, argv)
-    return launch(_table_and_write, config, config.workers)
+    return launch_and_write(attack_table, write_table, parse_config(AttackTableConfig, argv))
 
 
-def _table_and_write(config: AttackTableConfig) -> dict:
-    """One rank's part of :func:`main`: every rank runs the table, rank 0 alone writes and prints."""
-    result = attack_table(config)
-    if not is_main():
-        return result
-    path = config.json_path()
+def write_table(result: dict, config: AttackTableConfig) -> Written:
+    """Rank 0's part: the JSON, the markdown and the success plot at ``--out``, and the wandb log."""
+    path = config.out_path()
     write_json_atomic(path, result)
     text = markdown_report(result)
-    write_text_atomic(path.with_suffix(".md"), text)
+    md = write_text_atomic(path.with_suffix(".md"), text)
     png = plot_success(result, success_png_path(path))
-    print(text)
-    print(f"wrote {path}, {path.with_suffix('.md')} and {png}")
-    wandb_config = {**dataclasses.asdict(config), "json": str(path)}
-    run_dir = log_attack_table(
-        result,
-        png,
-        mode=config.wandb,
-        project=config.wandb_project,
-        config=wandb_config,
-        columns=WANDB_COLUMNS,
-    )
-    if run_dir is not None:
-        upload = f" (upload later with: wandb sync {run_dir})" if config.wandb == "offline" else ""
-        print(f"wandb run: {run_dir}{upload}")
-    return result
+    return Written(text, [path, md, png], functools.partial(_log, result, png))
+
+
+def _log(result: dict, png: Path, mode: str, project: str, config: dict) -> Path | None:
+    return log_attack_table(result, png, mode=mode, project=project, config=config, columns=WANDB_COLUMNS)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python -m eval.bench            # table on stdout, JSON in results/bench.json (about 4 minutes)
     python -m eval.bench --quick    # the same figures from tiny runs, in seconds (what the test runs)
-    python -m eval.bench --json     # the JSON on stdout instead of the table
+    python -m eval.bench --stdout json   # the JSON on stdout instead of the table
 
 ``attack_overhead``: a 200-step ZO-Adam MNIST attack (q + 1 queries per step) through ``l2l.run``
 against the bare target-model forward passes for the same queries (same batch shapes), and the same for
@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -43,8 +44,8 @@ from eval import compare
 from l2l.common import distributed
 from l2l.common.cli import run_cli
 from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
-from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic
+from l2l.common.options import DeviceOptions, OutputOptions, default_of
 from l2l.learned import MetaConfig, MetaTrainer
 from l2l.learned.schedule import ZO_LSTM_SCHEDULE
 from l2l.run_many import agree
@@ -75,7 +76,7 @@ def sized(what: str, name: str) -> str:
 
 
 @dataclass
-class BenchConfig:
+class BenchConfig(DeviceOptions):
     """Time the framework against the bare model it queries; print and save the ratios."""
 
     steps: int | None = doc_field(None, sized("attack steps in the attack benchmark", "steps"))
@@ -83,8 +84,7 @@ class BenchConfig:
     repeats: int | None = doc_field(
         None, sized("timed repetitions of each measurement; the median is reported", "repeats")
     )
-    threads: int = doc_field(1, "torch CPU threads")
-    out: str = doc_field("results/bench.json", "where the JSON report is written")
+    out: str = default_of(OutputOptions, "out", "results/bench.json", "where the JSON report is written")
     meta_iterations: int | None = doc_field(
         None,
         sized("meta-iterations timed per ZO-LSTM stage at K = 1, and meta_iterations // K at K (0 skips)",
@@ -115,11 +115,10 @@ class BenchConfig:
     quick: bool = doc_field(
         False, "tiny runs in seconds (the sizes above that are not given; the test uses it)"
     )
-    device: str = doc_field("cpu", DEVICE_HELP)
-    json: bool = doc_field(False, "print the JSON report instead of the table")
+    stdout: Literal["table", "json"] = doc_field("table", "what to print: the table or the JSON report")
 
     def __post_init__(self) -> None:
-        resolve_device(self.device)
+        super().__post_init__()
         for name in QUICK:  # the options not given: tiny with --quick, full-size otherwise
             if getattr(self, name) is None:
                 setattr(self, name, (QUICK if self.quick else FULL)[name])
@@ -322,11 +321,11 @@ def bench_workers(cfg: BenchConfig) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         for workers in (1, 2):
             argv = [
-                "--task", cfg.compare_task, "--optimizers", "zo_sgd,zo_adam", "--split", "test",
+                "--task", cfg.compare_task, "--methods", "zo_sgd,zo_adam", "--split", "test",
                 "--instances", str(cfg.compare_instances), "--trials", "1",
                 "--steps", str(cfg.compare_steps), "--threads", str(cfg.threads), "--workers", str(workers),
                 "--wandb", "disabled", "--device", cfg.device,
-                "--json", str(Path(folder) / f"w{workers}.json"),
+                "--out", str(Path(folder) / f"w{workers}.json"),
             ]  # fmt: skip
             start = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
@@ -440,7 +439,7 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.many_instances > 0:
         report["many"] = bench_many(cfg)
     write_json_atomic(cfg.out, report)
-    if cfg.json:
+    if cfg.stdout == "json":
         print(json.dumps(report, indent=2))
     else:
         print_table(report, cfg)

@@ -1,31 +1,27 @@
-"""Head-to-head comparison of ZO optimizers: ``python -m eval.compare --task T --optimizers a,b,c=x.pt``.
+"""Head-to-head comparison of ZO optimizers: ``python -m eval.compare --task T --methods a,b,c=x.pt``.
 
 Every optimizer runs on the same instances of the chosen split, from the same starting points, with the
 same per-trial seeds; the command prints a markdown table and writes JSON, CSV (summary and per run),
-markdown and PNG plots beside the ``--json`` path, and logs the same figures to wandb (offline by
+markdown and PNG plots beside the ``--out`` path, and logs the same figures to wandb (offline by
 default). Library use: ``compare(CompareConfig(...))`` returns the result dict without printing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
+import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-import torch
 
 import l2l
 from eval import report
-from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, check_workers, is_main, launch
 from eval.headtohead import run_grid, summarize_all
+from eval.output import Written, launch_and_write
 from eval.specs import build_optimizers, parse_optimizers
 from eval.wandb_log import log_comparison
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config
-from l2l.common.device import DEVICE_HELP, resolve_device
+from l2l.common.options import GridOptions, OutputOptions, ShardOptions, default_of, pinned_threads
 from l2l.estimators import check_mu, check_q
 from l2l.optimizers.core.base import ZOOptimizer
 
@@ -35,18 +31,17 @@ DEFAULT_STEPS = 200
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(ShardOptions, OutputOptions, GridOptions):
     """Compare ZO optimizers head-to-head on held-out instances of one task family."""
 
-    task: str = doc_field("mnist_attack", "registered task family (see l2l.family_names())")
-    optimizers: str = doc_field(
+    methods: str = default_of(
+        GridOptions,
+        "methods",
         "zo_sgd,zo_signsgd,zo_adam",
         "comma-separated optimizers: registered names (tuned for --task; --q and --mu override) "
-        "and label=checkpoint entries loaded as saved",
+        "and label=checkpoint entries loaded as saved (l2l.loading.parse_reference)",
     )
-    split: Literal["train", "val", "test"] = doc_field("test", "instance split; report on test, tune on val")
-    instances: int = doc_field(20, "number of instances, the first ones of the split")
-    trials: int = doc_field(2, "runs per instance, with seeds seed + 1000 * instance + trial")
+    trials: int = default_of(GridOptions, "trials", 2)
     steps: int | None = doc_field(
         None,
         "the most optimizer steps per run (none: 200 without --budget; with --budget, as many as it "
@@ -58,16 +53,13 @@ class CompareConfig:
     )
     q: int = doc_field(20, "query directions per step for registered optimizers (a step costs q + 1 queries)")
     mu: float | None = doc_field(None, "smoothing radius for registered optimizers (none: tuned or default)")
-    seed: int = doc_field(0, "base seed; every optimizer gets the same per-run seeds")
-    json: str = doc_field(
+    out: str = default_of(
+        OutputOptions,
+        "out",
         "results/compare/{task}_{split}.json",
         "result JSON path ({task} and {split} are filled in); out.json also writes out.csv, out_runs.csv, "
         "out.md, out_loss_vs_iter.png and out_loss_vs_queries.png beside it, and the wandb run folder",
     )
-    threads: int = doc_field(
-        1, "torch CPU threads; the same seed and thread count reproduce results bit for bit"
-    )
-    workers: int = doc_field(WORKERS_DEFAULT, WORKERS_HELP)
     vectorize: int = doc_field(
         1,
         "B > 1 runs the instances of one optimizer and trial B at a time in lockstep (l2l.run_many: one "
@@ -75,20 +67,11 @@ class CompareConfig:
         "spsa); the others run one at a time. Results match the serial run to float tolerance, not bit "
         "for bit (a bigger batch may round differently); with --workers a group is the shard unit",
     )
-    wandb: Literal["online", "offline", "disabled"] = doc_field(
-        "offline", "wandb mode: offline needs no account or network; online uploads"
-    )
-    wandb_project: str = doc_field("l2l-zo", "wandb project name")
     stop_at_success: bool = doc_field(False, "end each run at its first successful iterate")
-    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
-        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
-        check_at_least(self, ("instances", "trials", "threads", "vectorize"))
-        if self.trials > 1000:
-            raise ValueError(
-                f"trials={self.trials} must be <= 1000 (run seeds are seed + 1000 * instance + trial)"
-            )
+        super().__post_init__()
+        check_at_least(self, ("vectorize",))
         if self.steps is not None and self.steps < 0:
             raise ValueError(f"steps={self.steps} must be >= 0 (or none)")
         if self.budget is not None and self.budget < 0:
@@ -96,7 +79,6 @@ class CompareConfig:
         check_q(self.q)
         if self.mu is not None:
             check_mu(self.mu)
-        check_workers(self.workers)
 
     def step_limit(self) -> int:
         """The step cap of a run: ``steps``, else 200, else (with a budget) the budget itself.
@@ -107,21 +89,6 @@ class CompareConfig:
             return self.steps
         return DEFAULT_STEPS if self.budget is None else self.budget
 
-    def json_path(self) -> Path:
-        """``json`` with its ``{task}`` and ``{split}`` placeholders filled in."""
-        return Path(self.json.replace("{task}", self.task).replace("{split}", self.split))
-
-
-@contextlib.contextmanager
-def pinned_threads(threads: int) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(threads)``, restoring the previous count after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
 
 def compare(config: CompareConfig, progress: bool = True) -> dict:
     """Run the comparison that ``config`` describes and return its result dict (nothing is written).
@@ -131,7 +98,7 @@ def compare(config: CompareConfig, progress: bool = True) -> dict:
         progress: show a progress bar over all runs.
     """
     with user_input():  # bad names and checkpoints are the command line's errors
-        specs = parse_optimizers(config.optimizers, config.task, config.q, config.mu)  # fail fast on names
+        specs = parse_optimizers(config.methods, config.task, config.q, config.mu)  # fail fast on names
         optimizers = build_optimizers(specs)
     return head_to_head(config, optimizers, {spec.label: spec.source for spec in specs}, progress)
 
@@ -142,9 +109,9 @@ def head_to_head(
     sources: dict[str, str],
     progress: bool = True,
 ) -> dict:
-    """Run already-built (label, optimizer) pairs as ``config`` says (its ``optimizers`` is not read).
+    """Run already-built (label, optimizer) pairs as ``config`` says (its ``methods`` is not read).
 
-    For callers that build optimizers ``--optimizers`` cannot name (``eval.policy_bound``); ``sources``
+    For callers that build optimizers ``--methods`` cannot name (``eval.policy_bound``); ``sources``
     records where each label came from.
     """
     with user_input():
@@ -185,27 +152,19 @@ def main(argv: list[str] | None = None) -> dict:
     With ``--workers N`` (or under torchrun) the runs are sharded over N processes and rank 0 writes
     (:mod:`eval.distributed`); the result is the serial one, wall times aside.
     """
-    config = parse_config(CompareConfig, argv)
-    return launch(_compare_and_write, config, config.workers)
+    return launch_and_write(compare, write_comparison, parse_config(CompareConfig, argv))
 
 
-def _compare_and_write(config: CompareConfig) -> dict:
-    """One rank's part of :func:`main`: every rank compares, rank 0 alone writes and prints."""
-    result = compare(config)
-    if not is_main():
-        return result
-    paths = report.OutputPaths.beside(config.json_path())
+def write_comparison(result: dict, config: CompareConfig) -> Written:
+    """Rank 0's part: the JSON, CSVs, markdown and plots beside ``--out``, and the wandb log."""
+    paths = report.OutputPaths.beside(config.out_path())
     report.write_all(result, paths)
-    print(report.markdown_report(result))
-    wandb_config = {**dataclasses.asdict(config), "json": str(paths.json)}
-    run_dir = log_comparison(
-        result, paths, mode=config.wandb, project=config.wandb_project, config=wandb_config
-    )
-    print(f"wrote {paths.json} and its CSV, markdown and plots beside it")
-    if run_dir is not None:
-        upload = f" (upload later with: wandb sync {run_dir})" if config.wandb == "offline" else ""
-        print(f"wandb run: {run_dir}{upload}")
-    return result
+    log = functools.partial(_log, result, paths)
+    return Written(report.markdown_report(result), dataclasses.astuple(paths), log)
+
+
+def _log(result: dict, paths: report.OutputPaths, mode: str, project: str, config: dict) -> Path | None:
+    return log_comparison(result, paths, mode=mode, project=project, config=config)
 
 
 if __name__ == "__main__":

@@ -36,12 +36,19 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 import l2l
-from eval.compare import pinned_threads
 from eval.headtohead import run_seed
+from eval.output import Written, launch_and_write
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config
-from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import atomic_write, write_json_atomic
+from l2l.common.options import (
+    DeviceOptions,
+    GridOptions,
+    OutputOptions,
+    default_of,
+    fill_path,
+    pinned_threads,
+)
 from l2l.diagnostics import cosine_trace, true_gradient
 from l2l.estimators import check_q
 from l2l.optimizers.core.base import ZOState
@@ -52,14 +59,15 @@ METHODS = ("zo_gs", "guided_es", "zo_lstm", "zo_rl", "zo_rl_lstm")
 
 
 @dataclass
-class CosineConfig:
+class CosineConfig(DeviceOptions, GridOptions):
     """Cosine similarity between ZO gradient estimates and the true gradient, against queries."""
 
-    task: str = doc_field("binary_classification", "registered task family (see l2l.family_names())")
-    methods: str = doc_field(",".join(METHODS), f"comma-separated methods among {', '.join(METHODS)}")
-    split: str = doc_field("test", "instance split")
-    instances: int = doc_field(5, "number of instances, the first ones of the split")
-    trials: int = doc_field(2, "runs per instance, with seeds seed + 1000 * instance + trial")
+    task: str = default_of(GridOptions, "task", "binary_classification")
+    methods: str = default_of(
+        GridOptions, "methods", ",".join(METHODS), f"comma-separated methods among {', '.join(METHODS)}"
+    )
+    instances: int = default_of(GridOptions, "instances", 5)
+    trials: int = default_of(GridOptions, "trials", 2)
     steps: int = doc_field(500, "the most steps per run")
     budget: int | None = doc_field(5000, "the most queries per run (a run stops before exceeding it)")
     q: int = doc_field(20, "query directions per step of zo_gs and guided_es")
@@ -67,20 +75,19 @@ class CosineConfig:
         None, "ZO-LSTM checkpoint of zo_lstm and zo_rl_lstm (none: the task's shipped one)"
     )
     zo_rl: str | None = doc_field(None, "policy zip of zo_rl and zo_rl_lstm (none: the task's shipped one)")
-    seed: int = doc_field(0, "base seed")
-    threads: int = doc_field(1, "torch CPU threads")
-    out: str = doc_field(
+    out: str = default_of(
+        OutputOptions,
+        "out",
         "results/cosine/{task}_{split}.json",
         "result JSON ({task}, {split} filled in); the PNG goes beside it",
     )
-    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
-        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
+        super().__post_init__()
         unknown = sorted(set(self.method_list()) - set(METHODS))
         if unknown:
             raise ValueError(f"unknown method(s) {unknown} in --methods; choose among {', '.join(METHODS)}")
-        check_at_least(self, ("instances", "trials", "steps", "threads"))
+        check_at_least(self, ("steps",))
         if self.budget is not None and self.budget < 1:
             raise ValueError(f"budget={self.budget} must be >= 1 (or none)")
         check_q(self.q)
@@ -88,8 +95,9 @@ class CosineConfig:
     def method_list(self) -> list[str]:
         return [m.strip() for m in self.methods.split(",") if m.strip()]
 
-    def json_path(self) -> Path:
-        return Path(self.out.replace("{task}", self.task).replace("{split}", self.split))
+    def out_path(self) -> Path:
+        """``out`` with its ``{task}`` and ``{split}`` placeholders filled in."""
+        return fill_path(self.out, self)
 
 
 def build_method(name: str, config: CosineConfig) -> l2l.optimizers.ZOOptimizer:
@@ -241,21 +249,23 @@ def plot_cosine(result: dict, path: str | Path) -> Path:
 
 def main(argv: list[str] | None = None) -> dict:
     """Parse ``argv``, run the study, write the JSON and PNG, print each method's mean cosine."""
-    config = parse_config(CosineConfig, argv)
-    result = cosine_study(config)
-    path = config.json_path()
-    write_json_atomic(path, result)
-    plot_cosine(result, path.with_suffix(".png"))
+    return launch_and_write(cosine_study, write_study, parse_config(CosineConfig, argv))
+
+
+def write_study(result: dict, config: CosineConfig) -> Written:
+    """The JSON and the plot at ``--out``, and each method's mean cosine as the text to print."""
+    path = write_json_atomic(config.out_path(), result)
+    png = plot_cosine(result, path.with_suffix(".png"))
+    lines = []
     for name, res in result["results"].items():
-        print(f"{name:>12}: mean cosine {res['mean_cosine']:.4f} over {len(res['queries'])} steps")
+        lines.append(f"{name:>12}: mean cosine {res['mean_cosine']:.4f} over {len(res['queries'])} steps")
         if "action_gradient_cosine_mean" in res:
-            print(
+            lines.append(
                 f"{'':>12}  policy action: |cos| to the gradient {res['action_gradient_cosine_mean']:.4f}, "
                 f"cos to the previous action {res['consecutive_action_cosine_mean']:.4f} "
                 f"(the gradient's to its previous: {res['consecutive_gradient_cosine_mean']:.4f})"
             )
-    print(f"wrote {path} and {path.with_suffix('.png')}")
-    return result
+    return Written("\n".join(lines), [path, png])
 
 
 if __name__ == "__main__":

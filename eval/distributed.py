@@ -1,7 +1,8 @@
 """Sharded evaluation on torch.distributed (gloo on CPU): ``--workers N`` or ``torchrun``.
 
 The launcher and the sharding live in :mod:`l2l.common.distributed` (meta-training uses them too); this
-module re-exports them for the evaluation CLIs and adds their ``--workers`` help.
+module re-exports them for the evaluation CLIs, with their ``--workers`` help
+(:data:`l2l.common.options.WORKERS_HELP`).
 
 Two ways to run an evaluation CLI on N processes, both through torch's own machinery:
 
@@ -48,14 +49,9 @@ from l2l.common.distributed import (
     torchrun_world,
     world_size,
 )
+from l2l.common.options import WORKERS_HELP
 
 __all__ = [
     "COLLECTIVE_TIMEOUT", "ENV_VARS", "WORKERS_DEFAULT", "WORKERS_HELP", "check_workers", "is_main", "launch",
     "rank", "shard", "sharded_map", "torchrun_world", "world_size",
 ]  # fmt: skip
-
-#: the ``--workers`` help every sharded evaluation CLI shares
-WORKERS_HELP = (
-    "processes to shard the runs over (torch.distributed, gloo), each with --threads threads; results "
-    "equal the serial run's bit for bit, wall times aside; under torchrun leave it out"
-)

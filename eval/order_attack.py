@@ -35,14 +35,14 @@ import numpy as np
 import torch
 
 import l2l
-from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, check_workers, is_main, launch
 from eval.headtohead import run_grid
+from eval.output import Written, launch_and_write
 from eval.report import WHITE_BOX_MARK, fmt_cell, line_style, new_axes, save_png
 from eval.specs import build_optimizers, parse_optimizers
 from l2l.common.cli import run_cli, user_input
-from l2l.common.config import doc_field, parse_config, parse_float_list
-from l2l.common.device import DEVICE_HELP, resolve_device
+from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
 from l2l.common.io import write_json_atomic, write_text_atomic
+from l2l.common.options import GridOptions, OutputOptions, ShardOptions, default_of
 from l2l.optimizers.core.base import ZOOptimizer
 from l2l.tasks.order_attack import OrderAttackTask
 from l2l.tasks.registry import tuning_key
@@ -53,38 +53,39 @@ CURVE_POINTS = 101
 
 
 @dataclass
-class OrderAttackConfig:
+class OrderAttackConfig(ShardOptions):
     """papers/004 Table 3 on the Fashion-MNIST ranking model: tau_S (and mR at N = inf) per method and eps."""
 
-    methods: str = doc_field("rand,beta,pso,nes,spsa,fo_pgd", "comma-separated registered methods")
+    methods: str = default_of(
+        GridOptions, "methods", "rand,beta,pso,nes,spsa,fo_pgd", "comma-separated registered methods"
+    )
     k: str = doc_field("5", "comma-separated candidate counts (papers/004: 5, 10, 25)")
     N: str = doc_field("inf,50,k", "comma-separated visible ranges: inf, a number, or k (N = k)")
     eps: str = doc_field("2,4,8,16", "comma-separated L-inf radii in units of 1/255")
     budget: int = doc_field(1000, "queries per run, Q (papers/004: 1,000)")
-    split: Literal["train", "val", "test"] = doc_field("test", "which split's query images to attack")
-    instances: int = doc_field(200, "query images (the first ones of the split)")
-    seed: int = doc_field(0, "base seed of the runs (eval.headtohead.run_seed)")
+    split: Literal["train", "val", "test"] = default_of(
+        GridOptions, "split", "test", "which split's query images to attack"
+    )
+    instances: int = default_of(GridOptions, "instances", 200, "query images (the first ones of the split)")
+    seed: int = default_of(GridOptions, "seed", 0)
     settings: Literal["paper", "tuned"] = doc_field("paper", "papers/004 app. D settings, or eval.tune's")
     pgd_steps: int = doc_field(24, "steps of the white-box fo_pgd reference (papers/004: 24 of 1/255)")
-    threads: int = doc_field(1, "torch CPU threads")
     progress: bool = doc_field(True, "show progress bars")
-    out: str = doc_field("results/order_attack/order_attack.json", "the JSON path; the others share its stem")
+    out: str = default_of(
+        OutputOptions,
+        "out",
+        "results/order_attack/order_attack.json",
+        "the JSON path; the others share its stem",
+    )
     budgets: str = doc_field(
         "100,500,1000,5000,10000",
         "query budgets of the query-budget table (papers/004 Table 7), read off each run's best-so-far "
         "curve; those above --budget are left out",
     )
-    device: str = doc_field("cpu", DEVICE_HELP)
-    workers: int = doc_field(WORKERS_DEFAULT, WORKERS_HELP)
 
     def __post_init__(self) -> None:
-        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
-        check_workers(self.workers)
-        if self.budget < 1 or self.instances < 1 or self.pgd_steps < 1 or self.threads < 1:
-            raise ValueError(
-                f"budget={self.budget}, instances={self.instances}, pgd_steps={self.pgd_steps} and "
-                f"threads={self.threads} must all be >= 1"
-            )
+        super().__post_init__()
+        check_at_least(self, ("budget", "instances", "pgd_steps"))
         self.cells()  # refuse malformed lists before anything runs
 
     def cells(self) -> list[tuple[int, int | None, float]]:
@@ -323,19 +324,12 @@ def main(argv: list[str] | None = None) -> dict:
     With ``--workers N`` (or under torchrun) each method's runs are sharded over N processes and rank 0
     writes (:mod:`eval.distributed`); the result is the serial one, wall times aside.
     """
-    cfg = parse_config(OrderAttackConfig, argv)
-    return launch(_table_and_write, cfg, cfg.workers)
+    return launch_and_write(order_attack_table, write_table, parse_config(OrderAttackConfig, argv))
 
 
-def _table_and_write(cfg: OrderAttackConfig) -> dict:
-    """One rank's part of :func:`main`: every rank runs the table, rank 0 alone writes and prints."""
-    result = order_attack_table(cfg)
-    if not is_main():
-        return result
-    paths = write_outputs(result, Path(cfg.out))
-    print(markdown_report(result))
-    print("wrote " + ", ".join(str(p) for p in paths))
-    return result
+def write_table(result: dict, cfg: OrderAttackConfig) -> Written:
+    """Rank 0's part: the JSON, the markdown and the plots at ``--out``."""
+    return Written(markdown_report(result), write_outputs(result, Path(cfg.out)))
 
 
 if __name__ == "__main__":

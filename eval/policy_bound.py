@@ -42,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, Literal
 
 import torch
@@ -52,11 +51,11 @@ from envs.mdp import by_largest
 from envs.spec import MDPSpec, default_mu_eta
 from eval import report
 from eval.compare import CompareConfig, head_to_head
-from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, is_main, launch
+from eval.output import Written, launch_and_write
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import doc_field, parse_config, parse_float_list
-from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_text_atomic
+from l2l.common.options import GridOptions, OutputOptions, ShardOptions, default_of
 from l2l.diagnostics import true_gradient
 from l2l.estimators import gaussian_directions
 from l2l.optimizers import make_optimizer
@@ -194,15 +193,15 @@ def check_strength(strength: float) -> None:
 
 
 @dataclass
-class BoundConfig:
+class BoundConfig(ShardOptions):
     """ZO-RL steps along white-box directions of a set cosine to the gradient, against tuned ZO-SGD."""
 
-    task: str = doc_field("mnist_attack", "registered task family (see l2l.family_names())")
-    split: Literal["train", "val", "test"] = doc_field(
-        "val", "instance split; the bound table picks eta, so keep this on val"
+    task: str = default_of(GridOptions, "task", "mnist_attack")
+    split: Literal["train", "val", "test"] = default_of(
+        GridOptions, "split", "val", "instance split; the bound table picks eta, so keep this on val"
     )
-    instances: int = doc_field(10, "number of instances, the first ones of the split")
-    trials: int = doc_field(1, "runs per instance, with seeds seed + 1000 * instance + trial")
+    instances: int = default_of(GridOptions, "instances", 10)
+    trials: int = default_of(GridOptions, "trials", 1)
     budget: int = doc_field(4000, "total oracle queries per run (every method gets the same budget)")
     modes: str = doc_field("track,fixed", f"comma-separated among {', '.join(MODES)}")
     cosines: str = doc_field("0.05,0.1,0.2", "comma-separated cosines c to the true gradient, in [0, 1]")
@@ -226,17 +225,16 @@ class BoundConfig:
         "0.25,0.5", "guided only: comma-separated largest entries s of the mean action, in (0, 1]"
     )
     zo_rl: str | None = doc_field(None, "a trained policy zip to add as a row, with its stored P and eta")
-    seed: int = doc_field(0, "base seed; every row gets the same per-run seeds")
-    threads: int = doc_field(1, "torch CPU threads")
-    workers: int = doc_field(WORKERS_DEFAULT, WORKERS_HELP)
-    json: str = doc_field(
+    seed: int = default_of(GridOptions, "seed", 0)
+    out: str = default_of(
+        OutputOptions,
+        "out",
         "results/policy_bound/{task}_{split}.json",
         "result JSON ({task}, {split} filled in); the CSVs, plots and out_bound.md go beside it",
     )
-    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
-        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
+        super().__post_init__()
         unknown = sorted(set(self.mode_list()) - set(MODES))
         if unknown:
             raise ValueError(f"unknown mode(s) {unknown} in --modes; choose among {', '.join(MODES)}")
@@ -255,7 +253,7 @@ class BoundConfig:
 
     def compare_config(self) -> CompareConfig:
         """The head-to-head settings these rows run under."""
-        shared = ("task", "split", "instances", "trials", "budget", "q", "seed", "threads", "workers", "json")
+        shared = ("task", "split", "instances", "trials", "budget", "q", "seed", "threads", "workers", "out")
         shared += ("device",)
         return CompareConfig(**{k: getattr(self, k) for k in shared}, wandb="disabled")
 
@@ -324,12 +322,11 @@ def main(argv: list[str] | None = None) -> dict:
     With ``--workers N`` (or under torchrun) the runs are sharded over N processes and rank 0 writes
     (:mod:`eval.distributed`).
     """
-    config = parse_config(BoundConfig, argv)
-    return launch(_bound_and_write, config, config.workers)
+    return launch_and_write(bound_study, write_bound, parse_config(BoundConfig, argv))
 
 
-def _bound_and_write(config: BoundConfig) -> dict:
-    """One rank's part of :func:`main`: every rank runs the rows, rank 0 alone writes and prints."""
+def bound_study(config: BoundConfig) -> dict:
+    """One rank's runs of every row; returns the head-to-head result with the bound config."""
     with user_input():  # bad names, values and policy paths are the command line's errors
         rows = bound_rows(config)
     sources = {label: "white-box synthetic policy" if opt.white_box else label for label, opt in rows}
@@ -337,15 +334,16 @@ def _bound_and_write(config: BoundConfig) -> dict:
         sources["zo_rl"] = config.zo_rl
     result = head_to_head(config.compare_config(), rows, sources)
     result["bound_config"] = dataclasses.asdict(config)
-    if not is_main():
-        return result
-    paths = report.OutputPaths.beside(Path(config.compare_config().json_path()))
+    return result
+
+
+def write_bound(result: dict, config: BoundConfig) -> Written:
+    """Rank 0's part: the comparison's files beside ``--out`` and the bound table (``<stem>_bound.md``)."""
+    paths = report.OutputPaths.beside(config.compare_config().out_path())
     report.write_all(result, paths)
     table = bound_table(result)
-    write_text_atomic(paths.json.with_name(f"{paths.json.stem}_bound.md"), table + "\n")
-    print(table)
-    print(f"wrote {paths.json}, its CSVs and plots, and {paths.json.stem}_bound.md beside it")
-    return result
+    md = write_text_atomic(paths.json.with_name(f"{paths.json.stem}_bound.md"), table + "\n")
+    return Written(table, [*dataclasses.astuple(paths), md])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Parse an optimizer list such as ``zo_sgd,zo_adam,mine=checkpoints/x.pt`` into labeled factories.
+"""Turn an optimizer list such as ``zo_sgd,zo_adam,mine=checkpoints/x.pt`` into labeled factories.
 
-Each comma-separated item is either
+The items are parsed by :func:`l2l.loading.parse_references` (the one parser of the grammar); this
+module resolves them. Each item is either
 
 - a registered name (``zo_adam``): built by ``l2l.make_optimizer(name, task=<family>, q=q[, mu=mu])``
   (q and mu only for methods that have them),
@@ -24,8 +25,9 @@ policy adds).
 
 The variants are declared by each optimizer, not here: a learned optimizer's by its class
 (``LearnedOptimizer.variants``, ``untrained`` its control; the file's format marker says which
-optimizer it holds), a policy's by :func:`agents.zo_rl.policy_variant` (stable-baselines3 is imported
-only when a policy is listed). This module only dispatches. A file that does not exist yet (it is
+optimizer it holds), a policy's by the grammar its loader plugin registers with l2l.loading
+(:class:`agents.zo_rl.PolicyVariants`; stable-baselines3 is imported only when a policy or an unknown
+name is listed). This module only dispatches. A file that does not exist yet (it is
 loaded lazily) is taken by its name: ``.zip`` a policy, anything else a ZO-LSTM checkpoint, the only
 learned optimizer whose files predate the marker.
 """
@@ -40,11 +42,10 @@ from pathlib import Path
 import l2l
 from l2l.learned.checkpoint import checkpoint_name, load_learned
 from l2l.learned.protocol import UNTRAINED, LearnedOptimizer, learned_class, learned_names
+from l2l.loading import Reference, Variants, claiming_variants, parse_references, shipped_variants
 from l2l.optimizers import accepted_params, optimizer_class, optimizer_names
 from l2l.optimizers.core.base import ZOOptimizer
 
-#: file endings that mark an unlabeled item as a checkpoint path rather than a mistyped name
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".zip")
 #: what a path whose file does not exist yet is taken for (see the module docstring)
 _DEFAULT_LEARNED = "zo_lstm"
 
@@ -85,13 +86,9 @@ def parse_optimizers(
         ValueError: an empty item, an empty label or path, a duplicate label, or a bare path.
         KeyError: an unknown optimizer name (the message lists the registered ones).
     """
-    items = [item.strip() for item in text.split(",")]
-    if not text.strip() or any(not item for item in items):
-        raise ValueError(
-            f"optimizer list {text!r} has an empty item; write names or label=path separated by single commas"
-        )
     tuned = task if tuned_key is None else tuned_key
-    specs = with_untrained_controls([_parse_item(item, task, q, mu, tuned) for item in items], task)
+    refs = parse_references(text)
+    specs = with_untrained_controls([_reference_spec(ref, task, q, mu, tuned) for ref in refs], task)
     labels = [spec.label for spec in specs]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
@@ -102,32 +99,25 @@ def parse_optimizers(
     return specs
 
 
-def _parse_item(
-    item: str, task: str | None, q: int | None, mu: float | None, tuned: str | None
+def _reference_spec(
+    ref: Reference, task: str | None, q: int | None, mu: float | None, tuned: str | None
 ) -> OptimizerSpec:
-    """One item of the list: ``name``, ``label=path`` or ``label=path#variant``; ``tuned``: the tuned key."""
-    if "=" in item:
-        label, _, path = (part.strip() for part in item.partition("="))
-        if not label or not path:
-            raise ValueError(
-                f"optimizer item {item!r} needs both a label and a path, as in mine=checkpoints/x.pt"
-            )
-        path, _, variant = path.partition("#")
-        return _path_spec(label, path, variant, task, tuned)
-    if "/" in item or "\\" in item or item.endswith(_CHECKPOINT_SUFFIXES):
-        raise ValueError(f"optimizer item {item!r} looks like a file; label it, as in mine={item}")
+    """The spec of one parsed item (:func:`l2l.loading.parse_reference`); ``tuned``: the tuned key."""
+    if ref.path is not None:
+        return _path_spec(ref, task, tuned)
+    item = str(ref.name)
     shipped = _shipped_learned(item)
     if shipped is not None:
         if task is None:
             raise ValueError(f"{item!r} needs a task to find its shipped checkpoint")
         return _learned_spec(item, str(shipped.shipped_checkpoint(task)), shipped, item, tuned)
     if item not in optimizer_names():
-        from agents.zo_rl import SHIPPED_POLICIES, shipped_policy  # imports stable-baselines3
-
-        if item in SHIPPED_POLICIES:
+        plugin = shipped_variants(item)  # imports the loader plugins (stable-baselines3)
+        if plugin is not None:
             if task is None:
-                raise ValueError(f"{item!r} needs a task to find its shipped policy")
-            return _policy_spec(item, str(shipped_policy(task)), SHIPPED_POLICIES[item], task)
+                raise ValueError(f"{item!r} needs a task to find its shipped file")
+            shipped_ref = Reference(item, path=plugin.shipped_path(task), variant=plugin.shipped[item])
+            return _plugin_spec(shipped_ref, plugin, task)
     optimizer_class(item)  # raises the registry's KeyError, which lists the known names
     shared = {k: v for k, v in {"q": q, "mu": mu}.items() if v is not None}
     overrides = accepted_params(item, shared)
@@ -144,15 +134,19 @@ def _shipped_learned(item: str) -> type[LearnedOptimizer] | None:
     return None
 
 
-def _path_spec(label: str, path: str, variant: str, task: str | None, tuned: str | None) -> OptimizerSpec:
+def _path_spec(ref: Reference, task: str | None, tuned: str | None) -> OptimizerSpec:
     """``label=path[#variant]``: dispatched on what the file holds (its format marker).
 
-    ``task`` finds shipped policies; ``tuned`` is the tuned-values key that learned variants read.
+    ``task`` finds shipped companions; ``tuned`` is the tuned-values key that learned variants read.
     """
+    label, path, variant = ref.label, str(ref.path), ref.variant
     name = checkpoint_name(path) if Path(path).is_file() else None
-    if name is None and (Path(path).is_file() or path.endswith(".zip")):
-        return _policy_spec(label, path, variant, task)  # not a torch file: a policy zip
-    if name == "" and not variant:  # a torch file of another kind: load_optimizer names the problem
+    if name is None:
+        plugin = claiming_variants(path)  # not a torch file (or not there yet): a plugin's format?
+        if plugin is not None:
+            return _plugin_spec(ref, plugin, task)
+    if (name == "" or (name is None and Path(path).is_file())) and not variant:
+        # a torch file of another kind, or a file nobody reads: load_optimizer names the problem
         return OptimizerSpec(label, path, functools.partial(l2l.load_optimizer, path))
     cls = learned_class(name or _DEFAULT_LEARNED)
     return _learned_spec(label, path, cls, cls.learned_name + "_" + variant if variant else "", tuned)
@@ -181,14 +175,15 @@ def _learned_spec(
     return OptimizerSpec(label, source, spec.factory, untrained)
 
 
-def _policy_spec(label: str, path: str, variant: str, task: str | None) -> OptimizerSpec:
-    """A policy zip, in the variant grammar of :func:`agents.zo_rl.policy_variant`."""
-    from agents.zo_rl import policy_control, policy_variant  # imports stable-baselines3
-
-    source, factory = policy_variant(label, path, variant, task)
-    other = policy_control(variant)
-    untrained = _policy_spec(f"{label}_untrained", path, other, task) if other is not None else None
-    return OptimizerSpec(label, source, factory, untrained)
+def _plugin_spec(ref: Reference, plugin: Variants, task: str | None) -> OptimizerSpec:
+    """A loader plugin's file (e.g. a policy zip) in the plugin's own variant grammar, with its control."""
+    factory = plugin.resolve(ref, task)
+    other = plugin.control(ref.variant)
+    control = None
+    if other is not None:
+        untrained = Reference(f"{ref.label}_untrained", path=ref.path, variant=other)
+        control = _plugin_spec(untrained, plugin, task)
+    return OptimizerSpec(ref.label, ref.source, factory, control)
 
 
 def with_untrained_controls(specs: list[OptimizerSpec], task: str | None = None) -> list[OptimizerSpec]:

@@ -1,7 +1,7 @@
 """Tune optimizers on the **val** split and record the winners in ``tuned.json``.
 
-    python -m eval.tune --task mnist_attack --optimizers zo_sgd,zo_signsgd,zo_adam
-    python -m eval.tune --task mnist_attack_linf --optimizers nes,spsa,zo_ngd --budget 2000
+    python -m eval.tune --task mnist_attack --methods zo_sgd,zo_signsgd,zo_adam
+    python -m eval.tune --task mnist_attack_linf --methods nes,spsa,zo_ngd --budget 2000
 
 The search spaces (papers/002's delta grid and linear refinement for the gradient-estimate methods, the
 papers' grids for the others) are :data:`l2l.optimizers.core.search_spaces.SEARCH_SPACES`; the search is
@@ -29,12 +29,12 @@ import torch
 from tqdm import tqdm
 
 import l2l
-from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, check_workers, is_main, launch
+from eval.distributed import WORKERS_DEFAULT, WORKERS_HELP, is_main, launch
 from eval.headtohead import run_grid
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
-from l2l.common.device import DEVICE_HELP, resolve_device
 from l2l.common.io import write_json_atomic
+from l2l.common.options import GridOptions, ShardOptions, default_of
 from l2l.estimators import check_mu, check_q
 from l2l.optimizers.core import tuned as tuned_file
 from l2l.optimizers.core.registry import accepted_params, optimizer_class
@@ -55,43 +55,46 @@ from l2l.tasks.registry import tuning_key
 
 #: tuning runs use seeds far from eval.compare's, so no comparison reuses a tuning run's randomness
 TUNE_SEED_OFFSET = 1_000_003
+#: TuneConfig fields that change no tuning result, so tuned.json does not record them
+UNRECORDED = ("workers", "write", "methods")
 #: the grids searched and every candidate's val score, one JSON line per (task key, method): results kept
 #: in the repository, not shipped as package data (tuned.json ships the chosen values alone)
-#: TuneConfig fields that change no tuning result, so tuned.json does not record them
-UNRECORDED = ("workers", "write", "optimizers")
 GRIDS_PATH = Path(__file__).resolve().parents[1] / "docs" / "results" / "tuning" / "grids.jsonl"
 
 
 @dataclass
-class TuneConfig:
+class TuneConfig(ShardOptions):
     """Tune optimizer hyperparameters on the val split of a task and record them in tuned.json."""
 
-    task: str = doc_field("mnist_attack", "task family name")
+    task: str = default_of(GridOptions, "task", "mnist_attack")
     eps: float | None = doc_field(
         None, "perturbation radius passed to the task family (none: its default); recorded as task@eps=..."
     )
-    optimizers: str = doc_field("zo_sgd,zo_signsgd,zo_adam", "comma-separated registered optimizer names")
-    instances: int = doc_field(10, "val instances per candidate")
-    trials: int = doc_field(1, "seeds per instance")
+    methods: str = default_of(
+        GridOptions, "methods", "zo_sgd,zo_signsgd,zo_adam", "comma-separated registered optimizer names"
+    )
+    instances: int = default_of(GridOptions, "instances", 10, "val instances per candidate")
+    trials: int = default_of(GridOptions, "trials", 1, "seeds per instance")
     steps: int = doc_field(200, "optimizer steps per run (an upper bound when --budget is set)")
     budget: int | None = doc_field(None, "query budget per run (none: --steps alone)")
     stop_at_success: bool = doc_field(False, "end runs at their first success (attacks under a budget)")
     q: int | None = doc_field(20, "query directions per step, for methods with q (none: each one's own)")
     mu: float | None = doc_field(None, "starting mu for methods with mu (none: each one's default)")
     mu_grid: str = doc_field(DEFAULT_MU_GRID, "mu values tried for delta-based methods")
-    seed: int = doc_field(0, "base seed (tuning seeds never coincide with eval.compare's)")
-    threads: int = doc_field(1, "torch CPU threads (pin it: results depend on it bit for bit)")
-    workers: int = doc_field(
-        WORKERS_DEFAULT, WORKERS_HELP + "; each candidate's runs are sharded, candidates run one by one"
+    seed: int = default_of(
+        GridOptions, "seed", 0, "base seed (tuning seeds never coincide with eval.compare's)"
     )
+    workers: int = default_of(
+        ShardOptions, "workers", WORKERS_DEFAULT,
+        WORKERS_HELP + "; each candidate's runs are sharded, candidates run one by one",
+    )  # fmt: skip
     write: bool = doc_field(
         True, "record the winners in l2l/optimizers/tuned.json, the grids in docs/results/tuning/grids.jsonl"
     )
-    device: str = doc_field("cpu", DEVICE_HELP)
 
     def __post_init__(self) -> None:
-        resolve_device(self.device)  # refuse cuda on a machine without one, before any work
-        check_at_least(self, ("instances", "trials", "steps", "threads"))
+        super().__post_init__()
+        check_at_least(self, ("instances", "trials", "steps"))
         if self.budget is not None and self.budget < 1:
             raise ValueError(f"budget={self.budget} must be >= 1 (or none for --steps alone)")
         if self.eps is not None and not self.eps > 0:
@@ -102,7 +105,6 @@ class TuneConfig:
             check_mu(self.mu)
         for mu in parse_float_list(self.mu_grid, "mu_grid"):
             check_mu(mu)
-        check_workers(self.workers)
 
     def family_options(self) -> dict[str, float]:
         """The options the task family is built with: ``eps`` when given."""
@@ -122,10 +124,10 @@ def parse_names(text: str) -> list[str]:
     """
     names = [item.strip() for item in text.split(",")]
     if not text.strip() or not all(names):
-        raise ValueError(f"optimizers={text!r} has an empty item; write names separated by single commas")
+        raise ValueError(f"methods={text!r} has an empty item; write names separated by single commas")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"optimizers={text!r} repeats {repeated}; list each method once")
+        raise ValueError(f"methods={text!r} repeats {repeated}; list each method once")
     for name in names:
         if "=" in name or "/" in name:
             raise ValueError(f"optimizer {name!r} is a checkpoint; eval.tune tunes registered names only")
@@ -298,7 +300,7 @@ def _tune_and_record(cfg: TuneConfig) -> dict[str, dict]:
     """One rank's part of :func:`main`: every rank tunes, rank 0 alone records, prints and shows the bar."""
     torch.set_num_threads(cfg.threads)
     with user_input():  # bad names are the command line's errors
-        names = parse_names(cfg.optimizers)  # fail fast on bad names, before the family loads
+        names = parse_names(cfg.methods)  # fail fast on bad names, before the family loads
         key = cfg.tuned_key()
         for name in names:
             search_space(name)  # fail fast on a method without a search space

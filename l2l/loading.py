@@ -15,6 +15,15 @@ Two kinds of file:
   so that l2l never imports that package by name (it would be circular: ``agents`` imports l2l).
   Code in the same process may also call :func:`register_loader`.
 
+**References.** A command line names an optimizer as an item of a comma-separated list (``--methods``):
+``name`` (a registered optimizer or a shipped checkpoint's name), ``label=path`` (a file, loaded as
+saved) or ``label=path#variant`` (a variant of it, e.g. ``#untrained``; a variant may hold its own
+``=``, as in ``policy.zip#lstm=zo_lstm.pt``). :func:`parse_reference` is the one parser of that grammar
+(:func:`parse_references` of a whole list). What a variant means belongs to whoever reads the file: a
+learned optimizer's class (``LearnedOptimizer.variants``) for torch checkpoints, and for other formats
+the loader plugin, which registers its :class:`Variants` with :func:`register_variants` when its module
+is imported (the entry point imports it; :func:`plugin_variants` finds the one that claims a file).
+
 The installed metadata is the contract: an editable install records its entry points when it is
 installed, so after ``pyproject.toml`` gains one, reinstall (``pip install -e .``; the Makefile does it
 when pyproject.toml changes). l2l keeps no list of plugins and reads no pyproject.toml itself.
@@ -24,10 +33,11 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -38,6 +48,9 @@ ENTRY_POINT_GROUP = "l2l.loaders"
 FormatHandler = Callable[[dict, Path], ZOOptimizer]
 #: reads a file of its own format, or returns None for a file that is not its format
 Loader = Callable[[Path], "ZOOptimizer | None"]
+
+#: file endings that mark an unlabeled item as a checkpoint path rather than a mistyped name
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".zip")
 
 _FORMATS: dict[str, FormatHandler] = {}
 _LOADERS: dict[str, Loader] = {}
@@ -145,3 +158,127 @@ def _resolve(target: str) -> Loader:
     if not module or not attribute:
         raise ValueError(f"loader entry point {target!r} must read 'module:function'")
     return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One parsed optimizer item (module docstring).
+
+    Attributes:
+        label: the name it carries in tables (the item itself for a bare name).
+        name: the bare item (a registered or shipped name), or None for ``label=path``.
+        path: the file of ``label=path[#variant]``, or None for a bare name.
+        variant: the text after ``#`` (``""``: the file as saved); its owner parses it.
+    """
+
+    label: str
+    name: str | None = None
+    path: str | None = None
+    variant: str = ""
+
+    @property
+    def source(self) -> str:
+        """Where the optimizer comes from, as written: the name, or ``path[#variant]``."""
+        if self.path is None:
+            return str(self.name)
+        return f"{self.path}#{self.variant}" if self.variant else self.path
+
+
+def parse_reference(item: str) -> Reference:
+    """Parse one item: ``name``, ``label=path`` or ``label=path#variant`` (whitespace around it ignored).
+
+    Args:
+        item: the text of one list item.
+
+    Raises:
+        ValueError: an empty item, a label without a path (or the reverse), or a bare path (it needs a
+            label, so that a mistyped name is not taken for a file).
+    """
+    item = item.strip()
+    if not item:
+        raise ValueError("an optimizer item is empty; write names or label=path separated by single commas")
+    if "=" not in item.partition("#")[0]:
+        if "#" in item or "/" in item or "\\" in item or item.endswith(CHECKPOINT_SUFFIXES):
+            raise ValueError(f"optimizer item {item!r} looks like a file; label it, as in mine={item}")
+        return Reference(label=item, name=item)
+    label, _, rest = (part.strip() for part in item.partition("="))
+    path, _, variant = (part.strip() for part in rest.partition("#"))
+    if not label or not path:
+        raise ValueError(
+            f"optimizer item {item!r} needs both a label and a path, as in mine=checkpoints/x.pt"
+        )
+    return Reference(label=label, path=path, variant=variant)
+
+
+def parse_references(text: str) -> list[Reference]:
+    """Every item of a comma-separated list, parsed by :func:`parse_reference`.
+
+    Args:
+        text: e.g. ``"zo_sgd,mine=checkpoints/x.pt#untrained"``.
+
+    Raises:
+        ValueError: an empty list or item, or a malformed item.
+    """
+    items = text.split(",")
+    if not text.strip() or any(not item.strip() for item in items):
+        raise ValueError(
+            f"optimizer list {text!r} has an empty item; write names or label=path separated by single commas"
+        )
+    return [parse_reference(item) for item in items]
+
+
+class Variants(Protocol):
+    """The variant grammar of a loader plugin's files (``label=path#variant``).
+
+    Attributes:
+        shipped: the bare names that stand for the plugin's shipped file of a task, each with its
+            variant (e.g. ``{"zo_rl": "", "zo_rl_lstm": "lstm"}``).
+    """
+
+    shipped: Mapping[str, str]
+
+    def claims(self, path: str) -> bool:
+        """Whether ``path`` is this plugin's file (by its content; by its name when it does not exist)."""
+        ...
+
+    def shipped_path(self, task: str) -> str:
+        """The plugin's shipped file for ``task`` (a KeyError names the tasks that have one)."""
+        ...
+
+    def resolve(self, ref: Reference, task: str | None) -> Callable[[], ZOOptimizer]:
+        """The factory of ``ref`` (ValueError: an unknown variant); ``task`` finds shipped companions."""
+        ...
+
+    def control(self, variant: str) -> str | None:
+        """The variant of ``variant``'s untrained control, or None when ``variant`` is a control."""
+        ...
+
+
+_VARIANTS: dict[str, Variants] = {}
+
+
+def register_variants(name: str, variants: Variants) -> Variants:
+    """Register the variant grammar of loader plugin ``name`` (called when the plugin's module loads).
+
+    Args:
+        name: the plugin's name (its ``l2l.loaders`` entry point).
+        variants: its grammar.
+    """
+    _VARIANTS[name] = variants
+    return variants
+
+
+def plugin_variants() -> dict[str, Variants]:
+    """Every registered variant grammar, after importing the loader plugins (which register them)."""
+    loader_plugins()
+    return dict(_VARIANTS)
+
+
+def claiming_variants(path: str) -> Variants | None:
+    """The grammar of the plugin whose file ``path`` is, or None."""
+    return next((v for v in plugin_variants().values() if v.claims(path)), None)
+
+
+def shipped_variants(name: str) -> Variants | None:
+    """The grammar of the plugin that ships files under the bare name ``name``, or None."""
+    return next((v for v in plugin_variants().values() if name in v.shipped), None)

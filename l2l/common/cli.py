@@ -8,6 +8,11 @@ building optimizers and loading the checkpoints named on the command line. The l
 training) stays outside those blocks, so a genuine bug there keeps its traceback, even when its
 exception type is one of the above.
 
+A missing file is always the user's: every file a command reads is named on its command line or
+implied by it (``--init-from``, ``--resume``'s saved state, checkpoints in ``--methods``), so a
+:class:`FileNotFoundError` is reported as a command-line error wherever it is raised, marked or not
+(:data:`ALWAYS_USER_ERRORS`); the CLIs need no block around every place that opens a file.
+
 A CLI module ends with::
 
     if __name__ == "__main__":
@@ -30,6 +35,8 @@ from l2l.common import distributed
 
 #: the exception types a bad command-line name or value raises in the library
 USER_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, TypeError, FileNotFoundError, IndexError)
+#: the exception types that are the user's error wherever a command raises them (module docstring)
+ALWAYS_USER_ERRORS: tuple[type[Exception], ...] = (FileNotFoundError,)
 #: exit status of a command-line error (argparse's)
 USAGE_STATUS = 2
 _MARK = "_l2l_user_input"
@@ -50,11 +57,13 @@ def user_input() -> Iterator[None]:
 
 
 def is_user_error(err: BaseException) -> bool:
-    """Whether ``err`` was raised inside a :func:`user_input` block.
+    """Whether ``err`` is the user's: raised inside a :func:`user_input` block, or a missing file.
 
     Args:
         err: any exception.
     """
+    if isinstance(err, ALWAYS_USER_ERRORS):
+        return True
     return isinstance(err, USER_ERRORS) and bool(getattr(err, _MARK, False))
 
 

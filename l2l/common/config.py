@@ -80,6 +80,25 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(USAGE_STATUS, f"error: {message} (see {self.prog} --help)\n")
 
 
+def config_parser(
+    cls: type, description: str | None = None, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """The command-line parser of the dataclass ``cls``: one ``--flag`` per field.
+
+    Args:
+        cls: the config dataclass.
+        description: the ``--help`` description (default: the class docstring).
+        epilog: shown as written after the options; documents what the fields cannot, such as the
+            options of each registered plugin.
+    """
+    parser = OneLineErrorParser(
+        prog=_program_name(), description=description or (cls.__doc__ or "").strip(), epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter,
+    )
+    add_dataclass_arguments(parser, cls)
+    return parser
+
+
 def parse_config(
     cls: type[T], argv: list[str] | None = None, description: str | None = None, epilog: str | None = None
 ) -> T:
@@ -92,15 +111,9 @@ def parse_config(
         cls: the config dataclass.
         argv: the arguments (None: ``sys.argv[1:]``).
         description: the ``--help`` description (default: the class docstring).
-        epilog: shown as written after the options; documents what the fields cannot, such as the
-            options of each registered plugin.
+        epilog: see :func:`config_parser`.
     """
-    parser = OneLineErrorParser(
-        prog=_program_name(), description=description or (cls.__doc__ or "").strip(), epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter,
-    )
-    add_dataclass_arguments(parser, cls)
-    namespace = parser.parse_args(argv)
+    namespace = config_parser(cls, description, epilog).parse_args(argv)
     with user_input():
         return cls(**vars(namespace))
 

@@ -55,7 +55,7 @@ def table(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(registry, "TUNED_PATH", tuned)
         sizes = ["--split", "val", "--instances", "2", "--trials", "2", "--budget", "60"]
-        outputs = ["--wandb", "disabled", "--json", str(folder / "t.json")]
+        outputs = ["--wandb", "disabled", "--out", str(folder / "t.json")]
         result = attack_table.main([*sizes, "--methods", f"nes,mine={ckpt},fo_pgd", *outputs])
     return folder, ckpt, result
 
@@ -137,7 +137,7 @@ def test_tune_at_eps_round_trips_into_the_attack_table(tuned_path, tmp_path, mon
         TASK,
         "--eps",
         "0.3",
-        "--optimizers",
+        "--methods",
         "nes",
         "--instances",
         "1",
@@ -157,9 +157,9 @@ def test_tune_at_eps_round_trips_into_the_attack_table(tuned_path, tmp_path, mon
         split="val",
         instances=1,
         budget=10,
-        json=str(tmp_path / "{task}{eps}_{split}.json"),
+        out=str(tmp_path / "{task}{eps}_{split}.json"),
     )
-    assert config.json_path().name == "mnist_attack_linf_eps0.3_val.json"
+    assert config.out_path().name == "mnist_attack_linf_eps0.3_val.json"
     result = attack_table.attack_table(config, progress=False)
     assert result["tuned_key"] == KEY_03 and result["eps"] == 0.3
     nes = result["results"]["nes"]
@@ -179,7 +179,7 @@ def test_a_method_tuned_only_at_the_default_eps_is_refused_at_another(tuned_path
     ) as err:
         attack_table.attack_table(config, progress=False)
     command = str(err.value).split(" first: ")[1].split(" (or drop")[0]
-    assert command.startswith("python -m eval.tune --task mnist_attack_linf --eps 0.3 --optimizers nes ")
+    assert command.startswith("python -m eval.tune --task mnist_attack_linf --eps 0.3 --methods nes ")
     retune = parse_config(tune.TuneConfig, command.split()[3:])  # the printed command is one eval.tune takes
     assert (retune.eps, retune.instances, retune.steps, retune.budget, retune.q) == (
         0.3,
@@ -227,15 +227,15 @@ def test_attack_table_refuses_a_family_that_is_no_classifier_attack():
         (["--budget", "0"], "budget=0 must be >= 1"),
         (["--instances", "0"], "instances=0 must be >= 1"),
         (["--mu-grid", "1e-3,0"], "mu=0.0 must be > 0"),
-        (["--optimizers", "nes,,spsa"], "has an empty item"),
-        (["--optimizers", "nes,nes"], r"repeats \['nes'\]"),
-        (["--optimizers", "mine=x.pt"], "tunes registered names only"),
+        (["--methods", "nes,,spsa"], "has an empty item"),
+        (["--methods", "nes,nes"], r"repeats \['nes'\]"),
+        (["--methods", "mine=x.pt"], "tunes registered names only"),
         (["--task", "quadratic", "--eps", "0.3"], r"takes no option\(s\) \['eps'\]"),
     ],
 )
 def test_tune_rejects_bad_input_before_running(argv, match, tuned_path):
     with pytest.raises(ValueError, match=match):
-        tune.main(["--task", TASK, "--optimizers", "nes", *argv])  # a repeated flag: the last one wins
+        tune.main(["--task", TASK, "--methods", "nes", *argv])  # a repeated flag: the last one wins
     assert json.loads(tuned_path.read_text())["tasks"] == {TASK: {"nes": {"params": NES_DEFAULT}}}
 
 

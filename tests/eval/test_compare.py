@@ -38,9 +38,9 @@ DESIGN_KEYS = {
 
 def _argv(json_path: Path, *extra: str) -> list[str]:
     return [
-        "--task", "quadratic", "--optimizers", ",".join(OPTIMIZERS), "--instances", str(INSTANCES),
+        "--task", "quadratic", "--methods", ",".join(OPTIMIZERS), "--instances", str(INSTANCES),
         "--trials", str(TRIALS), "--steps", str(STEPS), "--q", str(Q), "--mu", "1e-3",
-        "--wandb", "disabled", "--json", str(json_path), *extra,
+        "--wandb", "disabled", "--out", str(json_path), *extra,
     ]  # fmt: skip
 
 
@@ -236,8 +236,8 @@ def test_budget_without_steps_lets_cheap_steps_spend_it_all(tmp_path):
     # and no --steps, fo_pgd runs 1,000 steps (past the 200-step default) and zo_sgd 200
     from eval.compare import CompareConfig, compare
 
-    config = CompareConfig(task="quadratic", optimizers="zo_sgd,fo_pgd", instances=1, trials=1, budget=1000,
-                           q=4, wandb="disabled", json=str(tmp_path / "o.json"))  # fmt: skip
+    config = CompareConfig(task="quadratic", methods="zo_sgd,fo_pgd", instances=1, trials=1, budget=1000,
+                           q=4, wandb="disabled", out=str(tmp_path / "o.json"))  # fmt: skip
     res = compare(config, progress=False)
     steps = {r["optimizer"]: r["steps"] for r in res["per_run"]}
     assert steps == {"zo_sgd": 200, "fo_pgd": 1000} and res["steps"] == 1000
@@ -286,8 +286,8 @@ def test_white_box_references_are_marked_in_results_and_table(tmp_path):
     from eval import report
     from eval.compare import CompareConfig, compare
 
-    config = CompareConfig(task="quadratic", optimizers="zo_sgd,fo_pgd", instances=1, trials=1, steps=3,
-                           q=4, wandb="disabled", json=str(tmp_path / "o.json"))  # fmt: skip
+    config = CompareConfig(task="quadratic", methods="zo_sgd,fo_pgd", instances=1, trials=1, steps=3,
+                           q=4, wandb="disabled", out=str(tmp_path / "o.json"))  # fmt: skip
     result = compare(config, progress=False)
     assert result["results"]["fo_pgd"]["white_box"] and not result["results"]["zo_sgd"]["white_box"]
     table = report.markdown_table(result)

@@ -95,7 +95,7 @@ def test_cli_writes_the_comparison_and_the_bound_table(tmp_path):
     out = tmp_path / "pb.json"
     result = policy_bound.main([
         "--task", "quadratic", "--instances", "2", "--budget", "40", "--cosines", "0.2,0.8",
-        "--policy-probs", "1", "--etas", "0.01,0.05", "--modes", "track", "--json", str(out),
+        "--policy-probs", "1", "--etas", "0.01,0.05", "--modes", "track", "--out", str(out),
     ])  # fmt: skip
     labels = list(result["results"])
     assert labels[0] == "zo_sgd" and len(labels) == 1 + 2 * 2  # reference + cosines x etas
@@ -166,7 +166,7 @@ def test_guided_cli_labels_the_rows_by_mode_and_strength(tmp_path):
     policy_bound.main([
         "--task", "quadratic", "--instances", "1", "--budget", "30", "--q", "4", "--directions", "guided",
         "--modes", "track,ema,trend", "--cosines", "0.5", "--strengths", "0.5", "--policy-probs", "1",
-        "--etas", "0.05", "--json", str(out),
+        "--etas", "0.05", "--out", str(out),
     ])  # fmt: skip
     labels = list(json.loads(out.read_text())["results"])
     assert labels == [

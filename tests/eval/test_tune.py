@@ -31,7 +31,7 @@ def test_tune_records_the_best_val_candidate_and_make_optimizer_uses_it(tuned_pa
         return original(self, split, limit)
 
     monkeypatch.setattr(QuadraticFamily, "instances", spy)
-    args = ["--task", "quadratic", "--optimizers", "zo_sgd,zo_adam", "--instances", "2", "--steps", "15"]
+    args = ["--task", "quadratic", "--methods", "zo_sgd,zo_adam", "--instances", "2", "--steps", "15"]
     results = tune.main([*args, "--q", "4", "--mu-grid", "1e-3,1e-2"])
     assert splits == ["val"]
     data = json.loads(tuned_path.read_text())
@@ -81,7 +81,7 @@ def test_relative_stage_refines_around_the_current_value():
 
 def test_a_task_that_reports_its_best_iterate_is_tuned_and_validated_by_it(monkeypatch):
     tasks = QuadraticFamily().instances("val", limit=2)
-    cfg = tune.TuneConfig(task="quadratic", optimizers="zo_sgd", instances=2, steps=6, write=False)
+    cfg = tune.TuneConfig(task="quadratic", methods="zo_sgd", instances=2, steps=6, write=False)
     diverging = {"delta": 400.0, "q": 2}  # steps far past the minimum: the last loss is the worst
     last = tune.score("zo_sgd", diverging, tasks, cfg)["val_final_loss"]
     monkeypatch.setattr(type(tasks[0]), "reports_best_seen", True)

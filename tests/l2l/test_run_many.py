@@ -207,8 +207,8 @@ def test_grid_units_group_lockstep_optimizers_only():
 def _compare_json(path: Path, *extra: str, task: str = "quadratic", optimizers: str = "zo_adam,guided_es"):
     """The JSON of a small ``eval.compare`` run, without timings and without its ``vectorize`` setting."""
     argv = [
-        "--task", task, "--optimizers", optimizers, "--instances", "3", "--trials", "2", "--steps", "6",
-        "--q", "4", "--wandb", "disabled", "--json", str(path), *extra,
+        "--task", task, "--methods", optimizers, "--instances", "3", "--trials", "2", "--steps", "6",
+        "--q", "4", "--wandb", "disabled", "--out", str(path), *extra,
     ]  # fmt: skip
     compare.main(argv)
     result = without_timings(json.loads(path.read_text()))

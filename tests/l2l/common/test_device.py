@@ -49,7 +49,7 @@ def test_explicit_cpu_gives_the_default_trajectory_bit_for_bit():
 
 
 def test_compare_records_the_device(tmp_path):
-    argv = ["--task", "quadratic", "--optimizers", "zo_sgd", "--instances", "1", "--trials", "1"]
+    argv = ["--task", "quadratic", "--methods", "zo_sgd", "--instances", "1", "--trials", "1"]
     argv += ["--steps", "3", "--q", "2", "--device", "cpu", "--wandb", "disabled"]
     result = compare.compare(compare.parse_config(compare.CompareConfig, argv), progress=False)
     assert result["device"] == "cpu" and len(result["per_run"]) == 1

@@ -16,11 +16,12 @@ import l2l
 from eval import attack_table, compare, order_attack, tune
 from eval.distributed import launch, rank, shard, sharded_map, world_size
 from eval.headtohead import run_grid
+from l2l.common import options
 from l2l.common.cli import run_cli
 from tests.helpers import ROOT, without_timings
 
 QUADRATIC = [
-    "--task", "quadratic", "--optimizers", "zo_sgd,zo_adam", "--instances", "2", "--trials", "2",
+    "--task", "quadratic", "--methods", "zo_sgd,zo_adam", "--instances", "2", "--trials", "2",
     "--steps", "8", "--q", "4", "--wandb", "disabled",
 ]  # fmt: skip
 
@@ -34,7 +35,7 @@ def _grid(progress: bool = False) -> list:
     optimizers = [(name, l2l.make_optimizer(name, q=4)) for name in ("zo_sgd", "zo_adam")]
     # bit-identity holds at one thread count (the CLIs pin --threads); the test process's default
     # count (2 on CI, where OMP_NUM_THREADS is unset) need not be the spawned workers'
-    with compare.pinned_threads(1):
+    with options.pinned_threads(1):
         return run_grid(optimizers, tasks, trials=2, steps=8, seed=3, progress=progress)
 
 
@@ -90,15 +91,15 @@ def test_launched_group_gathers_records_in_serial_order_bit_for_bit():
 
 
 def test_compare_with_two_workers_writes_the_serial_json(tmp_path):
-    serial = compare.main([*QUADRATIC, "--json", str(tmp_path / "serial.json")])
-    sharded = compare.main([*QUADRATIC, "--json", str(tmp_path / "sharded.json"), "--workers", "2"])
+    serial = compare.main([*QUADRATIC, "--out", str(tmp_path / "serial.json")])
+    sharded = compare.main([*QUADRATIC, "--out", str(tmp_path / "sharded.json"), "--workers", "2"])
     assert _json(tmp_path / "sharded.json") == _json(tmp_path / "serial.json")
     assert without_timings(sharded) == without_timings(serial)
     assert (tmp_path / "sharded_runs.csv").is_file() and (tmp_path / "sharded.md").is_file()
 
 
 def test_tune_with_two_workers_follows_the_serial_search():
-    argv = ["--task", "quadratic", "--optimizers", "zo_sgd", "--instances", "2", "--steps", "5", "--no-write"]
+    argv = ["--task", "quadratic", "--methods", "zo_sgd", "--instances", "2", "--steps", "5", "--no-write"]
     assert tune.main([*argv, "--workers", "2"]) == tune.main(argv)
 
 
@@ -106,8 +107,8 @@ def test_attack_table_with_two_workers_writes_the_serial_json(tmp_path):
     argv = [
         "--methods", "zo_sgd,square", "--instances", "2", "--budget", "60", "--wandb", "disabled",
     ]  # fmt: skip
-    attack_table.main([*argv, "--json", str(tmp_path / "serial.json")])
-    attack_table.main([*argv, "--json", str(tmp_path / "sharded.json"), "--workers", "2"])
+    attack_table.main([*argv, "--out", str(tmp_path / "serial.json")])
+    attack_table.main([*argv, "--out", str(tmp_path / "sharded.json"), "--workers", "2"])
     serial = _json(tmp_path / "serial.json")
     assert _json(tmp_path / "sharded.json") == serial
     assert any(row["success_step"] is not None for row in serial["per_run"])  # the table is not all misses
@@ -132,7 +133,7 @@ def test_order_attack_with_two_workers_writes_the_serial_json(tmp_path):
 def test_torchrun_writes_the_serial_json_and_prints_once(tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "eval.compare", *QUADRATIC, "--json", str(tmp_path / "torchrun.json"),
+        "-m", "eval.compare", *QUADRATIC, "--out", str(tmp_path / "torchrun.json"),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -140,7 +141,7 @@ def test_torchrun_writes_the_serial_json_and_prints_once(tmp_path):
         pytest.skip(f"torchrun cannot start a standalone rendezvous here: {done.stderr[-300:]}")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("wrote ") == 1  # rank 1 printed nothing
-    compare.main([*QUADRATIC, "--json", str(tmp_path / "serial.json")])
+    compare.main([*QUADRATIC, "--out", str(tmp_path / "serial.json")])
     assert _json(tmp_path / "torchrun.json") == _json(tmp_path / "serial.json")
 
 
@@ -166,6 +167,7 @@ def test_workers_must_match_torchrun(monkeypatch):
 
 _LEAVING_RANK = """
 import atexit
+from l2l.common import options
 from l2l.common.cli import run_cli
 atexit.register(lambda: print("finalized"))
 run_cli(lambda argv: print("{}-done", end=""))

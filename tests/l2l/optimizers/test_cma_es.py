@@ -198,7 +198,7 @@ def test_tune_searches_sigma0_and_popsize(tmp_path, monkeypatch):
     from l2l.optimizers.core import tuned as registry
 
     monkeypatch.setattr(registry, "TUNED_PATH", tmp_path / "tuned.json")
-    args = ["--task", "quadratic", "--optimizers", "cma_es", "--instances", "1", "--steps", "5"]
+    args = ["--task", "quadratic", "--methods", "cma_es", "--instances", "1", "--steps", "5"]
     result = tune.main(args)["cma_es"]
     tried = [row["params"] for row in result["grid"]]
     assert {p["sigma0"] for p in tried} == {0.01, 0.03, 0.1, 0.3, 1.0}

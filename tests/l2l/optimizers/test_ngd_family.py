@@ -226,7 +226,7 @@ def test_query_with_likelihood_counts_each_row_once(linf_family):
 def test_attack_table_writes_json_and_markdown_with_the_stated_keys(tmp_path):
     out = tmp_path / "table.json"
     argv = ["--split", "val", "--instances", "2", "--budget", "150", "--methods", "zo_ngd,nes,fo_ngd"]
-    attack_table.main([*argv, "--wandb", "disabled", "--json", str(out)])
+    attack_table.main([*argv, "--wandb", "disabled", "--out", str(out)])
     result = json.loads(out.read_text())
     assert {"task", "split", "instances", "trials", "budget", "eps", "results", "per_run"} <= set(result)
     assert result["eps"] == 0.2 and list(result["results"]) == ["zo_ngd", "nes", "fo_ngd"]
