@@ -120,13 +120,21 @@ def model_train_split(n: int = N_MODEL_TRAIN) -> tuple[torch.Tensor, torch.Tenso
         images, labels, _ = classifier_splits()["model_train"]
         return images[:n], labels[:n]
     pixels, labels = _read_split("train")
-    if n > len(labels) - N_HELDOUT:
-        raise ValueError(
-            f"n={n}: Fashion-MNIST has {len(labels) - N_HELDOUT} images outside the held-out 1,000"
-        )
-    order = np.random.default_rng(CLASSIFIER_SEED).permutation(len(labels))
-    rows = np.concatenate([order[:N_MODEL_TRAIN], order[N_MODEL_TRAIN + N_HELDOUT : N_HELDOUT + n]])
+    rows = model_train_rows(n)
     return _as_tensors(pixels[rows], labels[rows])
+
+
+def model_train_rows(n: int = N_MODEL_TRAIN) -> np.ndarray:
+    """Row numbers (in the training files) of :func:`model_train_split`'s ``n`` images, in its order.
+
+    Args:
+        n: how many, 1 to 59,000.
+    """
+    total = len(_read_split("train")[1])
+    if not 1 <= n <= total - N_HELDOUT:
+        raise ValueError(f"n={n}: Fashion-MNIST has {total - N_HELDOUT} images outside the held-out 1,000")
+    order = np.random.default_rng(CLASSIFIER_SEED).permutation(total)  # the order of classifier_splits
+    return np.concatenate([order[:N_MODEL_TRAIN], order[N_MODEL_TRAIN + N_HELDOUT : N_HELDOUT + n]])[:n]
 
 
 def heldout_split() -> tuple[torch.Tensor, torch.Tensor]:
