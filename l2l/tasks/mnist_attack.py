@@ -25,7 +25,7 @@ SPLIT_SEED = 7
 DEFAULT_SIZES = (200, 100, None)  # train, val, test (None: every remaining image)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=16)
 def correctly_classified(dataset: str = "mnist", checkpoint: str | None = None) -> torch.Tensor:
     """Indices into the data set's held-out images (1,000) that its target model classifies correctly.
 
@@ -98,8 +98,7 @@ class MnistAttackFamily(TaskFamily):
         zoo_checkpoint = None if self.model_name == self.default_model else str(entry.path())
         self.model = load_target_model(self.dataset, zoo_checkpoint or checkpoint)
         pool = correctly_classified(self.dataset, checkpoint)
-        order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(SPLIT_SEED))
-        pool = pool[order]
+        pool = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(SPLIT_SEED))]
         counts = split_counts(len(pool), list(sizes))
         bounds = torch.tensor([0, *counts]).cumsum(0).tolist()
         self.pools = {

@@ -21,8 +21,14 @@ from train import zo_lstm as train_zo_lstm
 ENTRIES = [entry for models in ZOO.values() for entry in models.values()]
 #: a re-evaluation of the held-out accuracy may differ from the recorded one by batch numerics only
 ACCURACY_TOLERANCE = 0.002
-#: the least clean held-out accuracy of any zoo model (adversarially trained ones trade accuracy away)
-ACCURACY_FLOOR = {"mnist": 0.9, "fashion": 0.75}
+#: the least clean held-out accuracy of a zoo model, by (data set, adversarially trained): adversarial
+#: training trades clean accuracy away
+ACCURACY_FLOOR = {
+    ("mnist", False): 0.95,
+    ("mnist", True): 0.9,
+    ("fashion", False): 0.8,
+    ("fashion", True): 0.7,
+}
 MAX_FILE_MB = 4.0
 HELDOUT = {dataset: zoo_names(dataset, "heldout")[0] for dataset in ZOO}
 
@@ -43,7 +49,7 @@ def test_every_zoo_model_loads_and_reaches_its_recorded_accuracy(entry):
     with torch.no_grad():
         accuracy = float((model(images).argmax(dim=1) == labels).float().mean())
     assert accuracy == pytest.approx(ckpt["heldout_accuracy"], abs=ACCURACY_TOLERANCE)
-    assert accuracy >= ACCURACY_FLOOR[entry.dataset]
+    assert accuracy >= ACCURACY_FLOOR[entry.dataset, config.get("adversarial_eps") is not None]
     if config.get("adversarial_eps") is not None:
         assert 0 < ckpt["robust_accuracy"] <= ckpt["heldout_accuracy"]
     assert ckpt["train_wall_s"] > 0
