@@ -52,6 +52,7 @@ from l2l.optimizers.core.search_spaces import (  # noqa: F401  (eval.tune's name
 )
 from l2l.tasks.base import Task
 from l2l.tasks.registry import tuning_key
+from l2l.tasks.zoo import surrogates_only
 
 #: tuning runs use seeds far from eval.compare's, so no comparison reuses a tuning run's randomness
 TUNE_SEED_OFFSET = 1_000_003
@@ -293,7 +294,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     (a stage's candidates could run side by side, but the next stage needs their scores first).
     """
     cfg = parse_config(TuneConfig, argv)
-    return launch(_tune_and_record, cfg, cfg.workers)
+    with surrogates_only():  # tuning never sees a held-out target model (spawned ranks inherit it)
+        return launch(_tune_and_record, cfg, cfg.workers)
 
 
 def _tune_and_record(cfg: TuneConfig) -> dict[str, dict]:

@@ -77,6 +77,7 @@ from l2l.learned.meta_grad import MetaGradConfig
 from l2l.learned.protocol import UNTRAINED, LearnedConfig, LearnedOptimizer, learned_class, learned_names
 from l2l.tasks.base import Task
 from l2l.tasks.registry import default_steps
+from l2l.tasks.zoo import surrogates_only
 
 #: the format version of the training states (last.pt) this loop writes
 TRAINING_VERSION = 1
@@ -617,7 +618,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(LearnedTrainConfig, argv, epilog=options_help())
     with user_input():  # a bad worker count is the command line's error
         distributed.check_workers(cfg.workers)
-    return distributed.launch(_train_rank, cfg, cfg.workers)
+    with surrogates_only():  # meta-training never sees a held-out target model (spawned ranks inherit it)
+        return distributed.launch(_train_rank, cfg, cfg.workers)
 
 
 def _train_rank(cfg: LearnedTrainConfig) -> dict:

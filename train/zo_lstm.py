@@ -37,6 +37,7 @@ from l2l.learned.checkpoint import TRAINING_FORMAT, optimizer_from_checkpoint, r
 from l2l.learned.meta import validate
 from l2l.learned.zo_lstm import ZOLSTMConfig, upgrade_options
 from l2l.tasks.base import Task
+from l2l.tasks.zoo import surrogates_only
 from train.learned import Job, LoopOptions, check_loop_fields, family_steps, fill_out, finish, train
 
 #: validation horizon when --val-steps is none: the 200 steps eval.compare reports on binary (training
@@ -189,7 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(TrainConfig, argv)
     with user_input():  # a bad worker count is the command line's error
         distributed.check_workers(cfg.workers)
-    return distributed.launch(_train_rank, cfg, cfg.workers)
+    with surrogates_only():  # meta-training never sees a held-out target model (spawned ranks inherit it)
+        return distributed.launch(_train_rank, cfg, cfg.workers)
 
 
 def _train_rank(cfg: TrainConfig) -> dict:

@@ -8,8 +8,9 @@ Two uses: the 10,000 test images are the order attack's retrieval database (``fa
 and the 60,000 training images feed the ``fashion_attack`` target classifier, split as MNIST's 5,000
 are (:mod:`l2l.tasks.mnist_data`): shuffled once with a fixed seed, the first 4,000 train the classifier
 (``python -m train.target_model --dataset fashion``) and the next 1,000 are its held-out pool, the only
-images attack instances come from. The other 55,000 are unused there, which keeps the classifier's
-training as short as MNIST's and its setting (4,000 images, C&W CNN) the same.
+images attack instances come from. The other 55,000 are unused by the shipped classifier, which keeps
+its training as short as MNIST's and its setting (4,000 images, C&W CNN) the same; the target-model zoo
+(:mod:`l2l.tasks.zoo`) trains on more of them, never on the held-out 1,000.
 """
 
 from __future__ import annotations
@@ -105,10 +106,35 @@ def classifier_splits() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Ten
     }
 
 
-def model_train_split() -> tuple[torch.Tensor, torch.Tensor]:
-    """The 4,000 training images (and labels) the ``fashion_attack`` target classifier is trained on."""
-    images, labels, _ = classifier_splits()["model_train"]
-    return images, labels
+def model_train_split(n: int = N_MODEL_TRAIN) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` training images (and labels) of the shuffled order that never holds a held-out one.
+
+    The default 4,000 are the ones the shipped ``fashion_attack`` classifier trained on; a larger ``n``
+    (the target-model zoo) continues past the 1,000 held-out images into the 55,000 unused ones, so
+    every model's training images exclude the attack pool and the smaller sets nest in the larger ones.
+
+    Args:
+        n: how many images, 1 to 59,000 (the 60,000 less the held-out 1,000).
+    """
+    if n <= N_MODEL_TRAIN:
+        images, labels, _ = classifier_splits()["model_train"]
+        return images[:n], labels[:n]
+    pixels, labels = _read_split("train")
+    rows = model_train_rows(n)
+    return _as_tensors(pixels[rows], labels[rows])
+
+
+def model_train_rows(n: int = N_MODEL_TRAIN) -> np.ndarray:
+    """Row numbers (in the training files) of :func:`model_train_split`'s ``n`` images, in its order.
+
+    Args:
+        n: how many, 1 to 59,000.
+    """
+    total = len(_read_split("train")[1])
+    if not 1 <= n <= total - N_HELDOUT:
+        raise ValueError(f"n={n}: Fashion-MNIST has {total - N_HELDOUT} images outside the held-out 1,000")
+    order = np.random.default_rng(CLASSIFIER_SEED).permutation(total)  # the order of classifier_splits
+    return np.concatenate([order[:N_MODEL_TRAIN], order[N_MODEL_TRAIN + N_HELDOUT : N_HELDOUT + n]])[:n]
 
 
 def heldout_split() -> tuple[torch.Tensor, torch.Tensor]:

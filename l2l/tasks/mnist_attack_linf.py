@@ -36,11 +36,14 @@ class _BallAttackFamily(MnistAttackFamily):
         kappa: float = 0.0,
         sizes: tuple[int | None, int | None, int | None] = DEFAULT_SIZES,
         checkpoint: str | None = None,
+        model: str | None = None,
     ):
         eps = self.default_eps if eps is None else eps
         if not eps > 0:
             raise ValueError(f"eps={eps!r} must be > 0 (the {self.norm} radius of the perturbation)")
-        super().__init__(c=0.0, kappa=kappa, sizes=sizes, checkpoint=checkpoint, eps=eps, norm=self.norm)
+        super().__init__(
+            c=0.0, kappa=kappa, sizes=sizes, checkpoint=checkpoint, eps=eps, norm=self.norm, model=model
+        )
 
 
 @register_family("mnist_attack_linf")
@@ -52,6 +55,7 @@ class MnistLinfAttackFamily(_BallAttackFamily):
         kappa: confidence margin (0).
         sizes: instances in (train, val, test); None takes every image that remains.
         checkpoint: target-model file (default: ``checkpoints/mnist_cnn.pt``).
+        model: the attacked model of the MNIST zoo (none: the shipped C&W CNN; see ``mnist_attack``).
     """
 
     name = "mnist_attack_linf"
@@ -66,6 +70,7 @@ class MnistL2AttackFamily(_BallAttackFamily):
         kappa: confidence margin (0).
         sizes: instances in (train, val, test); None takes every image that remains.
         checkpoint: target-model file (default: ``checkpoints/mnist_cnn.pt``).
+        model: the attacked model of the MNIST zoo (none: the shipped C&W CNN; see ``mnist_attack``).
     """
 
     name = "mnist_attack_l2"

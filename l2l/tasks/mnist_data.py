@@ -68,10 +68,16 @@ def load_mnist() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.from_numpy(labels[order].astype(np.int64))
 
 
-def model_train_split() -> tuple[torch.Tensor, torch.Tensor]:
-    """The 4,000 images the target model is trained on."""
+def model_train_split(n: int = N_MODEL_TRAIN) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` of the 4,000 images the target models are trained on.
+
+    Args:
+        n: how many, 1 to 4,000 (the other 1,000 images are the held-out pool, never trained on).
+    """
+    if n > N_MODEL_TRAIN:
+        raise ValueError(f"n={n} training images: MNIST has {N_MODEL_TRAIN} outside the held-out pool")
     images, labels = load_mnist()
-    return images[:N_MODEL_TRAIN], labels[:N_MODEL_TRAIN]
+    return images[:n], labels[:n]
 
 
 def heldout_split() -> tuple[torch.Tensor, torch.Tensor]:

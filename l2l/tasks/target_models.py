@@ -1,9 +1,10 @@
 """Target classifiers for attack tasks, the data sets they are trained on, and their checkpoints.
 
-One architecture (:class:`CWMnistCNN`) is trained by ``python -m train.target_model --dataset D`` on
-each data set of :data:`TARGET_DATA`: MNIST (``mnist_attack`` and its norm-ball variants) and
-Fashion-MNIST (``fashion_attack``). Each data set splits into the images the model trains on and a
-held-out pool that attack instances come from.
+``python -m train.target_model --dataset D`` trains the shipped target (:class:`CWMnistCNN`) of each data
+set of :data:`TARGET_DATA`: MNIST (``mnist_attack`` and its norm-ball variants) and Fashion-MNIST
+(``fashion_attack``); ``--arch`` trains the other architectures of the zoo (:mod:`l2l.tasks.zoo`). Each
+data set splits into the images models train on and a held-out pool that attack instances come from.
+A checkpoint records its architecture in its config (none recorded: the C&W CNN).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from torch import nn
 
 from l2l.common.paths import checkpoints_dir
 from l2l.tasks import fashion_data, mnist_data
+from l2l.tasks.zoo.architectures import CWMnistCNN, build_architecture
+from l2l.tasks.zoo.guard import check_target_access
+
+__all__ = ["TARGET_DATA", "CWMnistCNN", "TargetData", "load_target_model", "read_target_checkpoint"]
 
 MNIST_CHECKPOINT = "mnist_cnn.pt"
 FASHION_CHECKPOINT = "fashion_cnn.pt"
@@ -30,7 +35,9 @@ class TargetData:
     Args:
         name: its ``--dataset`` name in ``train.target_model``.
         checkpoint: the file name of its trained model in ``checkpoints/``.
-        model_train_split: returns the images [n, 1, 28, 28] in [0, 1] and labels the model trains on.
+        model_train_split: returns the first ``n`` (its argument; default: the shipped model's count)
+            images [n, 1, 28, 28] in [0, 1] and labels that models train on, never a held-out one.
+        max_train_images: the most images ``model_train_split`` can return.
         heldout_split: returns the held-out images and labels, the only ones attack instances use.
         heldout_ids: returns each held-out image's id in the data set's own numbering (``image_id``).
         title: the data set's name in messages.
@@ -38,7 +45,8 @@ class TargetData:
 
     name: str
     checkpoint: str
-    model_train_split: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    model_train_split: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    max_train_images: int
     heldout_split: Callable[[], tuple[torch.Tensor, torch.Tensor]]
     heldout_ids: Callable[[], torch.Tensor]
     title: str
@@ -57,11 +65,13 @@ class TargetData:
 #: Fashion-MNIST's are rows of its 60,000 training images (fashion_data)
 TARGET_DATA = {
     "mnist": TargetData(
-        "mnist", MNIST_CHECKPOINT, mnist_data.model_train_split, mnist_data.heldout_split,
+        "mnist", MNIST_CHECKPOINT, mnist_data.model_train_split, mnist_data.N_MODEL_TRAIN,
+        mnist_data.heldout_split,
         mnist_data.heldout_ids, "MNIST",
     ),
     "fashion": TargetData(
-        "fashion", FASHION_CHECKPOINT, fashion_data.model_train_split, fashion_data.heldout_split,
+        "fashion", FASHION_CHECKPOINT, fashion_data.model_train_split, 60000 - fashion_data.N_HELDOUT,
+        fashion_data.heldout_split,
         fashion_data.heldout_ids, "Fashion-MNIST",
     ),
 }  # fmt: skip
@@ -76,20 +86,6 @@ def target_data(name: str) -> TargetData:
     if name not in TARGET_DATA:
         raise ValueError(f"dataset={name!r} must be one of {', '.join(TARGET_DATA)}")
     return TARGET_DATA[name]
-
-
-class CWMnistCNN(nn.Sequential):
-    """The C&W MNIST architecture: conv32-conv32-pool-conv64-conv64-pool-fc200-fc200-fc10 (logits)."""
-
-    def __init__(self, dropout: float = 0.5):
-        super().__init__(
-            nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(64 * 4 * 4, 200), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(200, 200), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(200, 10),
-        )  # fmt: skip
 
 
 def mnist_checkpoint_path() -> Path:
@@ -140,16 +136,28 @@ def read_target_checkpoint(path: Path, dataset: str = "mnist") -> dict:
     return ckpt
 
 
-@lru_cache(maxsize=4)
-def load_target_model(dataset: str = "mnist", path: str | None = None) -> CWMnistCNN:
+def load_target_model(dataset: str = "mnist", path: str | None = None) -> nn.Module:
     """The trained target model of ``dataset`` in eval mode, with gradients switched off for its weights.
+
+    A held-out target of the zoo loads only where :func:`l2l.tasks.zoo.guard.heldout_targets_allowed`
+    is open (:class:`~l2l.tasks.zoo.guard.HeldOutTargetError` otherwise), checked on every call, before
+    the cache, so that a model loaded in an allowed scope is not handed out later outside it.
 
     Args:
         dataset: ``mnist`` or ``fashion`` (:data:`TARGET_DATA`).
         path: the checkpoint file (None: the data set's file in ``checkpoints/``).
     """
-    ckpt = read_target_checkpoint(Path(path) if path else target_data(dataset).checkpoint_path(), dataset)
-    model = CWMnistCNN(dropout=ckpt["config"].get("dropout", 0.5))
+    resolved = Path(path) if path else target_data(dataset).checkpoint_path()
+    check_target_access(resolved)
+    return _load_target_model(dataset, str(resolved))
+
+
+@lru_cache(maxsize=16)
+def _load_target_model(dataset: str, path: str) -> nn.Module:
+    """:func:`load_target_model` past its access check, cached per (data set, file)."""
+    ckpt = read_target_checkpoint(Path(path), dataset)
+    config = ckpt["config"]
+    model = build_architecture(config.get("arch", "cw"), dropout=config.get("dropout", 0.5))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     for p in model.parameters():
@@ -157,6 +165,6 @@ def load_target_model(dataset: str = "mnist", path: str | None = None) -> CWMnis
     return model
 
 
-def load_mnist_target_model(path: str | None = None) -> CWMnistCNN:
+def load_mnist_target_model(path: str | None = None) -> nn.Module:
     """The trained MNIST target model (:func:`load_target_model` on ``mnist``)."""
     return load_target_model("mnist", path)
