@@ -38,6 +38,7 @@ curve data is in the JSON); the same figures go to wandb (offline by default).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ import torch
 import l2l
 from eval.headtohead import RunRecord, run_grid
 from eval.output import Written, launch_and_write
-from eval.report import WHITE_BOX_MARK, fmt_cell, line_style, new_axes, plot_title, save_png
+from eval.report import WHITE_BOX_MARK, fmt_cell, legend_outside, line_style, new_axes, plot_title, save_png
 from eval.specs import OptimizerSpec, build_optimizers, parse_optimizers
 from eval.wandb_log import log_attack_table
 from l2l.common.cli import run_cli, user_input
@@ -60,7 +61,7 @@ from l2l.optimizers import is_tuned, load_tuned
 from l2l.optimizers.core.base import ZOOptimizer
 from l2l.run import Trajectory
 from l2l.tasks.attack import AttackTask
-from l2l.tasks.registry import tuning_key
+from l2l.tasks.registry import paper_settings, tuning_key
 
 DEFAULT_METHODS = "zoo_adam,zoo_newton,zo_ngd,nes,spsa,zo_sgd,zo_signsgd,zo_adam,fo_pgd,fo_ngd,fo_ead"
 #: the perturbation norms the table reports, as orders of torch.linalg.vector_norm
@@ -114,9 +115,17 @@ class AttackTableConfig(ShardOptions, OutputOptions, GridOptions):
         "and _eps<value> otherwise); the markdown table (.md) and <stem>_success.png go beside it",
     )
 
+    vectorize: int = doc_field(
+        32,
+        "B > 1 runs the instances of one method and trial B at a time in lockstep (l2l.run_many: one "
+        "stacked model forward per step over the runs still going) for methods that support it (the "
+        "search attacks, NES, SPSA, ZO-SGD/signSGD/Adam); 1 runs them one at a time. Queries and successes "
+        "match the one-at-a-time runs, losses to float tolerance; with --workers a group is the shard unit",
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_at_least(self, ("budget",))
+        check_at_least(self, ("budget", "vectorize"))
         if self.eps is not None and not self.eps > 0:
             raise ValueError(f"eps={self.eps} must be > 0 (or none for the family's default)")
 
@@ -147,7 +156,17 @@ def parse_methods(config: AttackTableConfig) -> list[OptimizerSpec]:
     key = config.tuned_key()
     specs = parse_optimizers(config.methods, config.task, q=None, tuned_key=key)
     check_tuned_at_eps(specs, config)
-    return specs
+    return [with_paper_settings(spec, config) for spec in specs]
+
+
+def with_paper_settings(spec: OptimizerSpec, config: AttackTableConfig) -> OptimizerSpec:
+    """``spec`` built with its paper's settings for the family (:func:`l2l.tasks.registry.paper_settings`)
+    where it is a registered method with no value tuned for the table's key: a test-only track (ImageNet)
+    has no val split to tune on, so a method runs there as its paper ran it, not with MNIST defaults."""
+    published = paper_settings(config.task).get(spec.source)
+    if published is None or not is_registered(spec) or tuned_source(spec, config.tuned_key()) is not None:
+        return spec
+    return dataclasses.replace(spec, factory=lambda: l2l.make_optimizer(spec.source, **published))
 
 
 def is_registered(spec: OptimizerSpec) -> bool:
@@ -270,8 +289,11 @@ def summarize_method(rows: list[dict], optimizer: ZOOptimizer, dim: int, budget:
 
 
 def query_grid(budget: int, points: int = CURVE_POINTS) -> list[int]:
-    """Up to ``points`` evenly spaced integer query counts from 0 to ``budget``, both included."""
-    return sorted({round(x) for x in np.linspace(0, budget, min(points, budget + 1))})
+    """Up to ``points`` evenly spaced integer query counts from 0 to ``budget``, both included, and as many
+    log-spaced ones from 1 (the success plot's query axis is logarithmic: most attacks act early)."""
+    linear = np.linspace(0, budget, min(points, budget + 1))
+    logarithmic = np.geomspace(1, budget, points) if budget >= 1 else []
+    return sorted({round(x) for x in (*linear, *logarithmic)})
 
 
 def success_curve(rows: list[dict], grid: list[int]) -> list[float]:
@@ -304,6 +326,7 @@ def attack_table(config: AttackTableConfig, progress: bool = True) -> dict:
             **summarize_method(mine, by_name[spec.label], tasks[0].dim, config.budget),
             "source": spec.source,
             "tuned_key": tuned_source(spec, key),
+            "paper_settings": paper_settings(config.task).get(spec.source) if is_registered(spec) else None,
             "success_curve_with_checks": success_curve(mine, grid),
         }
     settings = {k: getattr(config, k) for k in ("task", "split", "instances", "trials", "budget", "seed")}
@@ -337,6 +360,7 @@ def _run(
             seed=config.seed,
             stop_at_success=True,
             progress=progress,
+            vectorize=config.vectorize,
         )
     return records
 
@@ -395,6 +419,8 @@ def sources_note(result: dict) -> str:
     for label, res in result["results"].items():
         if res["tuned_key"] is not None:
             origin = f"tuned on val as {res['tuned_key']}"
+        elif res.get("paper_settings"):
+            origin = f"its paper's settings for this family ({res['paper_settings']})"
         elif res["source"] == label:
             origin = "class defaults (never tuned for this key)"
         else:
@@ -421,13 +447,14 @@ def plot_success(result: dict, path: str | Path) -> Path:
             label=label + mark,
             **line_style(k, res["white_box"]),
         )
-    ax.set_xlim(0, result["budget"])
+    ax.set_xscale("log")  # as the field draws it: most of the action is within the first 100 queries
+    ax.set_xlim(1, max(result["budget"], 2))
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("queries (with success checks)")
+    ax.set_xlabel("queries (with success checks, log scale)")
     ax.set_ylabel("success rate (fraction of runs)")
     ax.set_title(f"{plot_title(result)}\neps {result['eps']}, budget {result['budget']}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     return save_png(fig, path)
 
 

@@ -162,15 +162,28 @@ def plot_title(result: dict) -> str:
 
 def new_axes() -> tuple[Figure, Any]:
     """A figure of the project's plot size on the Agg canvas (no pyplot state) and its one axes."""
-    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    fig = Figure(figsize=(8.0, 4.4), layout="constrained")  # room for the legend beside the axes
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
 
 
+#: dash patterns cycled beside tab10's colors: every one of the first 20 methods gets its own pair
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
 def line_style(k: int, white_box: bool = False) -> dict[str, Any]:
-    """Plot keywords of the ``k``-th method: a tab10 color; white-box references dashed."""
+    """Plot keywords of the ``k``-th method: a tab10 color and a dash pattern, a (color, pattern) pair no
+    other of the first 20 methods shares; white-box references also carry x markers."""
     colors = colormaps["tab10"]
-    return {"color": colors(k % colors.N), "linestyle": "--" if white_box else "-"}
+    style: dict[str, Any] = {"color": colors(k % colors.N), "linestyle": LINE_STYLES[k % len(LINE_STYLES)]}
+    if white_box:
+        style.update(marker="x", markevery=0.1, markersize=5)
+    return style
+
+
+def legend_outside(ax: Any) -> None:
+    """The legend to the right of the axes, where it covers no curve."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8)
 
 
 def save_png(fig: Figure, path: str | Path) -> Path:
@@ -202,7 +215,7 @@ def plot_curves(result: dict, x: Literal["iteration", "queries"], path: str | Pa
         )
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend()
+    legend_outside(ax)
     return save_png(fig, path)
 
 

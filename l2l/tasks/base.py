@@ -6,7 +6,7 @@ import abc
 import functools
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -238,6 +238,9 @@ class TaskFamily(abc.ABC):
     #: the splits that hold instances: all three, or ("test",) for a test-only track (ImageNet's 20
     #: images), where methods run with their papers' settings instead of values tuned on val
     splits: ClassVar[tuple[str, ...]] = SPLITS
+    #: method name -> the parameters its paper publishes for this family's setting; tables run a method
+    #: with them where no value was tuned on val for the family (a test-only track has nothing to tune on)
+    paper_settings: ClassVar[dict[str, dict[str, Any]]] = {}
     #: where :meth:`instance` puts its tasks (``make_family(..., device=...)`` sets it)
     device: torch.device = torch.device("cpu")
 

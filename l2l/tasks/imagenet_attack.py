@@ -207,10 +207,6 @@ class _ImageNetBallAttackFamily(TaskFamily):
     default_steps: ClassVar[int] = 10_000
     splits: ClassVar[tuple[str, ...]] = ("test",)
 
-    @property
-    def paper_settings(self) -> dict[str, dict[str, float | int | str]]:
-        """Method name -> its published ImageNet parameters for this norm (:data:`PAPER_SETTINGS`)."""
-        return PAPER_SETTINGS[self.norm]
 
     def __init__(self, eps: float | None = None, kappa: float = 0.0):
         eps = self.default_eps if eps is None else eps
@@ -253,6 +249,7 @@ class ImageNetLinfAttackFamily(_ImageNetBallAttackFamily):
     """
 
     name = "imagenet_attack_linf"
+    paper_settings = PAPER_SETTINGS["linf"]
 
 
 @register_family("imagenet_attack_l2")
@@ -266,4 +263,5 @@ class ImageNetL2AttackFamily(_ImageNetBallAttackFamily):
 
     name = "imagenet_attack_l2"
     norm = "l2"
+    paper_settings = PAPER_SETTINGS["l2"]
     default_eps = DEFAULT_L2_EPS

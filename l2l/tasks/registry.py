@@ -60,6 +60,15 @@ def default_steps(name: str) -> int:
     return int(factory().default_steps)
 
 
+def paper_settings(name: str) -> dict[str, dict[str, Any]]:
+    """Method name -> its published parameters for the family ``name`` (:attr:`TaskFamily.paper_settings`;
+    empty for most families), read from the class without building the family."""
+    factory = _factory(name)
+    if isinstance(factory, type) and issubclass(factory, TaskFamily):
+        return dict(factory.paper_settings)
+    return dict(factory().paper_settings)
+
+
 def make_task(
     name: str, split: str = "test", index: int = 0, device: str | torch.device | None = None, **kwargs
 ) -> Task:

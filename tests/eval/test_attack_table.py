@@ -94,8 +94,18 @@ def test_success_curve_is_monotone_and_ends_at_the_success_rate_with_checks(tabl
 def test_success_curve_counts_runs_with_checks_at_each_query_count():
     rows = [{"success_query_with_checks": q} for q in (None, 5, 10, 20)]
     assert attack_table.success_curve(rows, [0, 4, 5, 10, 19, 20]) == [0.0, 0.0, 0.25, 0.5, 0.5, 0.75]
-    assert attack_table.query_grid(2000) == list(range(0, 2001, 20))
+    grid = attack_table.query_grid(2000)
+    assert set(range(0, 2001, 20)) <= set(grid) and grid == sorted(set(grid))  # the even grid, and
+    assert {1, 2, 3, 4, 5, 6, 7, 8, 9, 10} <= set(grid)  # the log-spaced points the plot's axis needs
+    assert grid[0] == 0 and grid[-1] == 2000 and len(grid) <= 2 * attack_table.CURVE_POINTS
     assert attack_table.query_grid(5) == [0, 1, 2, 3, 4, 5]
+
+
+def test_every_method_gets_its_own_color_and_dash_pattern():
+    from eval.report import line_style
+
+    pairs = {(line_style(k)["color"], line_style(k)["linestyle"]) for k in range(20)}
+    assert len(pairs) == 20 and "marker" in line_style(3, white_box=True)
 
 
 def test_trials_run_with_the_documented_seeds(table):

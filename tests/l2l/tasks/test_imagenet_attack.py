@@ -75,6 +75,9 @@ def test_bad_eps_is_refused_before_anything_loads(monkeypatch):
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_paper_settings_build_their_methods_on_the_tracks_ball(norm):
+    published = imagenet_attack.PAPER_SETTINGS[norm]
+    assert l2l.tasks.registry.paper_settings(f"imagenet_attack_{norm}") == published
+    assert l2l.tasks.registry.paper_settings("mnist_attack_linf") == {}
     for name, params in imagenet_attack.PAPER_SETTINGS[norm].items():
         optimizer = l2l.make_optimizer(name, **params)
         assert all(getattr(optimizer, key) == value for key, value in params.items())
