@@ -21,6 +21,9 @@ process start-up included. ``many``: rows (queries) per second of
 against ``l2l.run`` on each in turn, and their ratio (``--many-instances``; a 2-core CPU gains little
 from bigger batches, a GPU much more). Every figure is measured on whatever else
 the machine runs at the time: on a shared machine they are contaminated by its other jobs.
+``batched_square``: a batched Square attack on 100 MNIST test images at 2,000 queries against the bare
+batched forwards of the same rows (target :data:`BATCHED_SQUARE_TARGET`) and against one image at a
+time (:func:`bench_batched_square`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ from l2l.learned.schedule import ZO_LSTM_SCHEDULE
 from l2l.run_many import agree
 
 ATTACK_OVERHEAD_TARGET = 1.10
+#: a batched Square attack may cost at most this multiple of the bare batched forwards of its rows
+BATCHED_SQUARE_TARGET = 1.5
 #: a full two-stage MNIST meta-training must fit in this many seconds on 2 CPU cores
 TRAINING_TARGET_S = 20 * 60
 #: ... and within this many on 2 ranks (issue 15's goal)
@@ -59,6 +64,7 @@ TRAINING_TARGET_2_RANKS_S = 600
 QUICK = {
     "steps": 20, "repeats": 1, "meta_iterations": 1, "meta_batches": "1,2", "unroll": 4, "val_steps": 10,
     "compare_instances": 2, "compare_steps": 5, "many_instances": 2, "many_steps": 5,
+    "square_instances": 3, "square_budget": 20,
 }  # fmt: skip
 #: the full-size values of the same options (None: resolved by the benchmark, as its help says). These
 #: options default to None in :class:`BenchConfig`, so that a value given on the command line wins over
@@ -66,6 +72,7 @@ QUICK = {
 FULL = {
     "steps": 200, "repeats": 5, "meta_iterations": 20, "meta_batches": "1,4,16", "unroll": None,
     "val_steps": None, "compare_instances": 4, "compare_steps": 100, "many_instances": 8, "many_steps": 50,
+    "square_instances": 100, "square_budget": 2000,
 }  # fmt: skip
 
 
@@ -112,6 +119,14 @@ class BenchConfig(DeviceOptions):
               "many_instances"),
     )  # fmt: skip
     many_steps: int | None = doc_field(None, sized("steps per run of the run_many benchmark", "many_steps"))
+    square_instances: int | None = doc_field(
+        None,
+        sized("mnist_attack_linf test images of the batched Square benchmark (0 skips it)",
+              "square_instances"),
+    )
+    square_budget: int | None = doc_field(
+        None, sized("queries per image of the batched Square benchmark", "square_budget")
+    )
     quick: bool = doc_field(
         False, "tiny runs in seconds (the sizes above that are not given; the test uses it)"
     )
@@ -128,6 +143,8 @@ class BenchConfig(DeviceOptions):
             raise ValueError(f"compare_steps={self.compare_steps} must be >= 1")
         if self.many_instances > 0 and self.many_steps < 1:
             raise ValueError(f"many_steps={self.many_steps} must be >= 1")
+        if self.square_instances > 0 and self.square_budget < 1:
+            raise ValueError(f"square_budget={self.square_budget} must be >= 1")
 
     def meta_batch_list(self) -> list[int]:
         """The meta-batch sizes of ``meta_batches``, each an integer >= 1."""
@@ -144,14 +161,15 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return interleaved_medians([fn], repeats)[0]
 
 
-def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+def interleaved_medians(fns: list[Callable[[], object]], repeats: int, warm_up: bool = True) -> list[float]:
     """Median seconds of each of ``fns``, timed in turn so that drifting machine load hits them all.
 
     Args:
-        fns: the functions to time; each is called once untimed first (warm-up).
+        fns: the functions to time; each is called once untimed first (warm-up) unless ``warm_up`` is False.
         repeats: timed calls of each.
+        warm_up: the untimed first calls (skip them for runs long enough to need none).
     """
-    for fn in fns:
+    for fn in fns if warm_up else []:
         fn()
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
@@ -378,6 +396,60 @@ def bench_many(cfg: BenchConfig) -> dict:
     }
 
 
+def bench_batched_square(cfg: BenchConfig) -> dict:
+    """A batched Square attack (``l2l.run_many``) on mnist_attack_linf test images at eps 0.2 against the
+    bare batched forwards of the same rows, and against the same attacks one image at a time.
+
+    The bare forwards replay what the batched run evaluated: one forward of every image (the starts'
+    record), then one forward per step of as many images as were still running. Each run's queries
+    equal the per-image runs' (``same_results``); timed once each, interleaved, after one untimed
+    forward warm-up, since the runs last seconds to minutes.
+    """
+    family = l2l.make_family("mnist_attack_linf", device=cfg.device)
+    tasks = family.instances("test", limit=cfg.square_instances)
+    square = l2l.make_optimizer("square", task="mnist_attack_linf")
+    seeds, budget = list(range(len(tasks))), cfg.square_budget
+    images = torch.stack([task.image for task in tasks])
+    runs: dict[str, list[l2l.Trajectory]] = {}
+
+    def batched() -> None:
+        runs["batched"] = l2l.run_many(
+            square, tasks, budget, budget=budget, seeds=seeds, stop_at_success=True
+        )
+
+    def per_image() -> None:
+        runs["per_image"] = [
+            l2l.run(square, task, budget, budget=budget, seed=seed, stop_at_success=True)
+            for task, seed in zip(tasks, seeds, strict=True)
+        ]
+
+    batched()  # what the bare forwards replay: how many images each step still ran
+    running = [sum(len(t.queries) > k for t in runs["batched"]) for k in range(1, budget + 1)]
+    running = [n for n in running if n]
+
+    def bare() -> None:
+        with torch.no_grad():
+            family.model(images)
+            for n in running:
+                family.model(images[:n])
+
+    bare()
+    batched_s, bare_s, per_image_s = interleaved_medians([batched, bare, per_image], 1, warm_up=False)
+    same = all(
+        m.queries == s.queries and m.success_step == s.success_step
+        for m, s in zip(runs["batched"], runs["per_image"], strict=True)
+    )
+    ratio = batched_s / bare_s
+    return {
+        "task": "mnist_attack_linf", "eps": tasks[0].eps, "instances": len(tasks), "budget": budget,
+        "steps": len(running), "rows": sum(running) + len(tasks),
+        "batched_s": batched_s, "bare_batched_forwards_s": bare_s, "per_image_s": per_image_s,
+        "ratio": ratio, "per_image_over_batched": per_image_s / batched_s,
+        "target_ratio": BATCHED_SQUARE_TARGET, "meets_target": ratio <= BATCHED_SQUARE_TARGET,
+        "same_results": same,
+    }  # fmt: skip
+
+
 def print_table(report: dict, cfg: BenchConfig) -> None:
     """The report as a table on stdout."""
     a = report["attack_overhead"]
@@ -415,6 +487,15 @@ def print_table(report: dict, cfg: BenchConfig) -> None:
             ("run_many rows per second", f"{v['many_rows_per_s']:.0f}",
              f"one at a time: {v['serial_rows_per_s']:.0f}"),
         ]  # fmt: skip
+    if "batched_square" in report:
+        b = report["batched_square"]
+        same = "same" if b["same_results"] else "DIFFERENT"
+        rows += [
+            (f"batched Square / bare forwards (B={b['instances']})", f"{b['ratio']:.3f}",
+             f"<= {b['target_ratio']}"),
+            ("  one image at a time / batched", f"{b['per_image_over_batched']:.2f}",
+             f"{same} queries; batched {b['batched_s']:.1f} s, per image {b['per_image_s']:.1f} s"),
+        ]  # fmt: skip
     print(f"{'benchmark':<38}{'value':>10}  {'target / note'}")
     for name, value, note in rows:
         print(f"{name:<38}{value:>10}  {note}")
@@ -438,6 +519,8 @@ def main(argv: list[str] | None = None) -> dict:
         report["workers"] = bench_workers(cfg)
     if cfg.many_instances > 0:
         report["many"] = bench_many(cfg)
+    if cfg.square_instances > 0:
+        report["batched_square"] = bench_batched_square(cfg)
     write_json_atomic(cfg.out, report)
     if cfg.stdout == "json":
         print(json.dumps(report, indent=2))

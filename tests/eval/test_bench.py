@@ -27,9 +27,12 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
     assert v["instances"] == bench.QUICK["many_instances"] and v["same_results"] and v["speedup"] > 0
     assert v["rows"] == bench.QUICK["many_instances"] * bench.QUICK["many_steps"] * 21
     assert v["many_rows_per_s"] > 0
+    b = report["batched_square"]  # the batched Square attack against its bare forwards, tiny
+    assert b["instances"] == bench.QUICK["square_instances"] and b["same_results"] and b["ratio"] > 0
+    assert b["rows"] >= b["instances"] and b["steps"] <= bench.QUICK["square_budget"]
     table = capsys.readouterr().out
     assert "attack run / bare forwards (Square)" in table and "quick" in table
-    assert "run_many speed-up" in table
+    assert "run_many speed-up" in table and "batched Square / bare forwards" in table
 
 
 def test_workers_bench_gives_the_serial_results():
@@ -45,6 +48,8 @@ def test_bad_bench_sizes_are_refused():
         bench.BenchConfig(meta_batches="1,0.5")
     with pytest.raises(ValueError, match="many_steps=0 must be >= 1"):
         bench.BenchConfig(many_steps=0)
+    with pytest.raises(ValueError, match="square_budget=0 must be >= 1"):
+        bench.BenchConfig(square_budget=0)
 
 
 def test_a_given_size_wins_over_quick_even_at_the_full_size_value():
