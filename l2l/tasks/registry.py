@@ -60,6 +60,15 @@ def default_steps(name: str) -> int:
     return int(factory().default_steps)
 
 
+def family_splits(name: str) -> tuple[str, ...]:
+    """The splits that hold instances of the family ``name`` (:attr:`TaskFamily.splits`), read from the
+    class without building the family: ("test",) for a test-only track."""
+    factory = _factory(name)
+    if isinstance(factory, type) and issubclass(factory, TaskFamily):
+        return tuple(factory.splits)
+    return tuple(factory().splits)
+
+
 def paper_settings(name: str) -> dict[str, dict[str, Any]]:
     """Method name -> its published parameters for the family ``name`` (:attr:`TaskFamily.paper_settings`;
     empty for most families), read from the class without building the family."""

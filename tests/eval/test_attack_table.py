@@ -140,6 +140,7 @@ def test_tuning_key_leaves_out_defaults_and_writes_numbers_as_floats():
         tuning_key("no_such_family")
 
 
+@pytest.mark.slow
 def test_tune_at_eps_round_trips_into_the_attack_table(tuned_path, tmp_path, monkeypatch):
     monkeypatch.setitem(tune.SEARCH_SPACES, "nes", [tune.grid("delta", (0.5, 40.0))])  # 2 candidates
     args = [
@@ -249,6 +250,7 @@ def test_tune_rejects_bad_input_before_running(argv, match, tuned_path):
     assert json.loads(tuned_path.read_text())["tasks"] == {TASK: {"nes": {"params": NES_DEFAULT}}}
 
 
+@pytest.mark.slow
 def test_offline_wandb_logs_the_attack_table(table, monkeypatch):
     # a few seconds: wandb starts its service process; offline never touches the network
     monkeypatch.setenv("WANDB_SILENT", "true")

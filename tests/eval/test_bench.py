@@ -9,6 +9,7 @@ import pytest
 from eval import bench
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_every_figure(tmp_path, capsys):
     out = tmp_path / "bench.json"
     report = bench.main(["--quick", "--compare-instances", "0", "--out", str(out)])
@@ -35,6 +36,7 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
     assert "run_many speed-up" in table and "batched Square / bare forwards" in table
 
 
+@pytest.mark.slow
 def test_workers_bench_gives_the_serial_results():
     cfg = bench.BenchConfig(compare_task="quadratic", compare_instances=1, compare_steps=3)
     w = bench.bench_workers(cfg)

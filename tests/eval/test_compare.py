@@ -216,11 +216,13 @@ def test_plots_and_markdown_are_written(outputs):
     assert all(f"| {name} |" in md for name in OPTIMIZERS)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_results(result, tmp_path):
     again = compare_cli.main(_argv(tmp_path / "again.json"))
     assert without_timings(json.loads(json.dumps(again))) == without_timings(result)
 
 
+@pytest.mark.slow
 def test_budget_stops_runs_before_exceeding_it(tmp_path):
     # each step costs q + 1 = 5 queries: 10 steps use 50, an 11th would need 55 > 52
     res = compare_cli.main(_argv(tmp_path / "budget.json", "--budget", "52"))
@@ -274,6 +276,7 @@ def test_disabled_wandb_never_imports_it(outputs, result, monkeypatch):
     assert log_comparison(result, outputs, mode="disabled", project="p", config={}) is None
 
 
+@pytest.mark.slow
 def test_offline_wandb_writes_a_local_run(tmp_path, monkeypatch):
     # slow-ish (a few seconds: wandb starts its service process); offline never touches the network
     monkeypatch.setenv("WANDB_SILENT", "true")

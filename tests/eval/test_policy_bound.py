@@ -91,6 +91,7 @@ def test_a_higher_cosine_descends_faster():
     assert final(0.9) < final(0.1) < start
 
 
+@pytest.mark.slow
 def test_cli_writes_the_comparison_and_the_bound_table(tmp_path):
     out = tmp_path / "pb.json"
     result = policy_bound.main([
@@ -161,6 +162,7 @@ def test_guided_rows_set_the_mean_action_from_the_gradient_or_the_past_estimates
     assert torch.allclose(trend.guided_mean(state, oracle), 0.5 * trend_mean / trend_mean.abs().max())
 
 
+@pytest.mark.slow
 def test_guided_cli_labels_the_rows_by_mode_and_strength(tmp_path):
     out = tmp_path / "bound.json"
     policy_bound.main([

@@ -22,6 +22,7 @@ def tuned_path(tmp_path, monkeypatch):
     return path
 
 
+@pytest.mark.slow
 def test_tune_records_the_best_val_candidate_and_make_optimizer_uses_it(tuned_path, monkeypatch):
     splits = []
     original = QuadraticFamily.instances

@@ -23,6 +23,7 @@ def batch():
     return family.model, images, labels
 
 
+@pytest.mark.slow
 def test_results_equal_per_image_runs_and_do_not_depend_on_the_batch_size(batch):
     model, images, labels = batch
     result = l2l.attack(model, images, labels, method="square", eps=EPS, budget=300, seed=4)

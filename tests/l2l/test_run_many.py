@@ -216,6 +216,7 @@ def _compare_json(path: Path, *extra: str, task: str = "quadratic", optimizers: 
     return result
 
 
+@pytest.mark.slow
 def test_compare_vectorize_writes_the_serial_results_and_composes_with_workers(tmp_path, capsys):
     serial = _compare_json(tmp_path / "serial.json")
     vectorized = _compare_json(tmp_path / "vector.json", "--vectorize", "2")
@@ -224,6 +225,7 @@ def test_compare_vectorize_writes_the_serial_results_and_composes_with_workers(t
     assert sharded == vectorized
 
 
+@pytest.mark.slow
 def test_compare_vectorize_matches_serial_attacks_to_float_tolerance(tmp_path, capsys):
     attack = {"task": "mnist_attack", "optimizers": "zo_adam"}
     serial = _compare_json(tmp_path / "s.json", **attack)
@@ -273,6 +275,7 @@ def _linf_attacks(n: int, eps: float = 0.2) -> tuple[list, CountingModel]:
 
 
 @pytest.mark.parametrize("name", SEARCH_ATTACKS)
+@pytest.mark.slow
 def test_search_attacks_step_in_lockstep_and_equal_their_serial_runs(name):
     tasks, _ = _linf_attacks(4)
     optimizer = l2l.make_optimizer(name, task="mnist_attack_linf")

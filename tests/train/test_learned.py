@@ -25,6 +25,7 @@ def _argv(out, optimizer: str, iterations: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_trains_zo_lmom_saves_and_resumes_bit_for_bit(tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     summary = train_learned.main(_argv(straight, "zo_lmom", "4"))
@@ -39,6 +40,7 @@ def test_trains_zo_lmom_saves_and_resumes_bit_for_bit(tmp_path):
         train_learned.main(_argv(resumed, "zo_lmom", "4", "--resume", "--val-instances", "1"))
 
 
+@pytest.mark.slow
 def test_trains_the_zo_lstm_stages_through_the_generic_cli(tmp_path):
     summary = train_learned.main(_argv(tmp_path, "zo_lstm", "2,2"))
     assert set(summary["best"]) == {"update", "query"}
@@ -48,6 +50,7 @@ def test_trains_the_zo_lstm_stages_through_the_generic_cli(tmp_path):
         train_learned.main(_argv(tmp_path, "zo_lstm", "1,2,3"))
 
 
+@pytest.mark.slow
 def test_a_trend_based_zo_lstm_trains_in_one_stage_on_its_own_directions(tmp_path):
     options = "q=4,mu=1e-3,unroll=5,seed=0,directions=trend,update=sgd+rnn,base_delta=2.0,trend_decay=0.9"
     argv = _argv(tmp_path, "zo_lstm", "2")
@@ -140,6 +143,7 @@ def test_format_marker_errors_name_the_problem(tmp_path):
         l2l.load_optimizer(tmp_path / "list.pt")
 
 
+@pytest.mark.slow
 def test_validation_uses_at_most_the_val_split(tmp_path):
     # the default 10 val instances exceed the quadratic family's 8: all 8 are used, not an error
     argv = [

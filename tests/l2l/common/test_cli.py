@@ -31,6 +31,7 @@ def assert_one_line_error(done: subprocess.CompletedProcess, start: str) -> None
     assert len(lines) == 1 and lines[0].startswith(start), done.stderr
 
 
+@pytest.mark.slow
 def test_an_unknown_task_is_one_line_and_status_2():
     done = run_module("eval.compare", "--task", "nope", "--wandb", "disabled")
     assert_one_line_error(done, "error: unknown task 'nope'; registered tasks: binary_classification")

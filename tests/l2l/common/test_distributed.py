@@ -70,6 +70,7 @@ def test_shard_is_round_robin_and_partitions_the_grid():
         shard(items, 3, 3)
 
 
+@pytest.mark.slow
 def test_launched_group_gathers_records_in_serial_order_bit_for_bit():
     out = launch(_on_every_rank, None, workers=2)
     assert not dist.is_initialized()  # torn down, so the next launch (or test) starts clean
@@ -90,6 +91,7 @@ def test_launched_group_gathers_records_in_serial_order_bit_for_bit():
         assert torch.equal(got.trajectory.x, want.trajectory.x)
 
 
+@pytest.mark.slow
 def test_compare_with_two_workers_writes_the_serial_json(tmp_path):
     serial = compare.main([*QUADRATIC, "--out", str(tmp_path / "serial.json")])
     sharded = compare.main([*QUADRATIC, "--out", str(tmp_path / "sharded.json"), "--workers", "2"])
@@ -98,11 +100,13 @@ def test_compare_with_two_workers_writes_the_serial_json(tmp_path):
     assert (tmp_path / "sharded_runs.csv").is_file() and (tmp_path / "sharded.md").is_file()
 
 
+@pytest.mark.slow
 def test_tune_with_two_workers_follows_the_serial_search():
     argv = ["--task", "quadratic", "--methods", "zo_sgd", "--instances", "2", "--steps", "5", "--no-write"]
     assert tune.main([*argv, "--workers", "2"]) == tune.main(argv)
 
 
+@pytest.mark.slow
 def test_attack_table_with_two_workers_writes_the_serial_json(tmp_path):
     argv = [
         "--methods", "zo_sgd,square", "--instances", "2", "--budget", "60", "--wandb", "disabled",
@@ -117,6 +121,7 @@ def test_attack_table_with_two_workers_writes_the_serial_json(tmp_path):
 @pytest.mark.skipif(
     not (ROOT / "checkpoints" / "fashion_ranking.pt").is_file(), reason="needs checkpoints/fashion_ranking.pt"
 )
+@pytest.mark.slow
 def test_order_attack_with_two_workers_writes_the_serial_json(tmp_path):
     argv = [
         "--methods", "rand,nes", "--N", "inf", "--eps", "4", "--budget", "60", "--split", "val",
@@ -130,6 +135,7 @@ def test_order_attack_with_two_workers_writes_the_serial_json(tmp_path):
     assert sharded == serial and serial["results"]["rand"]["runs"] == 3
 
 
+@pytest.mark.slow
 def test_torchrun_writes_the_serial_json_and_prints_once(tmp_path):
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -175,6 +181,7 @@ run_cli(lambda argv: print("{}-done", end=""))
 
 
 @pytest.mark.parametrize("world", ["1", "2"])
+@pytest.mark.slow
 def test_a_torchrun_rank_of_many_leaves_without_finalization_after_a_clean_run(world):
     # the interpreter's teardown of gloo threads can abort a finished rank, so run_cli skips it; a
     # single process (world 1, or no torchrun) finalizes as usual
@@ -201,6 +208,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_spawned_ranks_leave_no_semaphore_behind(tmp_path):
     script = tmp_path / "bars.py"
     script.write_text(_BAR_ON_EVERY_RANK)

@@ -108,6 +108,7 @@ def _two_rank_body(iterations: int) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_two_ranks_train_the_serial_weights_within_rounding():
     serial = _trained(MetaTrainer(_config(meta_batch=4), _tasks()), 3, 3)
     ranked = distributed.launch(_two_rank_body, 3, workers=2)
@@ -149,6 +150,7 @@ def _ranks_stderr(done: subprocess.CompletedProcess) -> str:
     return text if len(text) <= 4000 else f"{text[:2500]}\n[...]\n{text[-1500:]}"
 
 
+@pytest.mark.slow
 def test_torchrun_meta_batch_resumes_to_the_uninterrupted_run(tmp_path):
     # uninterrupted: 2 ranks through --workers (this process and one spawned); interrupted: torchrun
     # with 2 ranks stops after 2 meta-iterations, then resumes to 4; both reduce over 2 ranks alike
@@ -172,6 +174,7 @@ def test_torchrun_meta_batch_resumes_to_the_uninterrupted_run(tmp_path):
     assert isinstance(l2l.load_optimizer(resumed / "best.pt"), l2l.learned.ZOLSTM)
 
 
+@pytest.mark.slow
 def test_several_families_validate_each_and_select_on_the_normalised_mean(tmp_path):
     summary = train_learned.main([
         "--optimizer", "zo_lmom", "--task", "quadratic,binary_classification", "--steps", "6",
@@ -197,6 +200,7 @@ def test_several_families_validate_each_and_select_on_the_normalised_mean(tmp_pa
         train_learned.main(["--task", "quadratic,quadratic", "--wandb", "disabled"])
 
 
+@pytest.mark.slow
 def test_zo_lstm_across_families_chooses_alpha_on_the_normalised_mean(tmp_path):
     argv = _cli(tmp_path, "--update-iterations", "2", "--task", "quadratic,binary_classification",
                 "--train-instances", "4", "--alpha-grid", "0.5,2")  # fmt: skip
@@ -210,6 +214,7 @@ def test_zo_lstm_across_families_chooses_alpha_on_the_normalised_mean(tmp_path):
         train_learned.family_steps("quadratic,binary_classification")
 
 
+@pytest.mark.slow
 def test_a_run_saved_before_meta_batch_and_workers_existed_resumes(tmp_path):
     argv = _cli(tmp_path, "--meta-batch", "1")  # a repeated flag: the last one wins
     train_zo_lstm.main([*argv, "--update-iterations", "2"])

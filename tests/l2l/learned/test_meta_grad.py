@@ -187,6 +187,7 @@ def _two_rank_body(estimator: str) -> dict:
 
 
 @pytest.mark.parametrize("estimator", ["es", "pes"])
+@pytest.mark.slow
 def test_a_sharded_meta_step_is_the_serial_one_and_resumes_on_one_rank(estimator):
     ranked = distributed.launch(_two_rank_body, estimator, workers=2)
     assert ranked["world"] == 2

@@ -111,6 +111,7 @@ def test_mean_meta_loss_is_the_sum_divided_by_the_weight_total(family):
         tiny_config(meta_loss_scale="avg")
 
 
+@pytest.mark.slow
 def test_meta_training_lowers_val_loss(family):
     trainer = MetaTrainer(tiny_config(), family.instances("train"))
     trainer.begin_stage("update")
@@ -359,6 +360,7 @@ def _cli_argv(out, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_cli_trains_saves_and_resumes_bit_for_bit(tmp_path):
     straight = tmp_path / "straight"
     train_cli.main(_cli_argv(straight, "--update-iterations", "4", "--query-iterations", "4"))
@@ -374,6 +376,7 @@ def test_cli_trains_saves_and_resumes_bit_for_bit(tmp_path):
         train_cli.main(_cli_argv(resumed, "--q", "3", "--resume"))
 
 
+@pytest.mark.slow
 def test_cli_resumes_a_run_saved_before_meta_loss_scale_existed(tmp_path):
     out = tmp_path / "old"
     old_scale = ("--query-iterations", "0", "--meta-loss-scale", "sum")
@@ -388,6 +391,7 @@ def test_cli_resumes_a_run_saved_before_meta_loss_scale_existed(tmp_path):
     assert [record["iteration"] for record in history] == [0, 2, 4]  # continued, not restarted
 
 
+@pytest.mark.slow
 def test_cli_resumes_a_run_saved_with_the_old_update_base_field(tmp_path):
     out = tmp_path / "old"
     based = ("--query-iterations", "0", "--update", "sgd+rnn", "--base-delta", "2.0")
@@ -404,6 +408,7 @@ def test_cli_resumes_a_run_saved_with_the_old_update_base_field(tmp_path):
     assert [record["iteration"] for record in history] == [0, 2, 4]  # continued, not restarted
 
 
+@pytest.mark.slow
 def test_cli_selects_the_update_scale_on_val(tmp_path):
     out = tmp_path / "alpha"
     summary = train_cli.main(_cli_argv(out, "--update-iterations", "3", "--query-iterations", "0",
@@ -417,6 +422,7 @@ def test_cli_selects_the_update_scale_on_val(tmp_path):
     assert len(set(tried.values())) == 3  # the scale changes what the optimizer does
 
 
+@pytest.mark.slow
 def test_cli_with_no_iterations_scores_the_given_weights_and_chooses_alpha(tmp_path):
     trained = tmp_path / "trained"
     train_cli.main(_cli_argv(trained, "--update-iterations", "3", "--query-iterations", "0",

@@ -193,6 +193,7 @@ def test_bad_settings_raise_clear_errors(params, message):
     assert ("> 0" in str(info.value)) if "sigma0" in params else (">= 2" in str(info.value))
 
 
+@pytest.mark.slow
 def test_tune_searches_sigma0_and_popsize(tmp_path, monkeypatch):
     from eval import tune
     from l2l.optimizers.core import tuned as registry

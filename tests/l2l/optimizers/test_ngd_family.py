@@ -223,6 +223,7 @@ def test_query_with_likelihood_counts_each_row_once(linf_family):
 # --- the attack table ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_attack_table_writes_json_and_markdown_with_the_stated_keys(tmp_path):
     out = tmp_path / "table.json"
     argv = ["--split", "val", "--instances", "2", "--budget", "150", "--methods", "zo_ngd,nes,fo_ngd"]

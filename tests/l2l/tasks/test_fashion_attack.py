@@ -96,6 +96,7 @@ def test_defaults_follow_the_dataset_and_keep_mnists():
     assert target_model.TargetModelConfig(dataset="fashion", min_accuracy=0.5).min_accuracy == 0.5
 
 
+@pytest.mark.slow
 def test_training_on_a_tiny_fashion_set_writes_a_checkpoint_the_family_loads(tmp_path, monkeypatch):
     g = torch.Generator().manual_seed(0)
     tiny = (torch.rand(48, 1, 28, 28, generator=g), torch.arange(48) % 10)

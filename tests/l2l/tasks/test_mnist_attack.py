@@ -73,6 +73,7 @@ def test_attack_task_takes_any_user_model():
         l2l.tasks.AttackTask(model, image * 255, label=1)
 
 
+@pytest.mark.slow
 def test_a_tuned_baseline_fools_the_model_on_some_val_images(mnist_family):
     opt = l2l.make_optimizer("zo_adam", task="mnist_attack")
     hits = [l2l.run(opt, mnist_family.instance("val", i), steps=200, seed=0).success_step for i in range(3)]

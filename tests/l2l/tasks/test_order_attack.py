@@ -199,6 +199,7 @@ def test_paper_settings_and_visible_ranges():
 
 
 @pytest.mark.skipif(not fashion_ranking_path().is_file(), reason="needs checkpoints/fashion_ranking.pt")
+@pytest.mark.slow
 def test_table_cli_on_the_shipped_model(tmp_path):
     out = tmp_path / "oa.json"
     args = ["--methods", "rand,nes,fo_pgd,lstm=checkpoints/zo_lstm_mnist.pt", "--k", "5", "--N", "inf",
@@ -235,6 +236,7 @@ def test_white_box_reference_keeps_the_paper_protocol_and_bad_options_are_one_li
     assert exit_info.value.code == 2 and "N item 'x'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ranking_model_cli_saves_a_checkpoint_the_loader_reads(tmp_path, monkeypatch):
     import train.ranking_model as trainer
     from l2l.tasks.ranking_models import load_fashion_ranking_model, read_ranking_checkpoint

@@ -119,12 +119,14 @@ def heldout_loads(monkeypatch):
 
 
 @pytest.mark.parametrize("trainer", [train_learned, train_zo_lstm], ids=["learned", "zo_lstm"])
+@pytest.mark.slow
 def test_meta_training_never_loads_a_heldout_target(trainer, heldout_loads, tmp_path):
     argv = ["--task", "mnist_attack_linf", "--out", str(tmp_path / "run"), "--wandb", "disabled"]
     with pytest.raises(HeldOutTargetError):
         trainer.main(argv)
 
 
+@pytest.mark.slow
 def test_tuning_never_loads_a_heldout_target(heldout_loads, tmp_path, monkeypatch):
     monkeypatch.setattr(tuned_file, "TUNED_PATH", tmp_path / "tuned.json")
     with pytest.raises(HeldOutTargetError):
