@@ -37,6 +37,7 @@ class RecordingEnv(ZOEnv):
         return out
 
 
+@pytest.mark.slow
 def test_warm_start_transitions_store_the_actions_really_taken():
     env = RecordingEnv(family_kwargs={"dim": DIM}, index=0, steps=10)
     agent = tiny_agent(env, switch_threshold=2.0, learning_starts=10_000)  # never switches, never trains
@@ -111,6 +112,7 @@ def test_the_cosine_loss_separates_direction_and_size():
         tiny_agent(quadratic_env(), imitate=True, imitation_loss="huber")
 
 
+@pytest.mark.slow
 def test_policy_only_save_is_smaller_and_acts_the_same(trained_image_policy, tmp_path):
     agent, _, task, path = trained_image_policy
     slim = tmp_path / "slim.zip"
@@ -137,6 +139,7 @@ def test_policy_only_save_is_smaller_and_acts_the_same(trained_image_policy, tmp
 
 
 @pytest.mark.parametrize("name", sorted(ZORL.shipped_files.values()))
+@pytest.mark.slow
 def test_stable_baselines3_loads_the_shipped_zips(name):
     path = checkpoints_dir() / name
     family = agents.read_policy(path).zo_rl["env"]["task"]

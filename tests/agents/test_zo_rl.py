@@ -57,6 +57,7 @@ def test_shipped_policies_keep_their_pinned_trajectories(family, policy, lstm):
     assert losses[1:6] == pytest.approx(first, rel=REL) and losses[steps] == pytest.approx(last, rel=REL_LAST)
 
 
+@pytest.mark.slow
 def test_save_load_predict_gives_identical_actions(trained_image_policy):
     agent, env, task, path = trained_image_policy
     assert env.image_shape == (1, 4, 4)
@@ -102,6 +103,7 @@ def test_loader_names_a_bad_file(tmp_path, trained_image_policy):
     )
 
 
+@pytest.mark.slow
 def test_policy_prob_mixes_policy_and_gaussian_directions(trained_image_policy, monkeypatch):
     _, _, task, path = trained_image_policy
     trained, untrained = load_zo_rl(path), load_zo_rl(path, variant="untrained")
@@ -138,6 +140,7 @@ def test_zo_rl_and_zo_rl_lstm_spend_the_announced_queries(trained_image_policy, 
     )
 
 
+@pytest.mark.slow
 def test_zo_rl_lstm_asks_the_policy_with_chance_p(trained_image_policy, tmp_path, monkeypatch):
     _, _, task, path = trained_image_policy
     lstm = save_zo_lstm(tmp_path / "lstm.pt", ZOLSTM(q=4, mu=1e-3))

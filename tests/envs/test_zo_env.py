@@ -22,6 +22,7 @@ from tests.agents.helpers import DIM, quadratic_env, tiny_agent
 
 
 @pytest.mark.parametrize("make", ["quadratic", *envs.ENV_IDS])
+@pytest.mark.slow
 def test_both_env_checkers_pass(make):
     env = quadratic_env(index=None) if make == "quadratic" else gym.make(make, steps=4).unwrapped
     with warnings.catch_warnings():

@@ -60,6 +60,7 @@ def table(tmp_path_factory):
     return folder, ckpt, result
 
 
+@pytest.mark.slow
 def test_a_learned_checkpoint_row_appears_with_its_untrained_control(table):
     folder, ckpt, _ = table
     saved = json.loads((folder / "t.json").read_text())

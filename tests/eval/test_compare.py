@@ -161,6 +161,7 @@ def test_summarize_without_success_notion_or_successes():
 # --- the CLI end to end ---
 
 
+@pytest.mark.slow
 def test_json_has_design_shape(result):
     for key in ("task", "split", "instances", "trials", "steps", "q", "budget", "mu", "seed", "version"):
         assert key in result
@@ -233,6 +234,7 @@ def test_budget_stops_runs_before_exceeding_it(tmp_path):
         assert entry["total_queries"] == entry["runs"] * 50
 
 
+@pytest.mark.slow
 def test_budget_without_steps_lets_cheap_steps_spend_it_all(tmp_path):
     # equal-budget comparisons: zo_sgd pays q + 1 = 5 queries a step, fo_pgd 1, so with 1,000 queries
     # and no --steps, fo_pgd runs 1,000 steps (past the 200-step default) and zo_sgd 200

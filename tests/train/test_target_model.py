@@ -36,6 +36,7 @@ def test_zoo_options_pick_the_zoo_file_and_bad_values_are_refused():
             target_model.TargetModelConfig(**bad)
 
 
+@pytest.mark.slow
 def test_more_fashion_training_images_never_include_the_heldout_pool():
     rows = fashion_data.model_train_rows(20000)
     heldout = set(fashion_data.heldout_ids().tolist())

@@ -125,6 +125,7 @@ def _episode_estimates(estimator: str, config: DriftConfig, tasks: list, episode
     return sums
 
 
+@pytest.mark.slow
 def test_pes_is_unbiased_on_an_unrolled_linear_system_and_truncated_es_is_not():
     # x_{t+1} = 0.8 x_t + w on a 3-d quadratic, 8 steps in 4 truncations of 2; the whole run's t-weighted
     # mean loss is quadratic in w, so its true gradient is full BPTT's and ES smoothing adds no bias

@@ -17,6 +17,7 @@ def linf_val():
     return l2l.make_family("mnist_attack_linf").instances("val")
 
 
+@pytest.mark.slow
 def test_untrained_control_is_signhunter_one_query_later(linf_val):
     # theta = 0: the learned query is all ones, SignHunter's own start, which it then queries again
     control, hunter = SignHunterPrior(), l2l.make_optimizer("signhunter")
@@ -42,6 +43,7 @@ def test_shipped_prior_fools_many_val_images_with_its_first_query(linf_val):
     assert sum(q == 1 for q in base) <= 3
 
 
+@pytest.mark.slow
 def test_meta_training_lowers_the_clipped_margin_of_the_first_query():
     tasks = l2l.make_family("mnist_attack_linf", sizes=(20, 5, 5)).instances("train")
     trainer = MetaTrainer(SignHunterPriorConfig(meta_batch=4, seed=1), tasks)

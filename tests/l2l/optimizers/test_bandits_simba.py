@@ -172,6 +172,7 @@ def test_same_seed_same_trajectory(name):
 # ---- they attack -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bandits_fools_the_model_on_linf_val_images(linf_tasks):
     trajs = [run(l2l.make_optimizer("bandits_td"), t, steps=300, budget=600, seed=i, stop_at_success=True)
              for i, t in enumerate(linf_tasks)]  # fmt: skip
@@ -179,11 +180,13 @@ def test_bandits_fools_the_model_on_linf_val_images(linf_tasks):
     assert all(t.final_loss < 0.5 * t.losses[0] for t in trajs)
 
 
+@pytest.mark.slow
 def test_bandits_lowers_the_l2_margin(l2_tasks):
     trajs = [run(l2l.make_optimizer("bandits_td"), t, steps=150, seed=i) for i, t in enumerate(l2_tasks)]
     assert all(t.final_loss < 0.9 * t.losses[0] for t in trajs)  # measured: 0.78, 0.59 and 0 (fooled)
 
 
+@pytest.mark.slow
 def test_simba_lowers_the_l2_margin(l2_tasks):
     trajs = [run(l2l.make_optimizer("simba"), t, steps=300, seed=i) for i, t in enumerate(l2_tasks)]
     assert all(t.final_loss < 0.8 * t.losses[0] for t in trajs)  # measured: 0.64, 0.34 and 0.43

@@ -95,6 +95,7 @@ def test_lowers_a_quadratic_to_its_minimum(quadratic_task):
     assert traj.x.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_lowers_a_binary_classification_loss():
     task = l2l.make_task("binary_classification", split="val", index=0)
     traj = l2l.run(l2l.make_optimizer("cma_es", sigma0=0.3), task, steps=300, seed=0)

