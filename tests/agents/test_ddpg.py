@@ -49,6 +49,7 @@ def test_warm_start_transitions_store_the_actions_really_taken():
     assert not np.allclose(stored, policy_actions, atol=1e-2)  # the buffer holds g_hat, not the policy's
 
 
+@pytest.mark.slow
 def test_switch_hands_the_steps_to_the_policy():
     env = RecordingEnv(family_kwargs={"dim": DIM}, index=0, steps=10)
     agent = tiny_agent(env, switch_threshold=-1.0, switch_window=5, action_noise=None, learning_starts=10_000)

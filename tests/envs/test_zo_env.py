@@ -51,6 +51,7 @@ def test_image_delta_observation_shows_the_image_and_the_normalized_perturbation
     assert agent.predict(obs, deterministic=True)[0].shape == (784,)
 
 
+@pytest.mark.slow
 def test_order_env_rewards_tau_s_gains_and_observes_the_query_image():
     env = gym.make("l2l/ZOOrder-v0", steps=6, index=0, mdp=MDPSpec(observe="image")).unwrapped
     # the family's own MDP defaults (envs.spec.FAMILY_MDP), whatever observation the spec asks for

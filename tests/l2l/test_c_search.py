@@ -20,6 +20,7 @@ def test_next_c_grows_until_failure_then_bisects():
     assert (c, low, high) == (pytest.approx(0.01), 0.0, 0.1)
 
 
+@pytest.mark.slow
 def test_search_keeps_the_least_distorted_success_and_counts_every_query(mnist_family):
     task = mnist_family.instance("val", 0)
     opt = l2l.make_optimizer("zo_adam", task="mnist_attack")
