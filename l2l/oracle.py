@@ -240,9 +240,7 @@ class StackedOracle:
             blocks: one [B_i, d] block (or one [d] point) per member.
             members: the instance indices the blocks belong to, distinct (default: all, in order).
         """
-        oracles = self._members(blocks, members)
-        blocks = [check_rows(X, oracle.dim).detach() for oracle, X in zip(oracles, blocks, strict=True)]
-        self._charge_all(oracles, blocks)
+        oracles, blocks = self._charged(blocks, members)
         tasks = [oracle.task for oracle in oracles]
         with torch.no_grad():
             if self._single_exact_rows(oracles, blocks):
@@ -255,12 +253,7 @@ class StackedOracle:
             else:
                 values = type(tasks[0]).loss_many(tasks, blocks, [o.batch for o in oracles])
         values = [v.detach() for v in values]
-        if not torch.isfinite(torch.cat(values)).all():  # one check for all; name the member on failure
-            for i, (oracle, v) in enumerate(zip(oracles, values, strict=True)):
-                try:
-                    oracle._check_finite(v)
-                except NonFiniteLoss as err:
-                    raise NonFiniteLoss(f"member {i} (of {len(oracles)}): {err}") from None
+        self._check_finite(oracles, values)
         return values
 
     def with_likelihood(
@@ -275,24 +268,22 @@ class StackedOracle:
             blocks: one [B_i, d] block (or one [d] point) per member.
             members: the instance indices the blocks belong to, distinct (default: all, in order).
         """
-        oracles = self._members(blocks, members)
-        blocks = [check_rows(X, oracle.dim).detach() for oracle, X in zip(oracles, blocks, strict=True)]
-        self._charge_all(oracles, blocks)
+        oracles, blocks = self._charged(blocks, members)
         tasks = [oracle.task for oracle in oracles]
         with torch.no_grad():
             pairs = type(tasks[0]).loss_and_log_likelihood_many(tasks, blocks, [o.batch for o in oracles])
         pairs = [(loss.detach(), log_p.detach()) for loss, log_p in pairs]
-        for i, (oracle, (loss, log_p)) in enumerate(zip(oracles, pairs, strict=True)):
-            try:
-                oracle._check_finite(loss)
-                oracle._check_finite(log_p)
-            except NonFiniteLoss as err:
-                raise NonFiniteLoss(f"member {i} (of {len(oracles)}): {err}") from None
+        self._check_finite(oracles, [loss for loss, _ in pairs])
+        self._check_finite(oracles, [log_p for _, log_p in pairs])
         return pairs
 
-    @staticmethod
-    def _charge_all(oracles: Sequence[Oracle], blocks: Sequence[torch.Tensor]) -> None:
-        """Charge every member for its rows, after checking every budget (one refusal counts nothing)."""
+    def _charged(
+        self, blocks: Sequence[torch.Tensor], members: Sequence[int] | None
+    ) -> tuple[list[Oracle], list[torch.Tensor]]:
+        """The members' oracles and their checked, detached rows, every member charged for its rows after
+        every budget was checked (one refusal counts nothing)."""
+        oracles = self._members(blocks, members)
+        blocks = [check_rows(X, oracle.dim).detach() for oracle, X in zip(oracles, blocks, strict=True)]
         for i, (oracle, X) in enumerate(zip(oracles, blocks, strict=True)):
             try:
                 oracle._check_budget(X.shape[0])
@@ -300,6 +291,19 @@ class StackedOracle:
                 raise QueryBudgetExceeded(f"member {i} (of {len(oracles)}): {err}") from None
         for oracle, X in zip(oracles, blocks, strict=True):
             oracle._charge(X.shape[0])
+        return oracles, blocks
+
+    @staticmethod
+    def _check_finite(oracles: Sequence[Oracle], values: Sequence[torch.Tensor]) -> None:
+        """Raise :class:`NonFiniteLoss` naming the first member whose values hold NaN or inf (one check
+        over all of them first, the per-member search only on failure)."""
+        if torch.isfinite(torch.cat(list(values))).all():
+            return
+        for i, (oracle, v) in enumerate(zip(oracles, values, strict=True)):
+            try:
+                oracle._check_finite(v)
+            except NonFiniteLoss as err:
+                raise NonFiniteLoss(f"member {i} (of {len(oracles)}): {err}") from None
 
     def measure(
         self, points: Sequence[torch.Tensor], members: Sequence[int] | None = None
