@@ -65,7 +65,8 @@ class CompareConfig(ShardOptions, OutputOptions, GridOptions):
         "B > 1 runs the instances of one optimizer and trial B at a time in lockstep (l2l.run_many: one "
         "stacked model forward per step) for optimizers that support it (l2l.runs_in_lockstep: the "
         "gradient-estimate baselines and the search attacks); the others run one at a time. Results "
-        "match the serial run to float tolerance, not bit for bit (a bigger batch may round differently); with --workers a group is the shard unit",
+        "match the serial run to float tolerance, not bit for bit (a bigger batch may round "
+        "differently); with --workers a group is the shard unit",
     )
     stop_at_success: bool = doc_field(False, "end each run at its first successful iterate")
 
