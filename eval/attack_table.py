@@ -53,6 +53,7 @@ from eval.output import Written, launch_and_write
 from eval.report import WHITE_BOX_MARK, fmt_cell, legend_outside, line_style, new_axes, plot_title, save_png
 from eval.specs import OptimizerSpec, build_optimizers, parse_optimizers
 from eval.wandb_log import log_attack_table
+from l2l import attacks
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config
 from l2l.common.io import write_json_atomic, write_text_atomic
@@ -238,12 +239,9 @@ def attack_tasks(config: AttackTableConfig) -> list[AttackTask]:
 
 
 def queries_with_checks(traj: Trajectory, optimizer: ZOOptimizer) -> int | None:
-    """``success_query`` plus the queries needed to observe success (module docstring); None if none."""
-    if traj.success_query is None or traj.success_step is None:
-        return None
-    if traj.success_step == 0:
-        return traj.success_query
-    return traj.success_query + (1 if optimizer.evaluates_iterate else traj.success_step)
+    """``success_query`` plus the queries needed to observe success (module docstring,
+    :func:`l2l.attacks.queries_with_checks`); None for a run that never succeeded."""
+    return None if traj.success_step is None else attacks.queries_with_checks(traj, optimizer)
 
 
 def distortion(task: AttackTask, x: torch.Tensor) -> dict[str, float]:
