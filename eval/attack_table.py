@@ -46,29 +46,50 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.lines import Line2D
 
 import l2l
 from eval.headtohead import RunRecord, run_grid
 from eval.output import Written, launch_and_write
-from eval.report import WHITE_BOX_MARK, fmt_cell, legend_outside, line_style, new_axes, plot_title, save_png
+from eval.report import (
+    LINE_STYLES,
+    WHITE_BOX_MARK,
+    fmt_cell,
+    legend_outside,
+    line_style,
+    new_axes,
+    plot_title,
+    save_png,
+)
 from eval.specs import OptimizerSpec, build_optimizers, parse_optimizers
 from eval.wandb_log import log_attack_table
 from l2l import attacks
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config
 from l2l.common.io import write_json_atomic, write_text_atomic
-from l2l.common.options import GridOptions, OutputOptions, ShardOptions, default_of, pinned_threads
+from l2l.common.options import (
+    GridOptions,
+    LockstepOptions,
+    OutputOptions,
+    ShardOptions,
+    default_of,
+    pinned_threads,
+)
 from l2l.optimizers import is_tuned, load_tuned
 from l2l.optimizers.core.base import ZOOptimizer
 from l2l.run import Trajectory
 from l2l.tasks.attack import AttackTask
-from l2l.tasks.registry import paper_settings, tuning_key
+from l2l.tasks.registry import family_zoo, paper_settings, tuning_key
+from l2l.tasks.zoo.guard import heldout_targets_allowed
+from l2l.tasks.zoo.registry import zoo_model, zoo_names
 
 DEFAULT_METHODS = "zoo_adam,zoo_newton,zo_ngd,nes,spsa,zo_sgd,zo_signsgd,zo_adam,fo_pgd,fo_ngd,fo_ead"
 #: the perturbation norms the table reports, as orders of torch.linalg.vector_norm
 NORMS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
 #: query counts (0 .. budget) at which the success curve is sampled, at most this many
 CURVE_POINTS = 101
+#: --models values that name a part of the zoo rather than its models
+MODEL_ROLES = {"heldout": "heldout", "surrogates": "surrogate"}
 #: the per-method figures logged to wandb as the table and run summary
 WANDB_COLUMNS = (
     "success_rate",
@@ -87,7 +108,7 @@ WANDB_COLUMNS = (
 
 
 @dataclass
-class AttackTableConfig(ShardOptions, OutputOptions, GridOptions):
+class AttackTableConfig(LockstepOptions, ShardOptions, OutputOptions, GridOptions):
     """Success rate, queries and distortion of black-box attack methods under a query budget."""
 
     task: str = default_of(
@@ -115,24 +136,50 @@ class AttackTableConfig(ShardOptions, OutputOptions, GridOptions):
     out: str = default_of(
         OutputOptions,
         "out",
-        "results/attack_table/{task}{eps}_{split}.json",
+        "results/attack_table/{task}{eps}{models}_{split}.json",
         "result JSON path ({task} and {split} are filled in, {eps} with '' at the family's default eps "
-        "and _eps<value> otherwise); the markdown table (.md) and <stem>_success.png go beside it",
+        "and _eps<value> otherwise, {models} with '' without --models and _<models> with it); the "
+        "markdown table (.md) and <stem>_success.png go beside it",
     )
-
-    vectorize: int = doc_field(
-        32,
-        "B > 1 runs the instances of one method and trial B at a time in lockstep (l2l.run_many: one "
-        "stacked model forward per step over the runs still going) for methods that support it (the "
-        "search attacks, NES, SPSA, ZO-SGD/signSGD/Adam); 1 runs them one at a time. Queries and successes "
-        "match the one-at-a-time runs, losses to float tolerance; with --workers a group is the shard unit",
+    models: str | None = doc_field(
+        None,
+        "target models of the family's zoo (l2l.tasks.zoo) to attack, one table each: heldout (the "
+        "held-out targets, attacked at test time only), surrogates, or a comma list of zoo names (none: "
+        "the family's default target, the shipped CNN). The JSON keeps each model's table under "
+        "'models' and, per method, 'heldout_mean': success rate and mean / median queries with checks "
+        "averaged over the held-out targets among them; methods keep the values tuned on the default "
+        "(surrogate) target's val images",
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_at_least(self, ("budget", "vectorize"))
+        check_at_least(self, ("budget",))
         if self.eps is not None and not self.eps > 0:
             raise ValueError(f"eps={self.eps} must be > 0 (or none for the family's default)")
+        self.model_names()  # refuse unknown models before anything runs
+
+    def model_names(self) -> list[str] | None:
+        """The zoo models ``models`` names, in zoo order for a role (None without ``models``).
+
+        Raises:
+            ValueError: a family without a zoo, an unknown or repeated name, or an empty item.
+        """
+        if self.models is None:
+            return None
+        dataset = family_zoo(self.task)
+        if dataset is None:
+            raise ValueError(
+                f"models={self.models!r}: task family {self.task!r} has no target-model zoo (no model "
+                "option); use an MNIST or Fashion-MNIST attack family, e.g. --task mnist_attack_linf"
+            )
+        if self.models in MODEL_ROLES:
+            return zoo_names(dataset, MODEL_ROLES[self.models])
+        names = [name.strip() for name in self.models.split(",")]
+        if not all(names) or len(set(names)) != len(names):
+            raise ValueError(f"models={self.models!r} has an empty or repeated item; list each model once")
+        for name in names:
+            zoo_model(dataset, name)  # the error lists the zoo's models
+        return names
 
     def tuned_key(self) -> str:
         """The ``tuned.json`` key of ``task`` at ``eps`` (raises ValueError if the family takes no eps)."""
@@ -145,7 +192,10 @@ class AttackTableConfig(ShardOptions, OutputOptions, GridOptions):
     def out_path(self, **values: str) -> Path:
         """``out`` with its placeholders filled in; ``{eps}`` is ``""`` at the family's default eps."""
         at_default = self.tuned_key() == tuning_key(self.task)
-        return super().out_path(**{"eps": "" if at_default else f"_eps{self.eps:g}", **values})
+        models = "" if self.models is None else "_" + self.models.replace(",", "+")
+        return super().out_path(
+            **{"eps": "" if at_default else f"_eps{self.eps:g}", "models": models, **values}
+        )
 
 
 def parse_methods(config: AttackTableConfig) -> list[OptimizerSpec]:
@@ -224,10 +274,12 @@ def tuned_source(spec: OptimizerSpec, key: str) -> str | None:
     return key if any(is_tuned(name, key) for name in tuned_names(spec)) else None
 
 
-def attack_tasks(config: AttackTableConfig) -> list[AttackTask]:
-    """The instances to attack; refuses a family that takes no eps or whose tasks are not attacks."""
+def attack_tasks(config: AttackTableConfig, model: str | None = None) -> list[AttackTask]:
+    """The instances to attack (on zoo ``model``, or the family's default target); refuses a family that
+    takes no eps or whose tasks are not attacks."""
     config.tuned_key()  # a clear error when the family takes no eps
-    family = l2l.make_family(config.task, device=config.device, **config.family_options())
+    options = config.family_options() | ({} if model is None else {"model": model})
+    family = l2l.make_family(config.task, device=config.device, **options)
     tasks = family.instances(config.split, limit=min(config.instances, family.split_size(config.split)))
     if not tasks[0].classifier_attack:
         raise ValueError(
@@ -311,10 +363,75 @@ def success_curve(rows: list[dict], grid: list[int]) -> list[float]:
 
 
 def attack_table(config: AttackTableConfig, progress: bool = True) -> dict:
-    """Run every method on the configured instances and return the result dict (nothing is written)."""
+    """Run every method on the configured instances and return the result dict (nothing is written).
+
+    With ``config.models``, one table per zoo model (held-out targets load here, test-time evaluation
+    being the one place they may: :func:`l2l.tasks.zoo.guard.heldout_targets_allowed`), under
+    ``models``, with the settings shared by all of them at the top and ``heldout_mean`` beside them.
+    """
+    names = config.model_names()
+    if names is None:
+        return model_table(config, None, progress)
+    with heldout_targets_allowed():
+        tables = {name: model_table(config, name, progress) for name in names}
+    dataset = family_zoo(config.task)
+    roles = {name: zoo_model(dataset, name).role for name in names}
+    first = tables[names[0]]
+    shared = (
+        "task",
+        "split",
+        "trials",
+        "budget",
+        "seed",
+        "eps",
+        "tuned_key",
+        "threads",
+        "version",
+        "sources",
+    )
+    return {
+        **{key: first[key] for key in shared},
+        "success_curve_queries": first["success_curve_queries"],
+        "roles": roles,
+        "heldout_mean": heldout_mean({n: t for n, t in tables.items() if roles[n] == "heldout"}),
+        "models": tables,
+    }
+
+
+def heldout_mean(tables: dict[str, dict]) -> dict[str, dict]:
+    """Per method, its figures averaged over the tables (one per held-out target model).
+
+    ``success_rate`` averages the models' rates (each model weighs the same, whatever its image count);
+    the query figures average the models' mean and median queries with checks over the models where the
+    method succeeded at least once (``models_with_successes`` says how many: a mean over fewer models
+    than ``models`` is not comparable across methods).
+
+    Args:
+        tables: model name -> that model's table (:func:`model_table`); empty gives {}.
+    """
+    if not tables:
+        return {}
+    methods = next(iter(tables.values()))["results"]
+    summary = {}
+    for method in methods:
+        entries = [table["results"][method] for table in tables.values()]
+        succeeded = [e for e in entries if e["successes"]]
+        summary[method] = {
+            "models": len(entries),
+            "models_with_successes": len(succeeded),
+            "white_box": entries[0]["white_box"],
+            "success_rate": float(np.mean([e["success_rate"] for e in entries])),
+            "queries_with_checks_mean": _mean([e["queries_with_checks_mean"] for e in succeeded]),
+            "queries_with_checks_median": _mean([e["queries_with_checks_median"] for e in succeeded]),
+        }
+    return summary
+
+
+def model_table(config: AttackTableConfig, model: str | None, progress: bool = True) -> dict:
+    """The table of every method on one target model (``model`` of the zoo; None: the family default)."""
     with user_input():  # bad names and values are the command line's errors
         specs = parse_methods(config)  # fail fast, before the target model loads
-        tasks = attack_tasks(config)
+        tasks = attack_tasks(config, model)
         optimizers = build_optimizers(specs)
     records = _run(config, optimizers, tasks, progress)
     by_name = dict(optimizers)
@@ -335,6 +452,7 @@ def attack_table(config: AttackTableConfig, progress: bool = True) -> dict:
     settings["instances"] = len(tasks)
     return {
         **settings,
+        "model": model,
         "eps": tasks[0].eps,
         "tuned_key": key,
         "threads": config.threads,
@@ -432,6 +550,85 @@ def sources_note(result: dict) -> str:
     return "Settings: " + "; ".join(parts) + "."
 
 
+def markdown_models_report(result: dict) -> str:
+    """The table of a ``--models`` run: the held-out mean, then each model's table."""
+    r = result
+    heldout = [name for name, role in r["roles"].items() if role == "heldout"]
+    lines = [
+        f"## {r['task']} ({r['split']}) on {len(r['models'])} target models, {r['trials']} trials per image",
+        "",
+        f"budget {r['budget']} queries per run, eps {r['eps']}, seed {r['seed']}, l2l {r['version']}; "
+        f"methods tuned as {r['tuned_key']} (the default target, a surrogate)",
+        "",
+    ]
+    if heldout:
+        lines += [
+            f"### Mean over the held-out targets ({', '.join(heldout)})",
+            "",
+            "| method | success rate | with checks: mean | with checks: median | models with a success |",
+            "|---|---|---|---|---|",
+        ]
+        for name, res in r["heldout_mean"].items():
+            mark = f" {WHITE_BOX_MARK}" if res["white_box"] else ""
+            cells = [
+                name + mark,
+                f"{res['success_rate']:.1%}",
+                fmt_cell(res["queries_with_checks_mean"], ".1f"),
+                fmt_cell(res["queries_with_checks_median"], ".1f"),
+                f"{res['models_with_successes']}/{res['models']}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "Each model weighs the same; query figures average the per-model figures below.", ""]
+    for name, table in r["models"].items():
+        lines += [
+            f"### {name} ({r['roles'][name]}): {table['instances']} images",
+            "",
+            markdown_table(table),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def flat_models(result: dict) -> dict:
+    """A ``--models`` result as one table whose methods are ``<method>@<model>`` (for wandb)."""
+    flat = {
+        f"{method}@{model}": res
+        for model, t in result["models"].items()
+        for method, res in t["results"].items()
+    }
+    return {**result, "results": flat}
+
+
+def plot_models_success(result: dict, path: str | Path) -> Path:
+    """Success rate (with checks) against queries on every model of a ``--models`` run, overlaid: one
+    color per method, one line style per model, and a legend for each."""
+    fig, ax = new_axes()
+    grid = result["success_curve_queries"]
+    methods = list(next(iter(result["models"].values()))["results"])
+    for j, table in enumerate(result["models"].values()):
+        for k, method in enumerate(methods):
+            style = {**line_style(k, table["results"][method]["white_box"]), "linestyle": LINE_STYLES[j % 4]}
+            ax.step(grid, table["results"][method]["success_curve_with_checks"], where="post", **style)
+    method_handles = [Line2D([], [], color=line_style(k)["color"], label=m) for k, m in enumerate(methods)]
+    model_handles = [
+        Line2D([], [], color="gray", linestyle=LINE_STYLES[j % 4], label=f"{m} ({result['roles'][m]})")
+        for j, m in enumerate(result["models"])
+    ]
+    ax.add_artist(ax.legend(handles=method_handles, title="method", loc="upper left",
+                            bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8))  # fmt: skip
+    ax.legend(handles=model_handles, title="target model", loc="lower left", bbox_to_anchor=(1.02, 0.0),
+              borderaxespad=0.0, fontsize=8)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlim(1, max(result["budget"], 2))
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("queries (with success checks, log scale)")
+    ax.set_ylabel("success rate (fraction of runs)")
+    ax.set_title(f"{result['task']} ({result['split']}) per target model\neps {result['eps']}, budget "
+                 f"{result['budget']}", fontsize=10)  # fmt: skip
+    ax.grid(alpha=0.3)
+    return save_png(fig, path)
+
+
 def success_png_path(json_path: Path) -> Path:
     """``<stem>_success.png`` beside the result JSON."""
     return json_path.with_name(json_path.stem + "_success.png")
@@ -474,10 +671,12 @@ def write_table(result: dict, config: AttackTableConfig) -> Written:
     """Rank 0's part: the JSON, the markdown and the success plot at ``--out``, and the wandb log."""
     path = config.out_path()
     write_json_atomic(path, result)
-    text = markdown_report(result)
+    by_model = "models" in result
+    text = markdown_models_report(result) if by_model else markdown_report(result)
     md = write_text_atomic(path.with_suffix(".md"), text)
-    png = plot_success(result, success_png_path(path))
-    return Written(text, [path, md, png], functools.partial(_log, result, png))
+    png = (plot_models_success if by_model else plot_success)(result, success_png_path(path))
+    logged = flat_models(result) if by_model else result
+    return Written(text, [path, md, png], functools.partial(_log, logged, png))
 
 
 def _log(result: dict, png: Path, mode: str, project: str, config: dict) -> Path | None:

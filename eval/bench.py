@@ -121,8 +121,9 @@ class BenchConfig(DeviceOptions):
     many_steps: int | None = doc_field(None, sized("steps per run of the run_many benchmark", "many_steps"))
     square_instances: int | None = doc_field(
         None,
-        sized("mnist_attack_linf test images of the batched Square benchmark (0 skips it)",
-              "square_instances"),
+        sized(
+            "mnist_attack_linf test images of the batched Square benchmark (0 skips it)", "square_instances"
+        ),
     )
     square_budget: int | None = doc_field(
         None, sized("queries per image of the batched Square benchmark", "square_budget")

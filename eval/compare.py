@@ -20,8 +20,15 @@ from eval.output import Written, launch_and_write
 from eval.specs import build_optimizers, parse_optimizers
 from eval.wandb_log import log_comparison
 from l2l.common.cli import run_cli, user_input
-from l2l.common.config import check_at_least, doc_field, parse_config
-from l2l.common.options import GridOptions, OutputOptions, ShardOptions, default_of, pinned_threads
+from l2l.common.config import doc_field, parse_config
+from l2l.common.options import (
+    GridOptions,
+    LockstepOptions,
+    OutputOptions,
+    ShardOptions,
+    default_of,
+    pinned_threads,
+)
 from l2l.estimators import check_mu, check_q
 from l2l.optimizers.core.base import ZOOptimizer
 
@@ -31,7 +38,7 @@ DEFAULT_STEPS = 200
 
 
 @dataclass
-class CompareConfig(ShardOptions, OutputOptions, GridOptions):
+class CompareConfig(LockstepOptions, ShardOptions, OutputOptions, GridOptions):
     """Compare ZO optimizers head-to-head on held-out instances of one task family."""
 
     methods: str = default_of(
@@ -60,19 +67,10 @@ class CompareConfig(ShardOptions, OutputOptions, GridOptions):
         "result JSON path ({task} and {split} are filled in); out.json also writes out.csv, out_runs.csv, "
         "out.md, out_loss_vs_iter.png and out_loss_vs_queries.png beside it, and the wandb run folder",
     )
-    vectorize: int = doc_field(
-        1,
-        "B > 1 runs the instances of one optimizer and trial B at a time in lockstep (l2l.run_many: one "
-        "stacked model forward per step) for optimizers that support it (l2l.runs_in_lockstep: the "
-        "gradient-estimate baselines and the search attacks); the others run one at a time. Results "
-        "match the serial run to float tolerance, not bit for bit (a bigger batch may round "
-        "differently); with --workers a group is the shard unit",
-    )
     stop_at_success: bool = doc_field(False, "end each run at its first successful iterate")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_at_least(self, ("vectorize",))
         if self.steps is not None and self.steps < 0:
             raise ValueError(f"steps={self.steps} must be >= 0 (or none)")
         if self.budget is not None and self.budget < 0:

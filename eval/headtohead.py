@@ -120,7 +120,7 @@ def run_grid(
         vectorize: B > 1 runs the instances of one (optimizer, trial) B at a time in lockstep through
             ``l2l.run_many`` (:func:`grid_units`), for optimizers that support it (``l2l.runs_in_lockstep``;
             the others run one at a time). Results then match the serial ones to float tolerance, not
-            bit for bit. It cannot be combined with ``observe`` (``run_many`` takes no callback).
+            bit for bit. Observers see each run of a group as they see a single run.
 
     Under an initialised torch.distributed process group every rank must call it alike: the units of
     :func:`grid_units` (single runs, (optimizer, instance, trial) in this nesting order, or groups with
@@ -130,8 +130,6 @@ def run_grid(
     """
     if trials < 1:
         raise ValueError(f"trials={trials} must be >= 1")
-    if vectorize > 1 and observe is not None:
-        raise ValueError(f"vectorize={vectorize} cannot observe runs (l2l.run_many takes no callback); use 1")
     success_defined = [defines_success(task) for task in tasks]
     units = grid_units(optimizers, len(tasks), trials, vectorize)
     world = distributed.world_size()
@@ -145,13 +143,15 @@ def run_grid(
             (label, optimizer), instances, t = optimizers[unit[0]], unit[1], unit[2]
             bar.set_postfix_str(label, refresh=False)
             seeds = [run_seed(seed, i, t) for i in instances]
+            observers = [None if observe is None else observe(label, i, t) for i in instances]
             if len(instances) > 1:
-                trajs = l2l.run_many(optimizer, [tasks[i] for i in instances], seeds=seeds, **limits)
-                observed = [None] * len(instances)
+                group = [tasks[i] for i in instances]
+                trajs = l2l.run_many(optimizer, group, seeds=seeds, callbacks=observers, **limits)
             else:
-                observer = None if observe is None else observe(label, instances[0], t)
-                trajs = [l2l.run(optimizer, tasks[instances[0]], seed=seeds[0], callback=observer, **limits)]
-                observed = [None if observer is None else observer.result()]
+                trajs = [
+                    l2l.run(optimizer, tasks[instances[0]], seed=seeds[0], callback=observers[0], **limits)
+                ]
+            observed = [None if observer is None else observer.result() for observer in observers]
             bar.update(len(instances))
             return [
                 RunRecord(label, i, t, s, traj, success_defined[i], obs)

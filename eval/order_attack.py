@@ -42,7 +42,7 @@ from eval.specs import build_optimizers, parse_optimizers
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
 from l2l.common.io import write_json_atomic, write_text_atomic
-from l2l.common.options import GridOptions, OutputOptions, ShardOptions, default_of
+from l2l.common.options import GridOptions, LockstepOptions, OutputOptions, ShardOptions, default_of
 from l2l.optimizers.core.base import ZOOptimizer
 from l2l.tasks.order_attack import OrderAttackTask
 from l2l.tasks.registry import tuning_key
@@ -53,7 +53,7 @@ CURVE_POINTS = 101
 
 
 @dataclass
-class OrderAttackConfig(ShardOptions):
+class OrderAttackConfig(LockstepOptions, ShardOptions):
     """papers/004 Table 3 on the Fashion-MNIST ranking model: tau_S (and mR at N = inf) per method and eps."""
 
     methods: str = default_of(
@@ -199,7 +199,7 @@ def run_method(label: str, optimizer: ZOOptimizer, tasks: list[OrderAttackTask],
     records = run_grid(
         [(label, optimizer)], tasks, trials=1, steps=steps, budget=cfg.budget, seed=cfg.seed,
         stop_at_success=True, progress=cfg.progress,
-        observe=lambda _label, i, _trial: BestIterate(tasks[i]),
+        observe=lambda _label, i, _trial: BestIterate(tasks[i]), vectorize=cfg.vectorize,
     )  # fmt: skip
     taus = np.array([r.observed["tau_s"] for r in records])
     ranks = np.array([r.observed["mean_rank"] for r in records])

@@ -34,7 +34,7 @@ from eval.headtohead import run_grid
 from l2l.common.cli import run_cli, user_input
 from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
 from l2l.common.io import write_json_atomic
-from l2l.common.options import GridOptions, ShardOptions, default_of
+from l2l.common.options import GridOptions, LockstepOptions, ShardOptions, default_of
 from l2l.estimators import check_mu, check_q
 from l2l.optimizers.core import tuned as tuned_file
 from l2l.optimizers.core.registry import accepted_params, optimizer_class
@@ -64,7 +64,7 @@ GRIDS_PATH = Path(__file__).resolve().parents[1] / "docs" / "results" / "tuning"
 
 
 @dataclass
-class TuneConfig(ShardOptions):
+class TuneConfig(LockstepOptions, ShardOptions):
     """Tune optimizer hyperparameters on the val split of a task and record them in tuned.json."""
 
     task: str = default_of(GridOptions, "task", "mnist_attack")
@@ -155,6 +155,7 @@ def score(name: str, params: dict, tasks: list[Task], cfg: TuneConfig) -> dict[s
             seed=cfg.seed + TUNE_SEED_OFFSET,
             stop_at_success=cfg.stop_at_success,
             progress=False,
+            vectorize=cfg.vectorize,
         )
     except l2l.NonFiniteLoss:
         return {"val_final_loss": math.inf, "val_queries": math.inf}

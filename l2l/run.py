@@ -102,7 +102,7 @@ def check_announced(optimizer: ZOOptimizer, announced: int, spent: int) -> None:
         )
 
 
-def _observe(callback: Callback | None, state: ZOState, oracle: Oracle, traj: Trajectory) -> None:
+def observe_run(callback: Callback | None, state: ZOState, oracle: Oracle, traj: Trajectory) -> None:
     """Call ``callback`` and refuse one that queried the oracle: observing must not change the run."""
     if callback is None:
         return
@@ -160,7 +160,7 @@ def run(
     state = optimizer.init(task.project(task.x0()), seed=seed)
     traj = Trajectory()
     _record(traj, oracle, state.x)
-    _observe(callback, state, oracle, traj)
+    observe_run(callback, state, oracle, traj)
     for _ in range(steps):
         if stop_at_success and traj.success_step is not None:
             break
@@ -171,7 +171,7 @@ def run(
         state = optimizer.step(state, oracle)
         check_announced(optimizer, cost, oracle.queries - spent)
         _record(traj, oracle, state.x)
-        _observe(callback, state, oracle, traj)
+        observe_run(callback, state, oracle, traj)
     traj.x = state.x.detach().clone()
     traj.wall_s = time.perf_counter() - start
     return traj

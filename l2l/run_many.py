@@ -16,7 +16,7 @@ import torch
 
 from l2l.optimizers.core.base import ZOOptimizer, ZOState, check_compatible
 from l2l.oracle import Oracle, StackedOracle
-from l2l.run import Trajectory, append_record, batch_seed, check_announced, run
+from l2l.run import Callback, Trajectory, append_record, batch_seed, check_announced, observe_run, run
 from l2l.tasks.base import Task, check_rows
 
 
@@ -29,6 +29,7 @@ class _Lane:
     state: ZOState
     batch_rng: torch.Generator
     traj: Trajectory
+    callback: Callback | None = None
     done: bool = False
     cost: int = 0
 
@@ -52,8 +53,9 @@ def run_many(
     budget: int | Sequence[int | None] | None = None,
     seeds: Sequence[int] | None = None,
     stop_at_success: bool = False,
+    callbacks: Sequence[Callback | None] | None = None,
 ) -> list[Trajectory]:
-    """``[l2l.run(optimizer, tasks[i], steps, budget_i, seeds[i], stop_at_success) for i ...]``, batched.
+    """``[l2l.run(optimizer, tasks[i], steps, budget_i, seeds[i], stop_at_success, callbacks[i])]``, batched.
 
     Lockstep optimizers (:func:`runs_in_lockstep`: zo_sgd, zo_signsgd, zo_adam, nes, spsa, the search
     attacks square, signhunter, parsimonious, rand and the learned signhunter_prior, and the population
@@ -78,7 +80,8 @@ def run_many(
     can turn such a last-bit difference into a different step where an estimate coordinate is near 0.
 
     Stochastic tasks are supported: each instance draws its minibatches from its own stream, seeded as
-    ``l2l.run`` seeds it (:func:`l2l.run.batch_seed`). There is no ``callback``: observe with ``l2l.run``.
+    ``l2l.run`` seeds it (:func:`l2l.run.batch_seed`). Each instance's callback observes its run exactly
+    as ``l2l.run``'s does: after x0 and after every step that instance took, never spending a query.
 
     Args:
         optimizer: the optimizer, shared by all instances (its state lives in each run's ZOState).
@@ -88,19 +91,26 @@ def run_many(
         budget: the most oracle queries of each run: one value (or None) for all, or one per task.
         seeds: one seed per task, used as ``l2l.run``'s ``seed`` (default: 0 for every task).
         stop_at_success: stop each run at its first successful iterate.
+        callbacks: one observer per task (see ``l2l.run``'s ``callback``; None for none), or None.
 
     Raises:
-        ValueError: no tasks, ``steps`` < 0, ``seeds`` or ``budget`` of another length than ``tasks``, an
-            incompatible task, or (lockstep) tasks with different stack keys.
+        ValueError: no tasks, ``steps`` < 0, ``seeds``, ``budget`` or ``callbacks`` of another length than
+            ``tasks``, an incompatible task, or (lockstep) tasks with different stack keys.
+        RuntimeError: a callback queried the oracle.
     """
     tasks = list(tasks)
     budgets, seeds = _check_inputs(optimizer, tasks, steps, budget, seeds)
+    callbacks = [None] * len(tasks) if callbacks is None else list(callbacks)
+    if len(callbacks) != len(tasks):
+        raise ValueError(
+            f"callbacks has {len(callbacks)} entries for {len(tasks)} tasks; pass one (or None) per task"
+        )
     if not runs_in_lockstep(optimizer):
         return [
-            run(optimizer, task, steps, budget=b, seed=s, stop_at_success=stop_at_success)
-            for task, b, s in zip(tasks, budgets, seeds, strict=True)
+            run(optimizer, task, steps, budget=b, seed=s, stop_at_success=stop_at_success, callback=c)
+            for task, b, s, c in zip(tasks, budgets, seeds, callbacks, strict=True)
         ]
-    return _lockstep(optimizer, tasks, steps, budgets, seeds, stop_at_success)
+    return _lockstep(optimizer, tasks, steps, budgets, seeds, stop_at_success, callbacks)
 
 
 def _check_inputs(
@@ -135,8 +145,9 @@ def _lockstep(
     budgets: list[int | None],
     seeds: list[int],
     stop_at_success: bool,
+    callbacks: list[Callback | None],
 ) -> list[Trajectory]:
-    """The lockstep loop of :func:`run_many`: propose, one stacked evaluation, conclude, record."""
+    """The lockstep loop of :func:`run_many`: propose, one stacked evaluation, conclude, record, observe."""
     clock = time.perf_counter()
     stacked = StackedOracle(tasks, budgets)
     lanes = [
@@ -146,16 +157,21 @@ def _lockstep(
             state=optimizer.init(task.project(task.x0()), seed=seed),
             batch_rng=torch.Generator().manual_seed(batch_seed(seed)),
             traj=Trajectory(),
+            callback=callback,
         )
-        for task, oracle, seed in zip(tasks, stacked.oracles, seeds, strict=True)
+        for task, oracle, seed, callback in zip(tasks, stacked.oracles, seeds, callbacks, strict=True)
     ]
     clock = _record(stacked, lanes, list(range(len(lanes))), clock)
+    for lane in lanes:
+        observe_run(lane.callback, lane.state, lane.oracle, lane.traj)
     for _ in range(steps):
         moving = [i for i, lane in enumerate(lanes) if _may_step(optimizer, lane, stop_at_success)]
         if not moving:
             break
         _step(optimizer, stacked, lanes, moving)
         clock = _record(stacked, lanes, moving, clock)
+        for i in moving:
+            observe_run(lanes[i].callback, lanes[i].state, lanes[i].oracle, lanes[i].traj)
     for lane in lanes:
         lane.traj.x = lane.state.x.detach().clone()
     return [lane.traj for lane in lanes]

@@ -48,8 +48,7 @@ def test_a_layer_imports_only_the_layers_below_it(layer):
 def test_the_layer_check_sees_imports_inside_functions(tmp_path):
     source = tmp_path / "probe.py"
     source.write_text(
-        "import torch\n\ndef f():\n"
-        "    from train.zo_lstm import TrainConfig\n    import eval.cosine\n"
+        "import torch\n\ndef f():\n    from train.zo_lstm import TrainConfig\n    import eval.cosine\n"
     )
     assert project_imports(source) == {"train", "eval"}
 

@@ -125,6 +125,25 @@ class GridOptions(OptionGroup):
 
 
 @dataclass
+class LockstepOptions(OptionGroup):
+    """How many instances of one method run together (``l2l.run_many``) where the method allows it."""
+
+    vectorize: int = doc_field(
+        32,
+        "B > 1 runs the instances of one method and trial B at a time in lockstep (l2l.run_many: one "
+        "stacked model forward per step over the runs still going) for methods that support it "
+        "(l2l.runs_in_lockstep: the search attacks, NES, SPSA, ZO-SGD/signSGD/Adam); the others, and "
+        "every run with 1, go one at a time. Queries and successes match the one-at-a-time runs and "
+        "losses agree to float tolerance (a sign step can turn a last-bit difference into another "
+        "step); with --workers a group is the shard unit, and sharded runs equal serial ones bit for bit",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_at_least(self, ("vectorize",))
+
+
+@dataclass
 class OutputOptions(OptionGroup):
     """Where the result goes: the result file (the other outputs beside it) and the wandb run."""
 

@@ -69,6 +69,15 @@ def family_splits(name: str) -> tuple[str, ...]:
     return tuple(factory().splits)
 
 
+def family_zoo(name: str) -> str | None:
+    """The data set whose target-model zoo (:data:`l2l.tasks.zoo.registry.ZOO`) the family ``name``
+    attacks through its ``model`` option, or None for a family without one; read from the class."""
+    factory = _factory(name)
+    if "model" not in inspect.signature(factory).parameters:
+        return None
+    return getattr(factory, "dataset", None)
+
+
 def paper_settings(name: str) -> dict[str, dict[str, Any]]:
     """Method name -> its published parameters for the family ``name`` (:attr:`TaskFamily.paper_settings`;
     empty for most families), read from the class without building the family."""

@@ -30,7 +30,10 @@ def tracked(pattern: str) -> list[Path]:
     try:
         out = subprocess.run(
             ["git", "ls-files", "--cached", "--others", "--exclude-standard", pattern],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
         return sorted(ROOT / name for name in out if (ROOT / name).is_file())
     except (OSError, subprocess.CalledProcessError):
@@ -122,7 +125,8 @@ def test_the_checks_catch_what_they_should(tmp_path: Path):
         globals()["ROOT"] = tmp_root
     assert len(bad) == 2 and bad[0].startswith("missing.md") and bad[1].startswith("other.md#nope"), bad
     assert CITED.findall("see DESIGN.md and docs/results/x.md, not out.md or f'{a}.md'") == [
-        "DESIGN.md", "docs/results/x.md"
+        "DESIGN.md",
+        "docs/results/x.md",
     ]
     assert CITED.findall("Follows /work/shared/methods/sheet.md;") == ["/work/shared/methods/sheet.md"]
     assert CITED.findall("writes results/x.json and docs/img/y.png") == ["docs/img/y.png"]

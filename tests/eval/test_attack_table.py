@@ -20,6 +20,7 @@ from l2l.optimizers.core import tuned as registry
 from l2l.optimizers.core.tuned import TUNED_FORMAT
 from l2l.run import Trajectory
 from l2l.tasks.registry import tuning_key
+from l2l.tasks.zoo.guard import HeldOutTargetError, surrogates_only
 
 TASK = "mnist_attack_linf"
 KEY_03 = "mnist_attack_linf@eps=0.3"
@@ -294,4 +295,77 @@ def test_a_method_tuned_with_nothing_to_set_counts_as_tuned(tuned_path):
     assert attack_table.tuned_source(spec, KEY_03) is None
     config = attack_table.AttackTableConfig(methods="signhunter", eps=0.3)
     with pytest.raises(ValueError, match=r"\['signhunter'\] have values tuned for 'mnist_attack_linf'"):
+        attack_table.attack_table(config, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("models", "match"),
+    [
+        ("resnet,nope", r"model='nope' is not in the mnist zoo; its models: cw, mlp"),
+        ("resnet,,mlp", "has an empty or repeated item"),
+        ("mlp,mlp", "has an empty or repeated item"),
+    ],
+)
+def test_models_are_checked_before_anything_runs(models, match):
+    with pytest.raises(ValueError, match=match):
+        attack_table.AttackTableConfig(models=models)
+    with pytest.raises(ValueError, match="'imagenet_attack_linf' has no target-model zoo"):
+        attack_table.AttackTableConfig(task="imagenet_attack_linf", models="heldout")
+
+
+def test_models_name_the_zoo_parts_and_go_into_the_output_name():
+    heldout = attack_table.AttackTableConfig(models="heldout", eps=0.3)
+    assert heldout.model_names() == ["resnet", "mobilenet", "lenet_adv"]
+    assert heldout.out_path().name == "mnist_attack_linf_eps0.3_heldout_test.json"
+    fashion = attack_table.AttackTableConfig(task="fashion_attack_linf", models="surrogates")
+    assert fashion.model_names() == ["cw", "mlp", "lenet", "wide"]
+    assert (
+        attack_table.AttackTableConfig(models="mlp,cw").out_path().name
+        == "mnist_attack_linf_mlp+cw_test.json"
+    )
+    assert attack_table.AttackTableConfig().model_names() is None
+
+
+def _entry(rate: float, successes: int, mean: float | None, median: float | None) -> dict:
+    return {"white_box": False, "success_rate": rate, "successes": successes,
+            "queries_with_checks_mean": mean, "queries_with_checks_median": median}  # fmt: skip
+
+
+def test_heldout_mean_weighs_models_alike_and_averages_queries_where_a_method_succeeded():
+    tables = {
+        "a": {"results": {"m": _entry(1.0, 4, 10.0, 8.0)}},
+        "b": {"results": {"m": _entry(0.5, 1, 30.0, 30.0)}},
+        "c": {"results": {"m": _entry(0.0, 0, None, None)}},
+    }
+    mean = attack_table.heldout_mean(tables)["m"]
+    assert mean["success_rate"] == pytest.approx(0.5)
+    assert mean["queries_with_checks_mean"] == pytest.approx(20.0)
+    assert mean["queries_with_checks_median"] == pytest.approx(19.0)
+    assert (mean["models"], mean["models_with_successes"]) == (3, 2)
+    assert attack_table.heldout_mean({}) == {}
+
+
+@pytest.mark.slow
+def test_models_table_runs_each_target_and_writes_the_heldout_mean(tmp_path):
+    out = tmp_path / "z.json"
+    argv = ["--eps", "0.3", "--models", "mlp,resnet", "--methods", "square,signhunter", "--split", "test",
+            "--instances", "2", "--budget", "30", "--wandb", "disabled", "--out", str(out)]  # fmt: skip
+    result = attack_table.main(argv)
+    assert list(result["models"]) == ["mlp", "resnet"] and result["roles"] == {
+        "mlp": "surrogate",
+        "resnet": "heldout",
+    }
+    # the mean is over the held-out targets alone: here resnet's figures
+    resnet = result["models"]["resnet"]["results"]
+    for method in ("square", "signhunter"):
+        assert result["heldout_mean"][method]["success_rate"] == resnet[method]["success_rate"]
+        assert result["models"]["mlp"]["model"] == "mlp"
+    assert json.loads(out.read_text())["heldout_mean"] == result["heldout_mean"]
+    assert "### Mean over the held-out targets (resnet)" in out.with_suffix(".md").read_text()
+    assert imread(tmp_path / "z_success.png").shape[0] > 100
+
+
+def test_models_table_loads_no_heldout_target_inside_surrogates_only():
+    config = attack_table.AttackTableConfig(models="resnet", methods="square", instances=1, budget=5)
+    with surrogates_only(), pytest.raises(HeldOutTargetError):
         attack_table.attack_table(config, progress=False)

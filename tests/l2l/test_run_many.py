@@ -110,6 +110,41 @@ def test_each_instance_stops_at_its_own_success():
     assert all(m.losses == s.losses for m, s in zip(batched, serial, strict=True))
 
 
+class Seen:
+    """An observer that notes (steps, queries spent, last loss, x) at every call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, state, oracle, traj):
+        self.calls.append((traj.steps, oracle.queries, traj.losses[-1], state.x.clone()))
+
+
+def test_each_instance_callback_sees_what_l2l_run_shows_it():
+    tasks, optimizer = _quadratics(), l2l.make_optimizer("zo_sgd", q=4)
+    budgets = [0, 23, None]  # 0, 4 and 10 steps: a lane that stops is observed no more
+    batched, serial = [Seen() for _ in tasks], [Seen() for _ in tasks]
+    l2l.run_many(optimizer, tasks, 10, budget=budgets, seeds=SEEDS, callbacks=batched)
+    for task, b, s, seen in zip(tasks, budgets, SEEDS, serial, strict=True):
+        l2l.run(optimizer, task, 10, budget=b, seed=s, callback=seen)
+    assert [len(seen.calls) for seen in batched] == [1, 5, 11]
+    for many, one in zip(batched, serial, strict=True):
+        assert [c[:3] for c in many.calls] == [c[:3] for c in one.calls]
+        assert all(torch.equal(m[3], o[3]) for m, o in zip(many.calls, one.calls, strict=True))
+
+
+def test_a_callback_that_queries_is_refused_and_callbacks_must_match_the_tasks():
+    tasks, optimizer = _quadratics(2), l2l.make_optimizer("zo_sgd", q=4)
+
+    def spender(state, oracle, traj):
+        oracle(state.x.unsqueeze(0))
+
+    with pytest.raises(RuntimeError, match="must not spend the run's queries"):
+        l2l.run_many(optimizer, tasks, 3, seeds=SEEDS[:2], callbacks=[None, spender])
+    with pytest.raises(ValueError, match="callbacks has 1 entries for 2 tasks"):
+        l2l.run_many(optimizer, tasks, 3, seeds=SEEDS[:2], callbacks=[None])
+
+
 def test_optimizer_without_lockstep_falls_back_to_serial_runs_exactly():
     tasks, optimizer = _quadratics(2), l2l.make_optimizer("guided_es", q=4)
     assert not optimizer.lockstep and not l2l.runs_in_lockstep(optimizer)
@@ -206,13 +241,14 @@ def test_grid_units_group_lockstep_optimizers_only():
 
 def _compare_json(path: Path, *extra: str, task: str = "quadratic", optimizers: str = "zo_adam,guided_es"):
     """The JSON of a small ``eval.compare`` run, without timings and without its ``vectorize`` setting."""
+    extra = extra or ("--vectorize", "1")  # the default batches
     argv = [
         "--task", task, "--methods", optimizers, "--instances", "3", "--trials", "2", "--steps", "6",
         "--q", "4", "--wandb", "disabled", "--out", str(path), *extra,
     ]  # fmt: skip
     compare.main(argv)
     result = without_timings(json.loads(path.read_text()))
-    assert result.pop("vectorize") == (int(extra[extra.index("--vectorize") + 1]) if extra else 1)
+    assert result.pop("vectorize") == int(extra[extra.index("--vectorize") + 1])
     return result
 
 

@@ -37,8 +37,7 @@ OPTIMIZERS = l2l.optimizer_names()
 FAMILIES = l2l.family_names()
 #: the families as parameters: a test-only track (ImageNet: a 4.7 M-parameter model, d = 150,528) is slow
 FAMILY_PARAMS = [
-    pytest.param(name, marks=pytest.mark.slow) if family_splits(name) != SPLITS else name
-    for name in FAMILIES
+    pytest.param(name, marks=pytest.mark.slow) if family_splits(name) != SPLITS else name for name in FAMILIES
 ]
 
 #: small settings for whichever of them an optimizer has (few directions, short epochs), so cases stay fast

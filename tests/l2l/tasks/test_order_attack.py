@@ -122,9 +122,7 @@ def test_perturbation_stays_in_the_ball_and_the_image_box(tiny_family):
     ("name", "first", "later"),
     [("rand", 1, 1), ("beta", 51, 50), ("pso", 41, 40), ("nes", 50, 50), ("spsa", 50, 50)],
 )
-def test_each_method_spends_what_it_announces_and_keeps_the_iterate_feasible(
-    tiny_family, name, first, later
-):
+def test_each_method_spends_what_it_announces_and_keeps_the_iterate_feasible(tiny_family, name, first, later):
     task = tiny_family.instance("val", 2)
     opt = l2l.make_optimizer(name, **order_attack.paper_settings(name, 8, D))
     seen = []
@@ -218,6 +216,25 @@ def test_table_cli_on_the_shipped_model(tmp_path):
     assert "| rand |" in out.with_suffix(".md").read_text()
     assert list(result["results"]["rand"]["tau_s_at_budget"]) == ["100"]  # budgets above --budget are dropped
     assert (tmp_path / "oa_k5_Ninf_eps4.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(not fashion_ranking_path().is_file(), reason="needs checkpoints/fashion_ranking.pt")
+@pytest.mark.slow
+def test_table_cli_batches_by_default_and_matches_one_query_image_at_a_time(tmp_path):
+    def table(vectorize: str) -> dict:
+        out = tmp_path / f"v{vectorize}.json"
+        order_attack.main(["--methods", "rand,beta,nes", "--k", "5", "--N", "inf", "--eps", "4",
+                           "--budget", "60", "--split", "val", "--instances", "3", "--no-progress",
+                           "--vectorize", vectorize, "--out", str(out)])  # fmt: skip
+        return json.loads(out.read_text())
+
+    serial, batched = table("1"), table("3")
+    assert order_attack.OrderAttackConfig().vectorize > 1
+    for cell_one, cell_many in zip(serial["cells"], batched["cells"], strict=True):
+        for name, one in cell_one["results"].items():
+            many = cell_many["results"][name]
+            for key in ("tau_s_mean", "mean_rank_mean", "success_rate", "queries_mean", "tau_s_curve"):
+                assert many[key] == pytest.approx(one[key], abs=1e-6), (name, key)
 
 
 def test_best_curve_reads_the_best_tau_s_seen_within_each_budget():
