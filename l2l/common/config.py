@@ -92,7 +92,9 @@ def config_parser(
             options of each registered plugin.
     """
     parser = OneLineErrorParser(
-        prog=_program_name(), description=description or (cls.__doc__ or "").strip(), epilog=epilog,
+        prog=_program_name(),
+        description=description or (cls.__doc__ or "").strip(),
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter,
     )
     add_dataclass_arguments(parser, cls)

@@ -19,6 +19,7 @@ from l2l.optimizers import (  # noqa: F401  (registration)
     simba,
     spsa,
     square,
+    transfer,
     white_box,
     zo_adam,
     zo_ead,

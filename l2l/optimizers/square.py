@@ -197,15 +197,18 @@ class Square(SearchAttack):
     def requested_norm(self) -> str | None:
         return self.norm
 
+    def start(self, state: ZOState, geometry: AttackGeometry) -> torch.Tensor:
+        """The first query: the stripes (L-inf) or the stripes of squares (L2), feasible."""
+        c, h, w = geometry.shape
+        if geometry.ball.norm == "l2":
+            return l2_start(geometry, state.rng)
+        stripes = geometry.ball.eps * random_signs((c, 1, w), state.rng)
+        return geometry.project(stripes.expand(c, h, w).flatten())
+
     def search(self, state: ZOState, geometry: AttackGeometry) -> Search:
         _, h, w = geometry.shape
         l2 = geometry.ball.norm == "l2"
-        if l2:
-            best = l2_start(geometry, state.rng)
-        else:
-            c = geometry.shape[0]
-            stripes = geometry.ball.eps * random_signs((c, 1, w), state.rng)
-            best = geometry.project(stripes.expand(c, h, w).flatten())
+        best = self.start(state, geometry)
         best_loss = yield best
         for iteration in count():
             p = square_fraction(self.p_init, iteration, self.schedule_budget)

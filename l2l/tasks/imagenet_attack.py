@@ -207,7 +207,6 @@ class _ImageNetBallAttackFamily(TaskFamily):
     default_steps: ClassVar[int] = 10_000
     splits: ClassVar[tuple[str, ...]] = ("test",)
 
-
     def __init__(self, eps: float | None = None, kappa: float = 0.0):
         eps = self.default_eps if eps is None else eps
         if not eps > 0:

@@ -10,6 +10,7 @@ import torch
 
 from l2l.common.device import generator_on
 from l2l.estimators import Estimate, EstimatorSpec
+from l2l.optimizers.core.surrogates import task_zoo
 from l2l.oracle import Oracle
 from l2l.tasks.base import Task
 
@@ -18,6 +19,7 @@ CAPABILITIES = {
     "ball": "a norm-ball constraint (Task.ball), as on mnist_attack_linf or mnist_attack_l2",
     "image": "an image-shaped variable (Task.image_shape), as on the attack families",
     "likelihood": "score-based outputs (Task.loss_and_log_likelihood), as on classifier attacks",
+    "zoo": "a target-model zoo whose surrogates an attack may carry (the MNIST and Fashion-MNIST attacks)",
 }
 
 
@@ -143,6 +145,7 @@ def task_capabilities(task: Task) -> set[str]:
         "image": task.image_shape is not None,
         # a score-based task is one that implements the likelihood output
         "likelihood": type(task).loss_and_log_likelihood is not Task.loss_and_log_likelihood,
+        "zoo": task_zoo(task) is not None,
     }
     return {name for name, ok in offered.items() if ok}
 

@@ -20,6 +20,7 @@ from typing import ClassVar
 import torch
 
 from l2l.optimizers.core.base import ZOOptimizer, ZOState
+from l2l.optimizers.core.surrogates import task_zoo
 from l2l.oracle import Oracle
 from l2l.tasks.base import NORMS, NormBall
 
@@ -37,12 +38,17 @@ class AttackGeometry:
         project: the task's projection onto the ball and the image box (free).
         label: the true class of an untargeted classifier attack (the attacker knows it: it defines the
             margin loss), or None for a task without one (e.g. the order attack).
+        image: the clean image the perturbation is added to (the attacker holds it), or None.
+        zoo: the data set whose target-model zoo the task's family attacks (its surrogates are what a
+            surrogate-based attack may carry), or None.
     """
 
     shape: tuple[int, int, int]
     ball: NormBall
     project: Callable[[torch.Tensor], torch.Tensor]
     label: int | None = None
+    image: torch.Tensor | None = None
+    zoo: str | None = None
 
     @property
     def dim(self) -> int:
@@ -111,8 +117,10 @@ class SearchAttack(ZOOptimizer):
         if len(shape) != 3:
             raise ValueError(f"{label} needs a (channels, height, width) image; the task's shape is {shape}")
         c, h, w = (int(s) for s in shape)
-        label = getattr(task, "label", None)
-        return AttackGeometry((c, h, w), ball, oracle.project, None if label is None else int(label))
+        label, image = getattr(task, "label", None), getattr(task, "image", None)
+        return AttackGeometry(
+            (c, h, w), ball, oracle.project, None if label is None else int(label), image, task_zoo(task)
+        )
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
         rows, plan = self.propose(state, oracle)
