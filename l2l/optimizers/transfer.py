@@ -13,8 +13,8 @@ it already fools the target, the run ends there at 1 query. Otherwise the query 
 
 Both are any search attack's cost: 1 query per step, the start included; the PGD is free. The
 surrogates are the data set's zoo surrogates only (a held-out target is refused by name), so on a
-held-out target this is a black-box attack; on a surrogate (e.g. the default ``cw`` target) it would be
-a white-box one, and tables run it on held-out targets (``eval.attack_table --models heldout``).
+held-out target this is a black-box attack. On a surrogate (e.g. the default ``cw`` target) the
+ensemble leaves the attacked model out, so the attack never differentiates its target there either.
 
 Settings: 20 PGD steps of eps / 8 (2.5 eps of travel in all, Madry et al.'s rule of 2.5 eps / steps;
 the sheet asks for tens of steps and leaves the step to us).
@@ -33,6 +33,7 @@ from l2l.optimizers.core.search_attack import AttackGeometry, Search
 from l2l.optimizers.core.surrogates import ALL_SURROGATES, SurrogateEnsemble, parse_surrogates
 from l2l.optimizers.signhunter import SignHunter
 from l2l.optimizers.square import Square
+from l2l.tasks.zoo.registry import ZOO
 
 
 @dataclass
@@ -60,8 +61,8 @@ class TransferOptions:
             )
         if not self.pgd_step > 0:
             raise ValueError(f"pgd_step={self.pgd_step!r} must be > 0 (a fraction of eps)")
-        if not self.surrogates.strip():
-            raise ValueError("surrogates='' names no model; pass 'all' or a comma list of zoo surrogates")
+        for dataset in ZOO:  # the zoos share their names, so a bad one is refused before any task is seen
+            parse_surrogates(dataset, self.surrogates)
 
     def transfer(self, geometry: AttackGeometry) -> torch.Tensor:
         """The transfer perturbation of this task's image (free: surrogates only), flat [d], feasible."""
@@ -70,8 +71,7 @@ class TransferOptions:
                 "a transfer attack needs a classifier attack from a family with a target-model zoo (its "
                 "image, label and surrogates), e.g. mnist_attack_linf or fashion_attack_l2"
             )
-        parse_surrogates(geometry.zoo, self.surrogates)  # a clear error before loading anything
-        ensemble = SurrogateEnsemble(geometry.zoo, self.surrogates)
+        ensemble = SurrogateEnsemble(geometry.zoo, self.surrogates, exclude=geometry.target_model)
         return ensemble.pgd(
             geometry.image, geometry.label, geometry.ball, geometry.project, self.pgd_steps, self.pgd_step
         )

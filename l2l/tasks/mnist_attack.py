@@ -44,10 +44,13 @@ class MnistAttackTask(AttackTask):
 
     family = "mnist_attack"
 
-    def __init__(self, image_id: int, family: str = "mnist_attack", **kwargs):
+    def __init__(self, image_id: int, family: str = "mnist_attack", model_name: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.image_id = image_id
         self.family = family
+        #: the attacked model's name in the data set's zoo (None: unknown), which a surrogate-based
+        #: attack leaves out of its ensemble
+        self.model_name = model_name
 
     def describe(self) -> dict:
         return {**super().describe(), "image_id": self.image_id}
@@ -142,6 +145,7 @@ class MnistAttackFamily(TaskFamily):
         return MnistAttackTask(
             image_id=image_id,
             family=self.name,
+            model_name=self.model_name,
             model=self.model,
             image=images[local],
             label=int(labels[local]),

@@ -41,6 +41,8 @@ class AttackGeometry:
         image: the clean image the perturbation is added to (the attacker holds it), or None.
         zoo: the data set whose target-model zoo the task's family attacks (its surrogates are what a
             surrogate-based attack may carry), or None.
+        target_model: the attacked model's zoo name (a surrogate-based attack leaves it out of its
+            ensemble), or None.
     """
 
     shape: tuple[int, int, int]
@@ -49,6 +51,7 @@ class AttackGeometry:
     label: int | None = None
     image: torch.Tensor | None = None
     zoo: str | None = None
+    target_model: str | None = None
 
     @property
     def dim(self) -> int:
@@ -118,9 +121,9 @@ class SearchAttack(ZOOptimizer):
             raise ValueError(f"{label} needs a (channels, height, width) image; the task's shape is {shape}")
         c, h, w = (int(s) for s in shape)
         label, image = getattr(task, "label", None), getattr(task, "image", None)
-        return AttackGeometry(
-            (c, h, w), ball, oracle.project, None if label is None else int(label), image, task_zoo(task)
-        )
+        label = None if label is None else int(label)
+        target = getattr(task, "model_name", None)
+        return AttackGeometry((c, h, w), ball, oracle.project, label, image, task_zoo(task), target)
 
     def step(self, state: ZOState, oracle: Oracle) -> ZOState:
         rows, plan = self.propose(state, oracle)

@@ -63,11 +63,20 @@ class SurrogateEnsemble:
     Args:
         dataset: ``mnist`` or ``fashion``.
         names: surrogate names, or ``all`` (:func:`parse_surrogates`).
+        exclude: a model left out (the attacked one, when it is itself a surrogate: differentiating the
+            target would make the attack white-box), or None.
+
+    Raises:
+        ValueError: bad names (:func:`parse_surrogates`), or none left once ``exclude`` is out.
     """
 
-    def __init__(self, dataset: str, names: str = ALL_SURROGATES):
+    def __init__(self, dataset: str, names: str = ALL_SURROGATES, exclude: str | None = None):
         self.dataset = dataset
-        self.names = parse_surrogates(dataset, names)
+        self.names = tuple(name for name in parse_surrogates(dataset, names) if name != exclude)
+        if not self.names:
+            raise ValueError(
+                f"surrogates={names!r} leaves no model once the attacked {exclude!r} is out; add others"
+            )
         self.models: tuple[nn.Module, ...] = _load(dataset, self.names)
 
     def margin(self, images: torch.Tensor, label: int) -> torch.Tensor:

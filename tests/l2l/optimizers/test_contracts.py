@@ -40,8 +40,9 @@ FAMILY_PARAMS = [
     pytest.param(name, marks=pytest.mark.slow) if family_splits(name) != SPLITS else name for name in FAMILIES
 ]
 
-#: small settings for whichever of them an optimizer has (few directions, short epochs), so cases stay fast
-CHEAP = {"q": 3, "batch": 4, "q0": 6, "epoch": 2}
+#: small settings for whichever of them an optimizer has (few directions, short epochs, a weak transfer
+#: start that leaves the search something to do), so cases stay fast
+CHEAP = {"q": 3, "batch": 4, "q0": 6, "epoch": 2, "pgd_steps": 1, "pgd_step": 0.05}
 #: steps per contract run: enough for an epoch boundary (zo_szvrg) and a few recurrent updates
 STEPS = 5
 #: steps of the reproducibility runs, long enough for float differences to compound
