@@ -81,15 +81,13 @@ from l2l.run import Trajectory
 from l2l.tasks.attack import AttackTask
 from l2l.tasks.registry import family_zoo, paper_settings, tuning_key
 from l2l.tasks.zoo.guard import heldout_targets_allowed
-from l2l.tasks.zoo.registry import zoo_model, zoo_names
+from l2l.tasks.zoo.registry import parse_models, zoo_model
 
 DEFAULT_METHODS = "zoo_adam,zoo_newton,zo_ngd,nes,spsa,zo_sgd,zo_signsgd,zo_adam,fo_pgd,fo_ngd,fo_ead"
 #: the perturbation norms the table reports, as orders of torch.linalg.vector_norm
 NORMS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
 #: query counts (0 .. budget) at which the success curve is sampled, at most this many
 CURVE_POINTS = 101
-#: --models values that name a part of the zoo rather than its models
-MODEL_ROLES = {"heldout": "heldout", "surrogates": "surrogate"}
 #: the per-method figures logged to wandb as the table and run summary
 WANDB_COLUMNS = (
     "success_rate",
@@ -172,14 +170,7 @@ class AttackTableConfig(LockstepOptions, ShardOptions, OutputOptions, GridOption
                 f"models={self.models!r}: task family {self.task!r} has no target-model zoo (no model "
                 "option); use an MNIST or Fashion-MNIST attack family, e.g. --task mnist_attack_linf"
             )
-        if self.models in MODEL_ROLES:
-            return zoo_names(dataset, MODEL_ROLES[self.models])
-        names = [name.strip() for name in self.models.split(",")]
-        if not all(names) or len(set(names)) != len(names):
-            raise ValueError(f"models={self.models!r} has an empty or repeated item; list each model once")
-        for name in names:
-            zoo_model(dataset, name)  # the error lists the zoo's models
-        return names
+        return parse_models(dataset, self.models)
 
     def tuned_key(self) -> str:
         """The ``tuned.json`` key of ``task`` at ``eps`` (raises ValueError if the family takes no eps)."""

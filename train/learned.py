@@ -76,8 +76,9 @@ from l2l.learned.meta import MetaTrainer, Validation, is_better, validate
 from l2l.learned.meta_grad import MetaGradConfig
 from l2l.learned.protocol import UNTRAINED, LearnedConfig, LearnedOptimizer, learned_class, learned_names
 from l2l.tasks.base import Task
-from l2l.tasks.registry import default_steps
+from l2l.tasks.registry import default_steps, family_zoo
 from l2l.tasks.zoo import surrogates_only
+from l2l.tasks.zoo.registry import parse_models, zoo_model, zoo_names
 
 #: the format version of the training states (last.pt) this loop writes
 TRAINING_VERSION = 1
@@ -114,6 +115,9 @@ class Job:
         upgrade_record: maps a saved ``record`` to today's field names (fields renamed since it was saved).
         device: where the tasks, their models and the optimizer's modules live.
         meta_grad: the meta-gradient estimator and meta-objective (default: truncated BPTT).
+        family_options: options every family is built with (e.g. ``eps``).
+        models: zoo models to train on, each family's instances on each of them as one group of the
+            meta-batch (``None``: the family's default target alone).
     """
 
     meta: LearnedConfig
@@ -133,6 +137,8 @@ class Job:
     wandb_project: str = "l2l-zo"
     resumable: frozenset[str] = frozenset()
     saved_before: dict = field(default_factory=dict)
+    family_options: dict = field(default_factory=dict)
+    models: tuple[str | None, ...] = (None,)
     upgrade_record: Callable[[dict], dict] = dict
     device: str = "cpu"
     meta_grad: MetaGradConfig = field(default_factory=MetaGradConfig)
@@ -168,6 +174,16 @@ class LearnedTrainConfig(LoopOptions):
     )
     options: str = doc_field(
         "", "the optimizer's options and procedure as key=value pairs, comma-separated (fields below)"
+    )
+    eps: float | None = doc_field(
+        None, "perturbation radius the attack families are built with (none: each family's default)"
+    )
+    models: str | None = doc_field(
+        None,
+        "zoo models (l2l.tasks.zoo) to meta-train on: surrogates (every surrogate of the family's zoo) or "
+        "a comma list of surrogate names; the meta-batch mixes them round-robin as it mixes --task "
+        "families (none: the family's default target alone). Held-out targets are refused: they are for "
+        "evaluation only",
     )
     steps: int | None = doc_field(None, "optimizee steps T per trajectory (none: the family's default_steps)")
     iterations: str = doc_field(
@@ -213,6 +229,34 @@ class LearnedTrainConfig(LoopOptions):
         check_loop_fields(
             self, ("val_instances", "val_every", "val_steps", "threads", "workers"), ("images",)
         )
+        if self.eps is not None and not self.eps > 0:
+            raise ValueError(f"eps={self.eps} must be > 0 (or none for each family's default)")
+        self.model_names()  # refuse unknown and held-out models before anything loads
+
+    def model_names(self) -> tuple[str | None, ...]:
+        """The zoo models of ``--models`` ((None,) without it), checked to be surrogates of every family."""
+        if self.models is None:
+            return (None,)
+        names: list[str] = []
+        for family in family_names(self.task):
+            dataset = family_zoo(family)
+            if dataset is None:
+                raise ValueError(
+                    f"models={self.models!r}: task family {family!r} has no target-model zoo; pass --models "
+                    "with MNIST or Fashion-MNIST attack families only"
+                )
+            names = parse_models(dataset, self.models)
+            heldout = [name for name in names if zoo_model(dataset, name).role == "heldout"]
+            if heldout:
+                raise ValueError(
+                    f"models={self.models!r} names held-out target(s) {heldout}: they are attacked at test "
+                    f"time only; meta-train on surrogates ({', '.join(zoo_names(dataset, 'surrogate'))})"
+                )
+        return tuple(names)
+
+    def family_options(self) -> dict[str, float]:
+        """The options every family is built with: ``eps`` when given."""
+        return {} if self.eps is None else {"eps": self.eps}
 
     def meta_grad_config(self) -> MetaGradConfig:
         """The estimator options of ``--meta-grad``, ``--population``, ``--sigma``, ``--truncation``."""
@@ -236,8 +280,9 @@ class LearnedTrainConfig(LoopOptions):
             init_from=self.init_from, resume=self.resume, wandb=self.wandb,
             wandb_project=self.wandb_project, resumable=frozenset({"iterations", "resume", "wandb",
                                                                    "wandb_project", "threads", "workers"}),
-            saved_before={"device": "cpu", **ESTIMATOR_DEFAULTS}, device=self.device,
-            meta_grad=self.meta_grad_config(),
+            saved_before={"device": "cpu", "eps": None, "models": None, **ESTIMATOR_DEFAULTS},
+            device=self.device, meta_grad=self.meta_grad_config(), family_options=self.family_options(),
+            models=self.model_names(),
         )  # fmt: skip
 
 
@@ -493,13 +538,18 @@ def control_scores(optimizer: LearnedOptimizer, val_groups: dict[str, list[Task]
 
 
 def load_tasks(job: Job) -> tuple[dict[str, list[Task]], dict[str, list[Task]]]:
-    """The train and val instances of each family of ``job.task``, by family name."""
+    """The train and val instances of each family of ``job.task`` on each of ``job.models``, by group
+    name: the family's, or ``family@model`` with ``--models``."""
     train_groups, val_groups = {}, {}
     with user_input():  # a task or an instance count the family cannot give is the command line's error
         for name in family_names(job.task):
-            family = l2l.make_family(name, device=job.device)
-            train_groups[name] = family.instances("train", limit=job.train_instances)
-            val_groups[name] = family.instances("val", limit=min(job.val_instances, family.split_size("val")))
+            for model in job.models:
+                options = job.family_options | ({} if model is None else {"model": model})
+                family = l2l.make_family(name, device=job.device, **options)
+                group = name if model is None else f"{name}@{model}"
+                train_groups[group] = family.instances("train", limit=job.train_instances)
+                limit = min(job.val_instances, family.split_size("val"))
+                val_groups[group] = family.instances("val", limit=limit)
     return train_groups, val_groups
 
 
@@ -522,7 +572,8 @@ def task_info(job: Job, trainer: MetaTrainer) -> dict:
     """What the optimizer was trained on, for its checkpoint."""
     return {
         "family": job.task, "split": "train", "instances": len(trainer.tasks),
-        "val_instances": job.val_instances,
+        "val_instances": job.val_instances, "family_options": job.family_options,
+        "models": None if job.models == (None,) else list(job.models),
     }  # fmt: skip
 
 

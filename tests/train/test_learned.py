@@ -153,3 +153,33 @@ def test_validation_uses_at_most_the_val_split(tmp_path):
     ]  # fmt: skip
     summary = train_learned.main(argv)
     assert summary["best"]["train"]["iteration"] == 2
+
+
+def test_models_must_be_surrogates_of_a_zoo():
+    config = train_learned.LearnedTrainConfig
+    with pytest.raises(ValueError, match=r"held-out target\(s\) \['lenet_adv'\]"):
+        config(optimizer="signhunter_prior", task="mnist_attack_linf", steps=1, models="mlp,lenet_adv")
+    with pytest.raises(ValueError, match="'quadratic' has no target-model zoo"):
+        config(optimizer="zo_lmom", task="quadratic", models="surrogates")
+    with pytest.raises(ValueError, match=r"eps=-1.0 must be > 0"):
+        config(optimizer="signhunter_prior", task="mnist_attack_linf", steps=1, eps=-1.0)
+    surrogates = config(
+        optimizer="signhunter_prior", task="fashion_attack_linf", steps=1, models="surrogates"
+    )
+    assert surrogates.model_names() == ("cw", "mlp", "lenet", "wide")
+
+
+@pytest.mark.slow
+def test_meta_trains_on_each_surrogate_as_a_group_at_the_given_eps(tmp_path):
+    # eps 0.1: small enough that the untrained all-ones query fools none of the val images (control > 0)
+    out = tmp_path / "prior"
+    train_learned.main([
+        "--optimizer", "signhunter_prior", "--task", "mnist_attack_linf", "--eps", "0.1",
+        "--models", "mlp,lenet", "--steps", "1", "--val-steps", "1", "--iterations", "2", "--val-every", "2",
+        "--val-instances", "3",
+        "--wandb", "disabled", "--out", str(out),
+    ])  # fmt: skip
+    saved = torch.load(out / "best.pt", weights_only=False)
+    assert set(saved["val"]["families"]) == {"mnist_attack_linf@mlp", "mnist_attack_linf@lenet"}
+    assert saved["task"]["models"] == ["mlp", "lenet"] and saved["task"]["family_options"] == {"eps": 0.1}
+    assert l2l.load_optimizer(str(out / "best.pt")).classes == 10

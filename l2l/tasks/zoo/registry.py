@@ -136,3 +136,24 @@ def heldout_files() -> set[Path]:
     """The resolved checkpoint paths of every held-out target (what the guard refuses to load)."""
     entries = [entry for models in ZOO.values() for entry in models.values()]
     return {entry.path().resolve() for entry in entries if entry.role == "heldout"}
+
+
+#: model-list values that name a part of a zoo rather than its models
+MODEL_PARTS: dict[str, Role] = {"heldout": "heldout", "surrogates": "surrogate"}
+
+
+def parse_models(dataset: str, text: str) -> list[str]:
+    """The models of ``dataset``'s zoo that ``text`` names: ``heldout`` or ``surrogates`` (that part, in
+    zoo order) or a comma list of names.
+
+    Raises:
+        ValueError: an unknown name (the message lists the zoo), an empty or repeated item.
+    """
+    if text in MODEL_PARTS:
+        return zoo_names(dataset, MODEL_PARTS[text])
+    names = [name.strip() for name in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise ValueError(f"models={text!r} has an empty or repeated item; list each model once")
+    for name in names:
+        zoo_model(dataset, name)
+    return names
