@@ -1,6 +1,6 @@
 """Transfer start, then a query search: the hand-designed way to use surrogate knowledge.
 
-The sheet's "transfer start" (methods/surrogates_and_meta_gradients.md; the hybrid attacks of the
+The methods sheet's "transfer start" (surrogate-based attacks; the hybrid attacks of the
 field, e.g. Suya et al. 2020, TREMBA's use of a surrogate ensemble): PGD on the summed margin of the
 surrogate ensemble (:class:`~l2l.optimizers.core.surrogates.SurrogateEnsemble`) within the target's
 ball gives a perturbation at no query of the target. The search's first query is that perturbation: if
