@@ -59,6 +59,10 @@ TASK_CANDIDATES = (
 FEASIBILITY_TOL = 1e-6
 #: the largest task dimension every optimizer is run on in the ball contract
 MAX_CONTRACT_DIM = 10_000
+#: optimizers whose random draws may change no decision on their contract task: P-RGF attacks the default
+#: cw target, one of its own surrogates, so its prior is good enough for lambda = 1 at every step, and its
+#: draws (the gradient-norm estimate's directions) only refine an alpha far above lambda's threshold
+SEED_INERT_ON_CONTRACT_TASK = {"prgf"}
 
 
 def cheap_optimizer(name: str, **extra: float) -> ZOOptimizer:
@@ -182,7 +186,7 @@ def test_same_seed_gives_the_same_trajectory_bit_for_bit(name):
     b = l2l.run(cheap_optimizer(name), task, steps=REPRO_STEPS, seed=11)  # a fresh instance: no hidden state
     assert same_trajectory(a, b)
     assert all(math.isfinite(v) for v in a.losses)
-    if rec.drew_random:  # then the seed must matter: another one draws other directions
+    if rec.drew_random and name not in SEED_INERT_ON_CONTRACT_TASK:  # then another seed must matter
         assert l2l.run(cheap_optimizer(name), task, steps=REPRO_STEPS, seed=12).losses != a.losses
 
 
