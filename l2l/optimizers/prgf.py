@@ -1,8 +1,9 @@
 """P-RGF (Cheng, Dong, Pang, Su, Zhu; NeurIPS 2019): random gradient-free estimates biased toward a prior.
 
 The prior v is the gradient of the summed margin of the attacked data set's zoo surrogates
-(:class:`~l2l.optimizers.core.surrogates.SurrogateEnsemble`; free, the target is never differentiated),
-normalized to RMS 1 (||v|| = sqrt(d)). Each iteration at the iterate x, whose f(x) is known:
+(:class:`~l2l.optimizers.core.surrogates.SurrogateEnsemble`; free, and the attacked model is left out of
+the ensemble where it is itself a surrogate, so the target is never differentiated), normalized to RMS 1
+(||v|| = sqrt(d)). Each iteration at the iterate x, whose f(x) is known:
 
 1. **Gradient norm** (iterations 0, 3, 10, 20, ...: every ``norm_every``-th and the code's iteration 3):
    ||grad f||^2 ~ mean over ``norm_samples`` Gaussian directions u, RMS-normalized, of
@@ -63,6 +64,7 @@ from l2l.optimizers.core.base import ZOOptimizer, ZOState
 from l2l.optimizers.core.registry import register_optimizer
 from l2l.optimizers.core.surrogates import ALL_SURROGATES, SurrogateEnsemble, parse_surrogates, task_zoo
 from l2l.oracle import Oracle
+from l2l.tasks.zoo.registry import ZOO
 
 #: the reference code's extra norm-estimate iteration (its ``start_iter``), besides every norm_every-th
 EXTRA_NORM_ITERATION = 3
@@ -107,8 +109,9 @@ class PRGF(ZOOptimizer):
 
     Args:
         surrogates: the zoo surrogates whose summed-margin gradient is the prior, comma-separated, or
-            ``all`` (every surrogate of the attacked data set's zoo); a held-out target is an error at the
-            first step (the data set is only known from the task).
+            ``all`` (every surrogate of the attacked data set's zoo); a held-out target is an error. The
+            attacked model, where it is itself a surrogate (the default ``cw``), is left out, so the
+            attack never differentiates its target.
         q: random directions of the estimate (the code's ``samples_per_draw``, 50).
         sigma: the finite-difference step along RMS-1 directions on the [0, 1] image scale (1e-4).
         step_fraction: each PGD step as a fraction of eps: per coordinate (L-inf) or in L2 length (L2).
@@ -135,8 +138,8 @@ class PRGF(ZOOptimizer):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name}={value!r} must be > 0")
-        if not self.surrogates.strip():
-            raise ValueError("surrogates='' names no model; pass 'all' or a comma list of zoo surrogates")
+        for dataset in ZOO:  # the zoos share their names, so a bad one is refused before any task is seen
+            parse_surrogates(dataset, self.surrogates)
 
     # --- costs ---------------------------------------------------------------------------------------
 
@@ -173,15 +176,15 @@ class PRGF(ZOOptimizer):
         return state
 
     def setup(self, state: ZOState, oracle: Oracle) -> None:
-        """Load the surrogate ensemble of the task's zoo (refusing a held-out name before any query)."""
+        """Load the surrogate ensemble of the task's zoo, less the attacked model (before any query)."""
         task, zoo = oracle.task, task_zoo(oracle.task)
         if zoo is None or getattr(task, "image", None) is None or getattr(task, "label", None) is None:
             raise ValueError(
                 f"prgf needs a classifier attack from a family with a target-model zoo (its image, label "
                 f"and surrogates), e.g. mnist_attack_linf or fashion_attack_l2; got {type(task).__name__}"
             )
-        parse_surrogates(zoo, self.surrogates)  # a clear error naming a held-out target
-        state.slots.update(ensemble=SurrogateEnsemble(zoo, self.surrogates), iteration=0)
+        ensemble = SurrogateEnsemble(zoo, self.surrogates, exclude=getattr(task, "model_name", None))
+        state.slots.update(ensemble=ensemble, iteration=0)
 
     def probe(self, state: ZOState, oracle: Oracle) -> None:
         """Steps 1-3: the prior at x, the gradient norm when due, the probe along v, alpha and lambda."""

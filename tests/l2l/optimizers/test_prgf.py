@@ -34,10 +34,10 @@ def test_best_lambda_matches_hand_worked_values():
 @pytest.mark.parametrize(
     ("option", "value"),
     [("q", 0), ("norm_every", 1.5), ("norm_samples", 0), ("sigma", 0.0), ("step_fraction", -0.1),
-     ("surrogates", " ")],
+     ("surrogates", "mlp,mlp")],
 )  # fmt: skip
 def test_bad_settings_are_refused_by_name(option, value):
-    with pytest.raises(ValueError, match=option if option != "surrogates" else "names no model"):
+    with pytest.raises(ValueError, match=option if option != "surrogates" else "empty or repeated"):
         PRGF(**{option: value})
 
 
@@ -59,11 +59,20 @@ def test_every_step_spends_what_it_announced(linf_task):
     assert all(m in (5 + 1, 1) for m in moves)  # q directions (or none at lambda = 1) and f(x_new)
 
 
-def test_a_held_out_surrogate_is_refused_by_name(linf_task):
-    opt = l2l.make_optimizer("prgf", surrogates="resnet")  # a held-out target of the MNIST zoo
+def test_a_held_out_surrogate_is_refused_by_name():
+    with pytest.raises(ValueError, match="'resnet', a held-out target"):
+        l2l.make_optimizer("prgf", surrogates="mlp,resnet")
+
+
+def test_the_attacked_surrogate_is_left_out_of_the_prior(linf_task):
+    assert linf_task.model_name == "cw"  # the default target is a surrogate
+    opt = PRGF(q=3, surrogates="cw,mlp")
+    state = opt.step(opt.init(linf_task.x0()), Oracle(linf_task))
+    assert state.slots["ensemble"].names == ("mlp",)
+    lone = PRGF(surrogates="cw")
     oracle = Oracle(linf_task)
-    with pytest.raises(ValueError, match=r"'resnet'.*held-out"):
-        opt.step(opt.init(linf_task.x0()), oracle)
+    with pytest.raises(ValueError, match="leaves no model once the attacked 'cw' is out"):
+        lone.step(lone.init(linf_task.x0()), oracle)
     assert oracle.queries == 0  # refused before any query
 
 
