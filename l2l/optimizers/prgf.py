@@ -41,6 +41,11 @@ Where we differ from the code:
   Our losses are continuous log-probability margins, so we keep sigma fixed and skip both.
 - The code's estimate omits the 1 / sigma (its step normalizes the estimate anyway); ours keeps it, so g
   estimates the gradient itself. No decision changes.
+- The prior: the code differentiates one surrogate's (ResNet-152's) loss; ours is the summed margin of
+  the zoo's surrogates, the loss the target's queries return.
+- As in the code, the finite-difference points x + sigma u are not projected (a projection onto the ball
+  would cut the differences of every coordinate at its bound); the task clamps each queried image to
+  [0, 1], and only the iterates are projected.
 - Query count: the code charges f(x0) and f at each iterate it steps from, not f at the final
   (successful) iterate, whose prediction it reads for the stop; we charge every query, that one
   included, so a success costs 1 query more here than in the code's count.
