@@ -13,6 +13,7 @@ from l2l.optimizers import (  # noqa: F401  (registration)
     guided_es,
     nes,
     parsimonious,
+    prgf,
     pso,
     rand_search,
     signhunter,

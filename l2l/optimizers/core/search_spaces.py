@@ -101,6 +101,8 @@ SEARCH_SPACES: dict[str, list[Stage]] = {
     # the transfer starts keep their PGD settings; the search after them is tuned as the plain attack's
     "transfer_signhunter": [NO_TUNING],
     "transfer_square": [grid("p_init", (0.05, 0.1, 0.3, 0.5, 0.8))],
+    # P-RGF (Cheng et al. 2019): the step around the code's eps / 10, then q around its 50
+    "prgf": [grid("step_fraction", (0.025, 0.05, 0.1, 0.2, 0.4)), grid("q", (10, 20, 50, 100))],
     # Bandits-TD (Ilyas et al. 2019): grids around the published L-inf and L2 settings (image_lr 0.01 /
     # 0.5, online_lr 100 / 0.1, fd_eta 0.1 / 0.01, tile 6 px on 299 px); one grid serves both norms, and
     # no relative refinement follows, since the untuned fields are None (the norm's MNIST defaults)

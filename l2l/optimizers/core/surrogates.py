@@ -54,7 +54,7 @@ def parse_surrogates(dataset: str, names: str) -> tuple[str, ...]:
 def task_zoo(task: object) -> str | None:
     """The data set whose zoo the attack ``task`` comes from (its family's ``model`` option), or None."""
     family = getattr(task, "family", None)
-    return family_zoo(family) if isinstance(family, str) else None
+    return family_zoo(family) if isinstance(family, str) and family else None  # "": a hand-built task
 
 
 class SurrogateEnsemble:
