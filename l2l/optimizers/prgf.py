@@ -67,9 +67,8 @@ import torch
 
 from l2l.optimizers.core.base import ZOOptimizer, ZOState
 from l2l.optimizers.core.registry import register_optimizer
-from l2l.optimizers.core.surrogates import ALL_SURROGATES, SurrogateEnsemble, parse_surrogates, task_zoo
+from l2l.optimizers.core.surrogates import ALL_SURROGATES, SurrogateEnsemble, check_surrogate_names, task_zoo
 from l2l.oracle import Oracle
-from l2l.tasks.zoo.registry import ZOO
 
 #: the reference code's extra norm-estimate iteration (its ``start_iter``), besides every norm_every-th
 EXTRA_NORM_ITERATION = 3
@@ -143,8 +142,7 @@ class PRGF(ZOOptimizer):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name}={value!r} must be > 0")
-        for dataset in ZOO:  # the zoos share their names, so a bad one is refused before any task is seen
-            parse_surrogates(dataset, self.surrogates)
+        check_surrogate_names(self.surrogates)
 
     # --- costs ---------------------------------------------------------------------------------------
 

@@ -30,10 +30,9 @@ import torch
 from l2l.optimizers.core.base import ZOState
 from l2l.optimizers.core.registry import register_optimizer
 from l2l.optimizers.core.search_attack import AttackGeometry, Search
-from l2l.optimizers.core.surrogates import ALL_SURROGATES, SurrogateEnsemble, parse_surrogates
+from l2l.optimizers.core.surrogates import ALL_SURROGATES, SurrogateEnsemble, check_surrogate_names
 from l2l.optimizers.signhunter import SignHunter
 from l2l.optimizers.square import Square
-from l2l.tasks.zoo.registry import ZOO
 
 
 @dataclass
@@ -61,8 +60,7 @@ class TransferOptions:
             )
         if not self.pgd_step > 0:
             raise ValueError(f"pgd_step={self.pgd_step!r} must be > 0 (a fraction of eps)")
-        for dataset in ZOO:  # the zoos share their names, so a bad one is refused before any task is seen
-            parse_surrogates(dataset, self.surrogates)
+        check_surrogate_names(self.surrogates)
 
     def transfer(self, geometry: AttackGeometry) -> torch.Tensor:
         """The transfer perturbation of this task's image (free: surrogates only), flat [d], feasible."""

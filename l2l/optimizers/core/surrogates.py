@@ -25,7 +25,7 @@ from l2l.tasks.attack import class_margins
 from l2l.tasks.base import NormBall
 from l2l.tasks.registry import family_zoo
 from l2l.tasks.target_models import load_target_model
-from l2l.tasks.zoo.registry import zoo_model, zoo_names
+from l2l.tasks.zoo.registry import ZOO, zoo_model, zoo_names
 
 #: ``surrogates=`` value meaning every surrogate of the data set's zoo
 ALL_SURROGATES = "all"
@@ -49,6 +49,13 @@ def parse_surrogates(dataset: str, names: str) -> tuple[str, ...]:
                 f"may carry surrogates only: {', '.join(zoo_names(dataset, 'surrogate'))} (or 'all')"
             )
     return listed
+
+
+def check_surrogate_names(names: str) -> None:
+    """Refuse ``names`` at an attack's construction, before it has seen a task: every zoo shares its
+    model names, so a name bad in one (unknown, held-out) is bad in all (:func:`parse_surrogates`)."""
+    for dataset in ZOO:
+        parse_surrogates(dataset, names)
 
 
 def task_zoo(task: object) -> str | None:
