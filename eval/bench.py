@@ -23,7 +23,8 @@ from bigger batches, a GPU much more). Every figure is measured on whatever else
 the machine runs at the time: on a shared machine they are contaminated by its other jobs.
 ``batched_square``: a batched Square attack on 100 MNIST test images at 2,000 queries against the bare
 batched forwards of the same rows (target :data:`BATCHED_SQUARE_TARGET`) and against one image at a
-time (:func:`bench_batched_square`).
+time (:func:`bench_batched_square`). ``imagenet_table``: the ImageNet L-inf attack table's wall time,
+one image at a time and batched (:func:`bench_imagenet_table`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import torch
 
 import l2l
 from eval import compare
+from eval.attack_table import AttackTableConfig, attack_table
 from l2l.common import distributed
 from l2l.common.cli import run_cli
 from l2l.common.config import check_at_least, doc_field, parse_config, parse_float_list
@@ -64,7 +66,7 @@ TRAINING_TARGET_2_RANKS_S = 600
 QUICK = {
     "steps": 20, "repeats": 1, "meta_iterations": 1, "meta_batches": "1,2", "unroll": 4, "val_steps": 10,
     "compare_instances": 2, "compare_steps": 5, "many_instances": 2, "many_steps": 5,
-    "square_instances": 3, "square_budget": 20,
+    "square_instances": 3, "square_budget": 20, "imagenet_images": 1, "imagenet_budget": 4,
 }  # fmt: skip
 #: the full-size values of the same options (None: resolved by the benchmark, as its help says). These
 #: options default to None in :class:`BenchConfig`, so that a value given on the command line wins over
@@ -72,7 +74,7 @@ QUICK = {
 FULL = {
     "steps": 200, "repeats": 5, "meta_iterations": 20, "meta_batches": "1,4,16", "unroll": None,
     "val_steps": None, "compare_instances": 4, "compare_steps": 100, "many_instances": 8, "many_steps": 50,
-    "square_instances": 100, "square_budget": 2000,
+    "square_instances": 100, "square_budget": 2000, "imagenet_images": 17, "imagenet_budget": 10_000,
 }  # fmt: skip
 
 
@@ -128,6 +130,15 @@ class BenchConfig(DeviceOptions):
     square_budget: int | None = doc_field(
         None, sized("queries per image of the batched Square benchmark", "square_budget")
     )
+    imagenet_images: int | None = doc_field(
+        None,
+        sized(
+            "imagenet_attack_linf test images of the ImageNet table benchmark (0 skips it)", "imagenet_images"
+        ),
+    )  # fmt: skip
+    imagenet_budget: int | None = doc_field(
+        None, sized("queries per image of the ImageNet table benchmark", "imagenet_budget")
+    )
     quick: bool = doc_field(
         False, "tiny runs in seconds (the sizes above that are not given; the test uses it)"
     )
@@ -146,6 +157,8 @@ class BenchConfig(DeviceOptions):
             raise ValueError(f"many_steps={self.many_steps} must be >= 1")
         if self.square_instances > 0 and self.square_budget < 1:
             raise ValueError(f"square_budget={self.square_budget} must be >= 1")
+        if self.imagenet_images > 0 and self.imagenet_budget < 1:
+            raise ValueError(f"imagenet_budget={self.imagenet_budget} must be >= 1")
 
     def meta_batch_list(self) -> list[int]:
         """The meta-batch sizes of ``meta_batches``, each an integer >= 1."""
@@ -451,6 +464,34 @@ def bench_batched_square(cfg: BenchConfig) -> dict:
     }  # fmt: skip
 
 
+def bench_imagenet_table(cfg: BenchConfig) -> dict:
+    """The ImageNet L-inf attack table's wall time (``eval.attack_table``, Square and SignHunter, eps
+    0.05, ``imagenet_budget`` queries) on ``imagenet_images`` test images, one image at a time
+    (``--vectorize 1``) and batched (``--vectorize 32``), each run once: a table lasts minutes.
+
+    Their per-run queries agree (``same_results``). On a CPU thread a batch of EfficientNet forwards
+    can cost more per image than single ones, so batching is not assumed to win here; a GPU is where it
+    pays.
+    """
+    walls, tables = {}, {}
+    for vectorize in (1, 32):
+        config = AttackTableConfig(
+            task="imagenet_attack_linf", methods="square,signhunter", budget=cfg.imagenet_budget,
+            instances=cfg.imagenet_images, vectorize=vectorize, threads=cfg.threads, device=cfg.device,
+            wandb="disabled",
+        )  # fmt: skip
+        start = time.perf_counter()
+        tables[vectorize] = attack_table(config, progress=False)
+        walls[vectorize] = time.perf_counter() - start
+    queries = {v: [row["queries"] for row in t["per_run"]] for v, t in tables.items()}
+    return {
+        "task": "imagenet_attack_linf", "methods": ["square", "signhunter"],
+        "instances": tables[1]["instances"], "budget": cfg.imagenet_budget,
+        "per_image_s": walls[1], "batched_s": walls[32], "batched_over_per_image": walls[32] / walls[1],
+        "same_results": queries[1] == queries[32],
+    }  # fmt: skip
+
+
 def print_table(report: dict, cfg: BenchConfig) -> None:
     """The report as a table on stdout."""
     a = report["attack_overhead"]
@@ -497,6 +538,11 @@ def print_table(report: dict, cfg: BenchConfig) -> None:
             ("  one image at a time / batched", f"{b['per_image_over_batched']:.2f}",
              f"{same} queries; batched {b['batched_s']:.1f} s, per image {b['per_image_s']:.1f} s"),
         ]  # fmt: skip
+    if "imagenet_table" in report:
+        t = report["imagenet_table"]
+        same = "same" if t["same_results"] else "DIFFERENT"
+        rows.append((f"ImageNet table s ({t['instances']} images)", f"{t['per_image_s']:.1f}",
+                     f"one at a time; batched {t['batched_s']:.1f} s, {same} queries"))  # fmt: skip
     print(f"{'benchmark':<38}{'value':>10}  {'target / note'}")
     for name, value, note in rows:
         print(f"{name:<38}{value:>10}  {note}")
@@ -522,6 +568,8 @@ def main(argv: list[str] | None = None) -> dict:
         report["many"] = bench_many(cfg)
     if cfg.square_instances > 0:
         report["batched_square"] = bench_batched_square(cfg)
+    if cfg.imagenet_images > 0:
+        report["imagenet_table"] = bench_imagenet_table(cfg)
     write_json_atomic(cfg.out, report)
     if cfg.stdout == "json":
         print(json.dumps(report, indent=2))

@@ -31,8 +31,10 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
     b = report["batched_square"]  # the batched Square attack against its bare forwards, tiny
     assert b["instances"] == bench.QUICK["square_instances"] and b["same_results"] and b["ratio"] > 0
     assert b["rows"] >= b["instances"] and b["steps"] <= bench.QUICK["square_budget"]
+    t = report["imagenet_table"]  # the ImageNet table once per image and once batched, tiny
+    assert t["instances"] == bench.QUICK["imagenet_images"] and t["same_results"] and t["per_image_s"] > 0
     table = capsys.readouterr().out
-    assert "attack run / bare forwards (Square)" in table and "quick" in table
+    assert "attack run / bare forwards (Square)" in table and "quick" in table and "ImageNet table" in table
     assert "run_many speed-up" in table and "batched Square / bare forwards" in table
 
 
