@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.lines import Line2D
 
 import l2l
@@ -596,11 +597,15 @@ def plot_models_success(result: dict, path: str | Path) -> Path:
     fig, ax = new_axes()
     grid = result["success_curve_queries"]
     methods = list(next(iter(result["models"].values()))["results"])
+    # the line style tells the models apart, so the color alone must tell the methods apart
+    palette = colormaps["tab10" if len(methods) <= 10 else "tab20"]
+    colors = [palette(k % palette.N) for k in range(len(methods))]
     for j, table in enumerate(result["models"].values()):
         for k, method in enumerate(methods):
             style = {**line_style(k, table["results"][method]["white_box"]), "linestyle": LINE_STYLES[j % 4]}
+            style["color"] = colors[k]
             ax.step(grid, table["results"][method]["success_curve_with_checks"], where="post", **style)
-    method_handles = [Line2D([], [], color=line_style(k)["color"], label=m) for k, m in enumerate(methods)]
+    method_handles = [Line2D([], [], color=colors[k], label=m) for k, m in enumerate(methods)]
     model_handles = [
         Line2D([], [], color="gray", linestyle=LINE_STYLES[j % 4], label=f"{m} ({result['roles'][m]})")
         for j, m in enumerate(result["models"])
