@@ -80,9 +80,9 @@ from l2l.optimizers import is_tuned, load_tuned
 from l2l.optimizers.core.base import ZOOptimizer
 from l2l.run import Trajectory
 from l2l.tasks.attack import AttackTask
-from l2l.tasks.registry import family_zoo, paper_settings, tuning_key
+from l2l.tasks.registry import family_models, family_zoo, paper_settings, tuning_key
 from l2l.tasks.zoo.guard import heldout_targets_allowed
-from l2l.tasks.zoo.registry import parse_models, zoo_model
+from l2l.tasks.zoo.registry import zoo_model
 
 DEFAULT_METHODS = "zoo_adam,zoo_newton,zo_ngd,nes,spsa,zo_sgd,zo_signsgd,zo_adam,fo_pgd,fo_ngd,fo_ead"
 #: the perturbation norms the table reports, as orders of torch.linalg.vector_norm
@@ -163,15 +163,7 @@ class AttackTableConfig(LockstepOptions, ShardOptions, OutputOptions, GridOption
         Raises:
             ValueError: a family without a zoo, an unknown or repeated name, or an empty item.
         """
-        if self.models is None:
-            return None
-        dataset = family_zoo(self.task)
-        if dataset is None:
-            raise ValueError(
-                f"models={self.models!r}: task family {self.task!r} has no target-model zoo (no model "
-                "option); use an MNIST or Fashion-MNIST attack family, e.g. --task mnist_attack_linf"
-            )
-        return parse_models(dataset, self.models)
+        return None if self.models is None else family_models(self.task, self.models)[1]
 
     def tuned_key(self) -> str:
         """The ``tuned.json`` key of ``task`` at ``eps`` (raises ValueError if the family takes no eps)."""

@@ -76,9 +76,9 @@ from l2l.learned.meta import MetaTrainer, Validation, is_better, validate
 from l2l.learned.meta_grad import MetaGradConfig
 from l2l.learned.protocol import UNTRAINED, LearnedConfig, LearnedOptimizer, learned_class, learned_names
 from l2l.tasks.base import Task
-from l2l.tasks.registry import default_steps, family_zoo
+from l2l.tasks.registry import default_steps, family_models
 from l2l.tasks.zoo import surrogates_only
-from l2l.tasks.zoo.registry import parse_models, zoo_model, zoo_names
+from l2l.tasks.zoo.registry import zoo_model, zoo_names
 
 #: the format version of the training states (last.pt) this loop writes
 TRAINING_VERSION = 1
@@ -239,13 +239,7 @@ class LearnedTrainConfig(LoopOptions):
             return (None,)
         names: list[str] = []
         for family in family_names(self.task):
-            dataset = family_zoo(family)
-            if dataset is None:
-                raise ValueError(
-                    f"models={self.models!r}: task family {family!r} has no target-model zoo; pass --models "
-                    "with MNIST or Fashion-MNIST attack families only"
-                )
-            names = parse_models(dataset, self.models)
+            dataset, names = family_models(family, self.models)
             heldout = [name for name in names if zoo_model(dataset, name).role == "heldout"]
             if heldout:
                 raise ValueError(

@@ -11,6 +11,7 @@ import torch
 from l2l.common.device import resolve_device
 from l2l.common.registry import Registry
 from l2l.tasks.base import Task, TaskFamily
+from l2l.tasks.zoo.registry import parse_models
 
 _FAMILIES: Registry[Callable[..., TaskFamily]] = Registry("task", "tasks")
 
@@ -76,6 +77,22 @@ def family_zoo(name: str) -> str | None:
     if "model" not in inspect.signature(factory).parameters:
         return None
     return getattr(factory, "dataset", None)
+
+
+def family_models(name: str, models: str) -> tuple[str, list[str]]:
+    """The data set of family ``name``'s zoo and the models of it that ``models`` names
+    (:func:`l2l.tasks.zoo.registry.parse_models`: ``heldout``, ``surrogates`` or a comma list).
+
+    Raises:
+        ValueError: a family without a zoo, or a bad model list.
+    """
+    dataset = family_zoo(name)
+    if dataset is None:
+        raise ValueError(
+            f"models={models!r}: task family {name!r} has no target-model zoo (no model option); use an "
+            "MNIST or Fashion-MNIST attack family, e.g. mnist_attack_linf"
+        )
+    return dataset, parse_models(dataset, models)
 
 
 def paper_settings(name: str) -> dict[str, dict[str, Any]]:
